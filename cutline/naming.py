@@ -1,0 +1,50 @@
+"""Safe, stable names for files Cutline writes, whatever the input names or SKUs contain."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_LEN = 120
+
+
+def safe_component(text: str, fallback: str = "unnamed") -> str:
+    """A single path component made only of letters, digits, '.', '_' and '-'.
+
+    Unicode is transliterated where it can be (é -> e), anything else becomes '_',
+    and leading dots are removed so the result can never be '.', '..' or hidden.
+    """
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    cleaned = _UNSAFE.sub("_", ascii_text).strip("._-")
+    if not cleaned:
+        cleaned = fallback
+    return cleaned[:_MAX_LEN]
+
+
+def short_hash(text: str, length: int = 8) -> str:
+    """A short stable hex digest of ``text`` for disambiguating names."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:length]
+
+
+def image_ids(relative_names: list[str]) -> dict[str, str]:
+    """A unique, path-safe id per input file, readable where the name allows.
+
+    The id is the file's path inside the shoot without its suffix, sanitised, with
+    folders joined by '__'. When two files would get the same id (e.g. 'a b.jpg' and
+    'a_b.jpg', or the same name with two suffixes), each gets a short hash of its
+    original path appended.
+    """
+    base: dict[str, str] = {}
+    for rel in relative_names:
+        stem = rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
+        parts = [safe_component(p) for p in stem.split("/") if p]
+        base[rel] = "__".join(parts) or "unnamed"
+    counts: dict[str, int] = {}
+    for value in base.values():
+        counts[value] = counts.get(value, 0) + 1
+    return {
+        rel: (f"{value}-{short_hash(rel)}" if counts[value] > 1 else value)
+        for rel, value in base.items()
+    }

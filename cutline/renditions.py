@@ -1,0 +1,81 @@
+"""Renditions built from a source image and its approved mask: PNG, layered PSD, channel JPGs.
+
+Each function returns encoded bytes; callers write them with an atomic write so a
+half-written rendition never appears under its final name.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from rules.presets import ChannelPreset
+
+_SUBJECT_ALPHA = 8  # alpha above this counts as subject when framing a JPG
+
+
+def cutout_rgba(rgb: Image.Image, mask: Image.Image) -> Image.Image:
+    """The source with the mask as its alpha channel."""
+    if rgb.size != mask.size:
+        raise ValueError(f"mask size {mask.size} differs from image size {rgb.size}")
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(mask)
+    return rgba
+
+
+def png_bytes(rgba: Image.Image, xmp: bytes, compress_level: int) -> bytes:
+    """PNG with alpha and an XMP packet."""
+    info = PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"), zip=False)
+    buf = io.BytesIO()
+    rgba.save(buf, format="PNG", pnginfo=info, compress_level=compress_level)
+    return buf.getvalue()
+
+
+def psd_bytes(rgb: Image.Image, mask: Image.Image) -> bytes:
+    """Layered PSD: the original as a hidden background layer, and a 'Cutout' layer with
+    the AI mask as its layer mask, so a retoucher refines the mask instead of redrawing it."""
+    from psd_tools import PSDImage
+    from psd_tools.api.layers import PixelLayer
+
+    psd = PSDImage.new("RGB", rgb.size)
+    original = PixelLayer.frompil(rgb, psd, "Original")
+    original.visible = False
+    cutout = PixelLayer.frompil(rgb, psd, "Cutout")
+    cutout.create_mask(mask)
+    buf = io.BytesIO()
+    psd.save(buf)
+    return buf.getvalue()
+
+
+def subject_box(mask: Image.Image) -> tuple[int, int, int, int] | None:
+    """Bounding box of the subject (alpha above a small floor), or None if empty."""
+    arr = np.asarray(mask)
+    rows = np.flatnonzero((arr > _SUBJECT_ALPHA).any(axis=1))
+    cols = np.flatnonzero((arr > _SUBJECT_ALPHA).any(axis=0))
+    if rows.size == 0 or cols.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def channel_jpg_bytes(rgba: Image.Image, preset: ChannelPreset, xmp: bytes) -> bytes:
+    """Flat RGB JPG on the preset's canvas: subject cropped, scaled to fit inside the
+    margin, centred on the background colour."""
+    canvas_w, canvas_h = preset.canvas
+    canvas = Image.new("RGB", (canvas_w, canvas_h), preset.background_rgb)
+    box = subject_box(rgba.getchannel("A"))
+    if box is not None:
+        subject = rgba.crop(box)
+        avail_w = max(1, round(canvas_w * (1 - 2 * preset.margin)))
+        avail_h = max(1, round(canvas_h * (1 - 2 * preset.margin)))
+        scale = min(avail_w / subject.width, avail_h / subject.height)
+        new_size = (max(1, round(subject.width * scale)), max(1, round(subject.height * scale)))
+        subject = subject.resize(new_size, Image.Resampling.LANCZOS)
+        offset = ((canvas_w - new_size[0]) // 2, (canvas_h - new_size[1]) // 2)
+        canvas.paste(subject, offset, subject)
+    buf = io.BytesIO()
+    canvas.save(buf, format="JPEG", quality=preset.quality, optimize=False, xmp=xmp)
+    return buf.getvalue()

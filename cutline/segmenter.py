@@ -1,0 +1,59 @@
+"""One rembg/onnxruntime session per process, reused for every image."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cutline import model_store
+from cutline.errors import ModelError
+
+_lock = threading.Lock()
+_sessions: dict[tuple[str, str, int], object] = {}
+
+
+def get_session(model: str, home: Path, threads: int = 0):  # -> rembg BaseSession
+    """The process's session for ``model``: created (and its file verified) once, then reused."""
+    key = (model, str(home), threads)
+    session = _sessions.get(key)
+    if session is not None:
+        return session
+    with _lock:
+        session = _sessions.get(key)
+        if session is None:
+            session = _create_session(model, home, threads)
+            _sessions[key] = session
+    return session
+
+
+def _create_session(model: str, home: Path, threads: int):
+    import onnxruntime as ort
+    from rembg import new_session
+
+    spec = model_store.parse_model(model)
+    path = model_store.ensure(spec, home)
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    kwargs = {"model_path": str(path)} if spec.onnx_path else {}
+    try:
+        return new_session(spec.session_name, sess_opts=opts, **kwargs)
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise ModelError(
+            f"Model '{spec.label}' at {path} could not be loaded by onnxruntime ({exc}).",
+            hint=f"Run `cutline models fetch {spec.name} --force`, or check the ONNX file.",
+        ) from exc
+
+
+def loaded_session_count() -> int:
+    """How many model sessions this process holds (for tests and diagnostics)."""
+    return len(_sessions)
+
+
+def predict_alpha(session, image: Image.Image) -> np.ndarray:
+    """The model's soft alpha for ``image`` as float32 in [0, 1], at the image's size."""
+    mask = session.predict(image)[0]
+    return np.asarray(mask.convert("L"), dtype=np.float32) / 255.0

@@ -1,0 +1,177 @@
+"""One typed settings object for everything Cutline can be told.
+
+Values come from the environment (prefix ``CUTLINE_``) or a ``.env`` file in the
+working directory; every field has a default that works on a fresh machine.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RULES_FILE = PROJECT_ROOT / "rules" / "default.yaml"
+DEFAULT_PRESETS_FILE = PROJECT_ROOT / "rules" / "channel_presets.yaml"
+
+
+class CutlineSettings(BaseSettings):
+    """Settings for a Cutline installation (env prefix ``CUTLINE_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CUTLINE_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    data_root: Path = Field(
+        default=Path("~/.cutline"),
+        description=(
+            "Where the local stack keeps its state: the Prefect home (SQLite database), "
+            "the local DAM catalog and the model cache unless those are set elsewhere."
+        ),
+    )
+    output_root: Path | None = Field(
+        default=None,
+        description=(
+            "Where renditions, masks and ledgers are written, one folder per job ID. "
+            "Defaults to <data_root>/output."
+        ),
+    )
+    model: str = Field(
+        default="u2netp",
+        description=(
+            "Background-removal model: a rembg model name (u2netp, u2net, isnet-general-use, "
+            "birefnet-general, ...) or the path of a U2-Net-style ONNX file."
+        ),
+    )
+    model_home: Path | None = Field(
+        default=None,
+        description="Folder holding model weights (rembg's U2NET_HOME). Defaults to <data_root>/models.",
+    )
+    model_input_max_side: int = Field(
+        default=1024,
+        ge=320,
+        description=(
+            "Images are decoded at no more than this long side for inference (the model sees "
+            "320 px anyway); the mask is then upscaled to the source's full resolution."
+        ),
+    )
+    onnx_threads: int = Field(
+        default=0,
+        ge=0,
+        description="Threads per onnxruntime session (0 lets onnxruntime decide).",
+    )
+    batch_size: int = Field(
+        default=16,
+        ge=1,
+        le=5000,
+        description=(
+            "Images per mapped task. Larger batches mean fewer Prefect task runs "
+            "(less orchestration overhead); smaller ones mean finer progress and retries."
+        ),
+    )
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Batches processed at once inside one shoot run (threads sharing one model session).",
+    )
+    rules_file: Path = Field(
+        default=DEFAULT_RULES_FILE,
+        description="Routing rules (YAML). Copy rules/default.yaml, edit it, and point this at the copy.",
+    )
+    presets_file: Path = Field(
+        default=DEFAULT_PRESETS_FILE,
+        description="Channel presets for flat JPG renditions (YAML): size, background, square canvas, margin.",
+    )
+    sku_pattern: str = Field(
+        default=r"^(?P<sku>[^_]+)",
+        description=(
+            "Regular expression applied to a file's stem to derive its SKU when the manifest "
+            "gives none; the named group 'sku' is used. Default: the stem up to the first '_'."
+        ),
+    )
+    dam_adapter: str = Field(
+        default="local-catalog",
+        description="DAM adapter name used to register assets (see `cutline dam adapters`).",
+    )
+    catalog_dir: Path | None = Field(
+        default=None,
+        description="Folder of the local DAM catalog. Defaults to <data_root>/catalog.",
+    )
+    max_pixels: int = Field(
+        default=200_000_000,
+        ge=1,
+        description=(
+            "Images with more pixels than this are refused (decompression-bomb guard). "
+            "200 MP admits every current medium-format camera."
+        ),
+    )
+    jpeg_quality: int = Field(
+        default=92, ge=1, le=100, description="Default JPEG quality when a preset does not set one."
+    )
+    png_compress_level: int = Field(
+        default=1,
+        ge=0,
+        le=9,
+        description="zlib level for PNG renditions and masks (1 is fast and still lossless).",
+    )
+    server_host: str = Field(
+        default="127.0.0.1", description="Host the embedded Prefect server binds to."
+    )
+    server_port: int = Field(
+        default=4200,
+        ge=1,
+        le=65535,
+        description="Port of the embedded Prefect server (API and UI).",
+    )
+    server_database_url: str | None = Field(
+        default=None,
+        description=(
+            "Database of the embedded Prefect server. Empty means SQLite under "
+            "<data_root>/prefect; set a postgresql+asyncpg:// URL for anything beyond a demo."
+        ),
+    )
+
+    @field_validator("data_root", "output_root", "model_home", "catalog_dir", mode="after")
+    @classmethod
+    def _expand_user(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @property
+    def resolved_output_root(self) -> Path:
+        """Output root with its default applied."""
+        return self.output_root or self.data_root / "output"
+
+    @property
+    def resolved_model_home(self) -> Path:
+        """Model folder with its default applied."""
+        return self.model_home or self.data_root / "models"
+
+    @property
+    def resolved_catalog_dir(self) -> Path:
+        """Local catalog folder with its default applied."""
+        return self.catalog_dir or self.data_root / "catalog"
+
+    @property
+    def prefect_home(self) -> Path:
+        """PREFECT_HOME of the embedded stack."""
+        return self.data_root / "prefect"
+
+    @property
+    def api_url(self) -> str:
+        """API URL of the embedded Prefect server."""
+        return f"http://{self.server_host}:{self.server_port}/api"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> CutlineSettings:
+    """The process-wide settings, read once from the environment."""
+    return CutlineSettings()
+
+
+def reload_settings() -> CutlineSettings:
+    """Forget cached settings (after the environment changed) and read them again."""
+    get_settings.cache_clear()
+    return get_settings()

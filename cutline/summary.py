@@ -1,0 +1,139 @@
+"""The shoot summary: counts per lane and category, time per stage, for people and scripts."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from pydantic import BaseModel
+
+from cutline.items import ImageItem
+from rules.engine import Lane
+
+STAGES = ("ingest", "cutout", "score", "route", "export", "register")
+
+
+class ShootSummary(BaseModel):
+    """What a finished shoot run reports."""
+
+    job_id: str
+    shoot: str
+    ledger: str
+    total: int
+    lanes: dict[str, int]
+    categories: dict[str, dict[str, int]]
+    stage_seconds: dict[str, float]
+    wall_seconds: float
+    ignored_files: list[str]
+    manifest_rows_without_files: list[str]
+    failures: list[dict[str, str]]
+    reviews: list[dict[str, str]]
+    model: str
+    rules_version: str
+    dam: str
+
+
+def summarize(
+    items: list[ImageItem],
+    lanes: Counter[str],
+    *,
+    job_id: str,
+    shoot: str,
+    ledger: str,
+    wall_seconds: float,
+    ignored: list[str],
+    unused_rows: list[str],
+    model: str,
+    rules_version: str,
+    dam: str,
+) -> ShootSummary:
+    """Build the summary from the reconciled items."""
+    categories: dict[str, Counter[str]] = defaultdict(Counter)
+    stage_seconds: Counter[str] = Counter()
+    for item in items:
+        categories[item.category or "(none)"][item.lane.value if item.lane else "?"] += 1
+        stage_seconds.update(item.seconds)
+    reviews = sorted(
+        (i for i in items if i.lane == Lane.REVIEW),
+        key=lambda i: (i.deadline or "9999", i.priority or 99, i.sku),
+    )
+    return ShootSummary(
+        job_id=job_id,
+        shoot=shoot,
+        ledger=ledger,
+        total=len(items),
+        lanes=dict(lanes),
+        categories={k: dict(v) for k, v in sorted(categories.items())},
+        stage_seconds={s: round(stage_seconds.get(s, 0.0), 3) for s in STAGES},
+        wall_seconds=round(wall_seconds, 3),
+        ignored_files=ignored,
+        manifest_rows_without_files=unused_rows,
+        failures=[
+            {"file": i.source_name, "reason": i.error} for i in items if i.lane == Lane.FAILED
+        ],
+        reviews=[
+            {
+                "file": i.source_name,
+                "sku": i.sku,
+                "category": i.category,
+                "deadline": i.deadline,
+                "queue": i.queue,
+                "reasons": i.reasons,
+                "review_run_id": i.review_run_id,
+            }
+            for i in reviews
+        ],
+        model=model,
+        rules_version=rules_version,
+        dam=dam,
+    )
+
+
+def summary_markdown(summary: ShootSummary) -> str:
+    """The summary as markdown for the Prefect UI and the terminal."""
+    lines = [
+        f"# Shoot {summary.job_id}",
+        "",
+        f"{summary.total} input files from `{summary.shoot}` in {summary.wall_seconds:.1f} s "
+        f"(model `{summary.model}`, rules `{summary.rules_version}`, DAM {summary.dam}).",
+        "",
+        "| lane | images |",
+        "|---|---|",
+        *[f"| {lane} | {n} |" for lane, n in summary.lanes.items()],
+        "",
+        "| category | " + " | ".join(summary.lanes) + " |",
+        "|---|" + "---|" * len(summary.lanes),
+        *[
+            f"| {cat} | " + " | ".join(str(c.get(lane, 0)) for lane in summary.lanes) + " |"
+            for cat, c in summary.categories.items()
+        ],
+        "",
+        "| stage | seconds (summed over images) |",
+        "|---|---|",
+        *[f"| {s} | {t:.2f} |" for s, t in summary.stage_seconds.items()],
+        "",
+        f"Ledger: `{summary.ledger}`",
+    ]
+    if summary.reviews:
+        lines += [
+            "",
+            "## Review queue (by deadline)",
+            "",
+            "| deadline | SKU | category | file | why |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['deadline'] or '-'} | {r['sku']} | {r['category'] or '-'} | {r['file']} | {r['reasons']} |"
+            for r in summary.reviews
+        ]
+    if summary.failures:
+        lines += ["", "## Failed", "", "| file | reason |", "|---|---|"]
+        lines += [f"| {f['file']} | {f['reason']} |" for f in summary.failures]
+    if summary.ignored_files:
+        lines += ["", f"Ignored (sidecar files, not images): {len(summary.ignored_files)}"]
+    if summary.manifest_rows_without_files:
+        lines += [
+            "",
+            "Manifest rows with no matching file: "
+            + ", ".join(summary.manifest_rows_without_files),
+        ]
+    return "\n".join(lines)

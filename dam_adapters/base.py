@@ -1,0 +1,106 @@
+"""The DAM interface the flows are written against, and the records it exchanges."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class ApprovalState(StrEnum):
+    """Where an asset stands with people."""
+
+    AUTO_APPROVED = "auto-approved"  # published by the rules without a person
+    APPROVED = "approved"  # a retoucher approved or replaced the mask
+    REJECTED = "rejected"  # a retoucher asked for a reshoot
+
+
+def idempotency_key(job_id: str, source_sha256: str) -> str:
+    """The key that makes registration idempotent: the same image in the same job."""
+    return f"{job_id}:{source_sha256}"
+
+
+def dam_id_for(key: str) -> str:
+    """A stable asset id derived from the idempotency key (same key, same id)."""
+    return "cl-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
+
+
+def utc_now() -> str:
+    """Current UTC time as ISO 8601."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class AssetSubmission(BaseModel):
+    """What the pipeline hands a DAM for one image."""
+
+    job_id: str = Field(min_length=1)
+    sku: str
+    category: str = ""
+    campaign: str = ""
+    channels: list[str] = Field(default_factory=list)
+    source: str = Field(description="Original file (path or URI).")
+    source_name: str = Field(description="The file's path inside the shoot, as given.")
+    content_hash: str = Field(description="SHA-256 of the source file.")
+    approval_state: ApprovalState
+    approved_by: str = ""
+    note: str = ""
+    confidence: float | None = None
+    reasons: str = ""
+    renditions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Rendition kind (png, psd, mask, jpg:<channel>) -> file path or URI.",
+    )
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Idempotency key of this submission."""
+        return idempotency_key(self.job_id, self.content_hash)
+
+
+class AssetRecord(AssetSubmission):
+    """An asset as the DAM holds it."""
+
+    dam_id: str
+    idempotency_key: str
+    created_at: str
+    updated_at: str
+    revision: int = Field(ge=1, description="Incremented on every update of the record.")
+    history: list[dict[str, str]] = Field(
+        default_factory=list, description="Approval-state changes: state, by, at, note."
+    )
+
+
+class DamAdapter(ABC):
+    """A DAM the pipeline registers assets in. Every write must be idempotent."""
+
+    name: str = ""
+
+    @abstractmethod
+    def register(self, asset: AssetSubmission) -> AssetRecord:
+        """Create the asset, or update it in place when its idempotency key exists."""
+
+    @abstractmethod
+    def update_approval(
+        self, dam_id: str, state: ApprovalState, *, by: str, note: str = ""
+    ) -> AssetRecord:
+        """Change an asset's approval state, recording who and why."""
+
+    @abstractmethod
+    def find(self, key: str) -> AssetRecord | None:
+        """The asset with this idempotency key, if registered."""
+
+    @abstractmethod
+    def get(self, dam_id: str) -> AssetRecord:
+        """The asset with this id; KeyError when unknown."""
+
+    @abstractmethod
+    def list_job(self, job_id: str) -> list[AssetRecord]:
+        """Every asset registered for a job, ordered by SKU then source name."""
+
+    def describe(self) -> str:
+        """Where this adapter keeps assets, for summaries (no secrets)."""
+        return self.name

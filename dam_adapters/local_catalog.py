@@ -1,0 +1,181 @@
+"""The default DAM: a local catalog a person can inspect.
+
+Layout under the catalog folder:
+  records/<dam_id>.json      one readable JSON record per asset (the source of truth)
+  files/<dam_id>/<file>      the registered renditions (hard-linked when possible)
+  index.sqlite               an index (unique idempotency key) for lookups and listing
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import threading
+from pathlib import Path
+
+from cutline import storage
+from dam_adapters.base import (
+    ApprovalState,
+    AssetRecord,
+    AssetSubmission,
+    DamAdapter,
+    dam_id_for,
+    utc_now,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS assets (
+    dam_id TEXT PRIMARY KEY,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    job_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    source_name TEXT NOT NULL,
+    approval_state TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS assets_job ON assets(job_id, sku, source_name);
+"""
+
+
+class LocalCatalog(DamAdapter):
+    """Assets as JSON records plus copies of their renditions in a local folder."""
+
+    name = "local-catalog"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        (self.root / "records").mkdir(parents=True, exist_ok=True)
+        (self.root / "files").mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    def describe(self) -> str:
+        """Where this catalog lives."""
+        return f"local-catalog at {self.root}"
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.root / "index.sqlite", timeout=60, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def _record_path(self, dam_id: str) -> Path:
+        return self.root / "records" / f"{dam_id}.json"
+
+    def _write_record(self, record: AssetRecord) -> None:
+        data = json.dumps(record.model_dump(mode="json"), indent=2, ensure_ascii=False)
+        storage.write_bytes(str(self._record_path(record.dam_id)), data.encode("utf-8"))
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO assets VALUES (?,?,?,?,?,?,?) ON CONFLICT(dam_id) DO UPDATE SET "
+                "approval_state=excluded.approval_state, updated_at=excluded.updated_at, "
+                "sku=excluded.sku, source_name=excluded.source_name",
+                (
+                    record.dam_id,
+                    record.idempotency_key,
+                    record.job_id,
+                    record.sku,
+                    record.source_name,
+                    record.approval_state.value,
+                    record.updated_at,
+                ),
+            )
+
+    def _store_files(self, dam_id: str, renditions: dict[str, str]) -> dict[str, str]:
+        folder = self.root / "files" / dam_id
+        folder.mkdir(parents=True, exist_ok=True)
+        stored: dict[str, str] = {}
+        for kind, uri in renditions.items():
+            name = os.path.basename(storage.locate(uri).path)
+            target = folder / f"{kind.replace(':', '-')}__{name}"
+            tmp = target.with_name(f".{target.name}.part")
+            loc = storage.locate(uri)
+            if loc.is_local:
+                try:
+                    if tmp.exists():
+                        tmp.unlink()
+                    os.link(loc.path, tmp)
+                except OSError:
+                    shutil.copyfile(loc.path, tmp)
+            else:
+                tmp.write_bytes(storage.read_bytes(uri))
+            os.replace(tmp, target)
+            stored[kind] = str(target)
+        return stored
+
+    def register(self, asset: AssetSubmission) -> AssetRecord:
+        """Create or update the asset for this job + source hash; never a duplicate."""
+        key = asset.key
+        dam_id = dam_id_for(key)
+        with self._lock:
+            existing = self.find(key)
+            now = utc_now()
+            stored = self._store_files(dam_id, asset.renditions)
+            history = list(existing.history) if existing else []
+            if not existing or existing.approval_state != asset.approval_state:
+                history.append(
+                    {
+                        "state": asset.approval_state.value,
+                        "by": asset.approved_by,
+                        "at": now,
+                        "note": asset.note,
+                    }
+                )
+            record = AssetRecord(
+                **asset.model_dump(exclude={"renditions"}),
+                renditions=stored,
+                dam_id=dam_id,
+                idempotency_key=key,
+                created_at=existing.created_at if existing else now,
+                updated_at=now,
+                revision=existing.revision + 1 if existing else 1,
+                history=history,
+            )
+            self._write_record(record)
+            return record
+
+    def update_approval(
+        self, dam_id: str, state: ApprovalState, *, by: str, note: str = ""
+    ) -> AssetRecord:
+        """Change the approval state and append it to the record's history."""
+        with self._lock:
+            record = self.get(dam_id)
+            now = utc_now()
+            updated = record.model_copy(
+                update={
+                    "approval_state": state,
+                    "approved_by": by,
+                    "note": note,
+                    "updated_at": now,
+                    "revision": record.revision + 1,
+                    "history": [
+                        *record.history,
+                        {"state": state.value, "by": by, "at": now, "note": note},
+                    ],
+                }
+            )
+            self._write_record(updated)
+            return updated
+
+    def find(self, key: str) -> AssetRecord | None:
+        """The asset registered under this idempotency key, if any."""
+        with self._connect() as db:
+            row = db.execute("SELECT dam_id FROM assets WHERE idempotency_key=?", (key,)).fetchone()
+        return self.get(row[0]) if row else None
+
+    def get(self, dam_id: str) -> AssetRecord:
+        """Read one record; KeyError when the id is unknown."""
+        path = self._record_path(dam_id)
+        if not dam_id.startswith("cl-") or not path.is_file():
+            raise KeyError(f"no asset {dam_id!r} in {self.describe()}")
+        return AssetRecord.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def list_job(self, job_id: str) -> list[AssetRecord]:
+        """All assets of a job, ordered by SKU then source name."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT dam_id FROM assets WHERE job_id=? ORDER BY sku, source_name", (job_id,)
+            ).fetchall()
+        return [self.get(r[0]) for r in rows]

@@ -1,0 +1,204 @@
+"""process-shoot: one flow run per shoot, mapped over batches of images for each stage."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
+
+from cutline import model_store, storage
+from cutline.errors import ConfigError
+from cutline.items import ImageItem, JobLayout, validate_job_id
+from cutline.ledger import reconcile, write_ledger
+from cutline.settings import get_settings
+from cutline.summary import ShootSummary, summarize, summary_markdown
+from dam_adapters import create_adapter
+from rules.engine import load_rules
+from rules.presets import load_presets
+from tasks.context import ShootContext
+from tasks.cutout import cutout_batch
+from tasks.export import export_batch
+from tasks.ingest import ingest_batch, plan_shoot
+from tasks.register import register_batch
+from tasks.route import route_batch
+from tasks.score import score_batch
+
+
+def _batches(items: list[ImageItem], size: int) -> list[list[ImageItem]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _failure_reason(stages: list[PrefectFuture]) -> str:
+    """The error of the first stage that did not complete, for the ledger."""
+    for future in stages:
+        state = future.state
+        if state.is_completed():
+            continue
+        try:
+            future.result(raise_on_failure=True)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return state.message or state.name
+    return "unknown"
+
+
+def _batch_outcome(stages: list[PrefectFuture], batch: list[ImageItem]) -> list[ImageItem]:
+    """The batch's items after the last stage, or all of them failed with the stage's error.
+
+    A batch whose task failed after its retries must still account for every image,
+    so the images get the failed lane with the error rather than vanishing.
+    """
+    last = stages[-1]
+    last.wait()
+    if last.state.is_completed():
+        return last.result()
+    reason = _failure_reason(stages)
+    failed = []
+    for item in batch:
+        copy = item.model_copy(deep=True)
+        copy.fail("batch", f"{reason}. Rerun the job to retry this image.")
+        failed.append(copy)
+    return failed
+
+
+def preflight(job_id: str, shoot: str, manifest: str | None) -> tuple[str, str]:
+    """Refuse to start before any image is read when the inputs or setup are wrong.
+
+    Returns the rules version and the model label.
+    """
+    settings = get_settings()
+    validate_job_id(job_id)
+    loc = storage.locate(shoot)
+    if not loc.fs.isdir(loc.path):
+        raise ConfigError(
+            f"Shoot folder {shoot} does not exist or is not a folder.", hint="Check the path."
+        )
+    if manifest:
+        mloc = storage.locate(manifest)
+        if not mloc.fs.isfile(mloc.path):
+            raise ConfigError(
+                f"Manifest {manifest} does not exist.", hint="Check the --manifest path."
+            )
+    rules = load_rules(settings.rules_file)
+    load_presets(settings.presets_file)
+    spec = model_store.parse_model(settings.model)
+    model_store.ensure(spec, settings.resolved_model_home)
+    return rules.fingerprint, spec.label
+
+
+@flow(
+    name="process-shoot",
+    flow_run_name="{job_id}",
+    task_runner=ThreadPoolTaskRunner(max_workers=get_settings().workers),
+    log_prints=True,
+)
+def process_shoot(
+    shoot: Annotated[str, Field(description="Folder (or URI) holding the shoot's images.")],
+    job_id: Annotated[
+        str,
+        Field(
+            description="Job ID, e.g. SS26-0142: names the run, the output folder and DAM records."
+        ),
+    ],
+    manifest: Annotated[
+        str | None,
+        Field(
+            description="Optional manifest CSV: filename, sku, category, campaign, channels, deadline, brief, reference."
+        ),
+    ] = None,
+    output_root: Annotated[
+        str | None,
+        Field(description="Where outputs go; defaults to the CUTLINE_OUTPUT_ROOT setting."),
+    ] = None,
+) -> ShootSummary:
+    """Cut out, score, route, export and register every image of one shoot.
+
+    Every input file ends in exactly one lane (auto, review, failed) with a reason,
+    recorded in <output>/<job>/ledger.csv; the run fails loudly if it cannot prove that.
+    """
+    started = time.perf_counter()
+    logger = get_run_logger()
+    settings = get_settings()
+    rules_version, model_label = preflight(job_id, shoot, manifest)
+    out_root = output_root or str(settings.resolved_output_root)
+    layout = JobLayout.for_job(out_root, job_id)
+    ctx = ShootContext(
+        job_id=job_id,
+        shoot=storage.locate(shoot).uri(),
+        job_root=layout.root,
+        model=settings.model,
+        rules_file=str(settings.rules_file),
+        presets_file=str(settings.presets_file),
+    )
+    plan = plan_shoot(ctx, manifest)
+    logger.info("Shoot %s: %d input files, %d ignored", job_id, len(plan.items), len(plan.ignored))
+    batches = _batches(plan.items, settings.batch_size)
+    stages: list[list[PrefectFuture]] = []
+    previous: list = batches
+    for stage_task in (
+        ingest_batch,
+        cutout_batch,
+        score_batch,
+        route_batch,
+        export_batch,
+        register_batch,
+    ):
+        futures = stage_task.map(previous, unmapped(ctx))
+        stages.append(futures)
+        previous = futures
+    items: list[ImageItem] = []
+    for index, batch in enumerate(batches):
+        items.extend(_batch_outcome([stage[index] for stage in stages], batch))
+    inputs = [item.source for item in plan.items]
+    ledger_uri = write_ledger(items, layout.ledger)
+    lanes = reconcile(inputs, items)
+    summary = summarize(
+        items,
+        lanes,
+        job_id=job_id,
+        shoot=ctx.shoot,
+        ledger=ledger_uri,
+        wall_seconds=time.perf_counter() - started,
+        ignored=plan.ignored,
+        unused_rows=plan.manifest_rows_without_files,
+        model=model_label,
+        rules_version=rules_version,
+        dam=create_adapter(settings).describe(),
+    )
+    storage.write_bytes(layout.summary, summary.model_dump_json(indent=2).encode("utf-8"))
+    _publish_artifacts(summary, items)
+    logger.info("Shoot %s done: %s; ledger %s", job_id, dict(lanes), ledger_uri)
+    return summary
+
+
+def _publish_artifacts(summary: ShootSummary, items: list[ImageItem]) -> None:
+    key = "shoot-" + "".join(c if c.isalnum() else "-" for c in summary.job_id.lower())
+    create_markdown_artifact(
+        markdown=summary_markdown(summary), key=key, description=f"Shoot {summary.job_id}"
+    )
+    create_table_artifact(
+        table=[
+            {
+                "file": i.source_name,
+                "sku": i.sku,
+                "category": i.category,
+                "lane": i.lane.value if i.lane else "",
+                "confidence": i.confidence,
+                "reasons": i.reasons,
+            }
+            for i in sorted(items, key=lambda i: i.index)
+        ],
+        key=f"{key}-images",
+        description=f"Every image of shoot {summary.job_id} and its lane",
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover - manual runs
+    import sys
+
+    print(process_shoot(shoot=sys.argv[1], job_id=sys.argv[2]).model_dump_json(indent=2))

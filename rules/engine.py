@@ -1,0 +1,151 @@
+"""Route each cutout to a lane by rules kept as data, recording which rules fired and why."""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rules._yaml import load_model
+
+
+class Lane(StrEnum):
+    """Where an image ends: published without a person, waiting for one, or not processed."""
+
+    AUTO = "auto"
+    REVIEW = "review"
+    FAILED = "failed"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfidenceRule(_Strict):
+    review_below: float = Field(
+        ge=0, le=1, description="Cutouts whose confidence is below this go to review."
+    )
+
+
+class CategoryRule(_Strict):
+    queue: str = Field(default="senior", description="Review queue the images go to.")
+    reason: str = Field(description="Why, in words a retoucher understands.")
+
+
+class CampaignRule(_Strict):
+    name: str = Field(min_length=1, description="Campaign name as written in the manifest.")
+    reason: str = Field(description="Why, in words a retoucher understands.")
+    queue: str = Field(default="standard", description="Review queue the images go to.")
+
+
+class RuleSet(_Strict):
+    """A validated rules file."""
+
+    version: str = Field(
+        min_length=1, description="Bump on every change; reruns re-route when it changes."
+    )
+    confidence: ConfidenceRule
+    review_categories: dict[str, CategoryRule] = Field(default_factory=dict)
+    category_aliases: dict[str, str] = Field(default_factory=dict)
+    review_campaigns: list[CampaignRule] = Field(default_factory=list)
+    queue_priority: dict[str, int] = Field(default_factory=lambda: {"senior": 1, "standard": 2})
+    fingerprint: str = Field(default="", description="Hash of the file's content (set on load).")
+
+    @model_validator(mode="after")
+    def _aliases_point_to_categories(self) -> RuleSet:
+        for alias, target in self.category_aliases.items():
+            if target not in self.review_categories:
+                known = ", ".join(sorted(self.review_categories)) or "(none)"
+                raise ValueError(
+                    f"category_aliases.{alias} points to '{target}', which is not in review_categories ({known})"
+                )
+        return self
+
+    def canonical_category(self, category: str) -> str:
+        """The category name rules use for a manifest spelling (case and alias folded)."""
+        key = category.strip().lower().replace("_", "-").replace(" ", "-")
+        return self.category_aliases.get(key, key)
+
+    def priority(self, queue: str) -> int:
+        """Sort key of a review queue (lower first); unknown queues go last."""
+        return self.queue_priority.get(queue, max(self.queue_priority.values(), default=0) + 1)
+
+
+class RuleHit(BaseModel):
+    """One rule that fired: a stable id and the reason in plain words."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    reason: str
+
+
+class RoutingInput(BaseModel):
+    """What routing looks at for one image."""
+
+    category: str = ""
+    campaign: str = ""
+    confidence: float = Field(ge=0, le=1)
+
+
+class RouteDecision(BaseModel):
+    """The lane chosen for an image, the rules that fired, and its review queue."""
+
+    lane: Lane
+    hits: list[RuleHit]
+    queue: str = ""
+    priority: int = 0
+
+    @property
+    def reasons(self) -> str:
+        """The reasons as one line for ledgers and forms."""
+        return " | ".join(h.reason for h in self.hits)
+
+
+def load_rules(path: Path) -> RuleSet:
+    """Load and validate a rules file; errors name the bad key."""
+    rules = load_model(Path(path), RuleSet, "Rules")
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    return rules.model_copy(update={"fingerprint": f"{rules.version}+{digest}"})
+
+
+def route(rules: RuleSet, item: RoutingInput) -> RouteDecision:
+    """Choose the lane for one successfully cut image.
+
+    Every rule is evaluated so the decision lists all reasons, not just the first:
+    a retoucher sees that a glass bottle both is glassware and scored low.
+    """
+    hits: list[RuleHit] = []
+    queues: list[str] = []
+    category = rules.canonical_category(item.category)
+    if category in rules.review_categories:
+        rule = rules.review_categories[category]
+        hits.append(RuleHit(rule=f"category:{category}", reason=rule.reason))
+        queues.append(rule.queue)
+    for campaign in rules.review_campaigns:
+        if item.campaign and item.campaign.strip().lower() == campaign.name.strip().lower():
+            hits.append(RuleHit(rule=f"campaign:{campaign.name}", reason=campaign.reason))
+            queues.append(campaign.queue)
+    threshold = rules.confidence.review_below
+    if item.confidence < threshold:
+        hits.append(
+            RuleHit(
+                rule="confidence",
+                reason=f"Low confidence {item.confidence:.2f} (below {threshold:.2f}): the AI mask may be wrong.",
+            )
+        )
+        queues.append("standard")
+    if not hits:
+        return RouteDecision(
+            lane=Lane.AUTO,
+            hits=[
+                RuleHit(
+                    rule="auto",
+                    reason=f"Confidence {item.confidence:.2f} at or above {threshold:.2f} and no review rule applies.",
+                )
+            ],
+        )
+    queue = min(queues, key=rules.priority)
+    return RouteDecision(lane=Lane.REVIEW, hits=hits, queue=queue, priority=rules.priority(queue))

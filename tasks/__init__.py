@@ -1,0 +1,1 @@
+"""Prefect tasks of the shoot pipeline, each mapped over batches of image references."""

@@ -1,0 +1,65 @@
+"""What every stage task needs to know about the shoot it works on (small, serialisable)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from cutline.errors import CutlineError, ImageInputError, ModelError
+from cutline.items import ImageItem, JobLayout
+
+# Errors that mean "try the batch again later", not "this image is bad".
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+
+
+class ShootContext(BaseModel):
+    """Per-run facts passed to every task: job, where outputs go, and which rules/model."""
+
+    job_id: str
+    shoot: str
+    job_root: str
+    model: str
+    rules_file: str
+    presets_file: str
+
+    @property
+    def layout(self) -> JobLayout:
+        """The job's output layout."""
+        return JobLayout(self.job_root)
+
+
+def for_each_image(
+    items: list[ImageItem], stage: str, work: Callable[[ImageItem], None], *, lanes=None
+) -> list[ImageItem]:
+    """Run ``work`` on each image still in play; a bad image fails alone, with its reason.
+
+    ``lanes`` restricts the stage to images in those lanes. Transient infrastructure
+    errors and model errors propagate so Prefect retries (or fails) the whole batch.
+    """
+    logger = get_run_logger()
+    for item in items:
+        if item.failed or (lanes is not None and item.lane not in lanes):
+            continue
+        started = time.perf_counter()
+        try:
+            work(item)
+        except (*TRANSIENT_ERRORS, ModelError):
+            raise
+        except ImageInputError as exc:
+            item.fail(stage, f"{exc.problem} {exc.hint}".strip())
+        except CutlineError as exc:
+            item.fail(stage, str(exc))
+        except Exception as exc:
+            item.fail(
+                stage,
+                f"unexpected {type(exc).__name__}: {exc}. Rerun the job; if it happens again, "
+                "report it with this file.",
+            )
+        finally:
+            item.seconds[stage] = round(time.perf_counter() - started, 4)
+        if item.failed:
+            logger.warning("%s failed at %s: %s", item.source_name, stage, item.error)
+    return items

@@ -1,0 +1,50 @@
+"""Cutout: the model's alpha for each image, saved at the source's full resolution."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from prefect import task
+
+from cutline import storage
+from cutline.imaging import decode_image, mask_to_png_bytes
+from cutline.items import ImageItem
+from cutline.segmenter import get_session, predict_alpha
+from cutline.settings import get_settings
+from tasks.context import ShootContext, for_each_image
+
+
+def full_resolution_mask(alpha: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """Upscale the model's soft alpha (float [0, 1]) to the source size as an 8-bit mask."""
+    small = Image.fromarray(np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    return small if small.size == size else small.resize(size, Image.Resampling.BILINEAR)
+
+
+@task(
+    name="cutout-batch",
+    tags=["cutout"],
+    retries=1,
+    retry_delay_seconds=5,
+    cache_result_in_memory=False,
+)
+def cutout_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    """Run the background-removal model on each image (one session per process) and save its mask."""
+    settings = get_settings()
+    session = get_session(ctx.model, settings.resolved_model_home, settings.onnx_threads)
+
+    def cut(item: ImageItem) -> None:
+        data = storage.read_bytes(item.source)
+        small, info = decode_image(
+            data,
+            item.source_name,
+            max_pixels=settings.max_pixels,
+            max_side=settings.model_input_max_side,
+        )
+        alpha = predict_alpha(session, small)
+        mask = full_resolution_mask(alpha, (info.width, info.height))
+        target = ctx.layout.path("masks", item.image_id, ".png")
+        item.mask = storage.write_bytes(
+            target, mask_to_png_bytes(mask, settings.png_compress_level)
+        )
+
+    return for_each_image(items, "cutout", cut)

@@ -1,0 +1,87 @@
+"""Export: PNG with alpha, layered PSD and channel JPGs from the source and its mask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+from prefect import task
+
+from cutline import renditions, storage
+from cutline.imaging import decode_image, load_mask
+from cutline.items import ImageItem, JobLayout
+from cutline.settings import get_settings
+from cutline.xmp import build_packet
+from rules.engine import Lane
+from rules.presets import PresetBook, load_presets
+from tasks.context import ShootContext, for_each_image
+
+
+def load_full(item: ImageItem, mask_uri: str, max_pixels: int) -> tuple[Image.Image, Image.Image]:
+    """The source at full resolution and the mask to apply, checked to match in size."""
+    rgb, _ = decode_image(storage.read_bytes(item.source), item.source_name, max_pixels=max_pixels)
+    mask = load_mask(storage.read_bytes(mask_uri), mask_uri)
+    if mask.size != rgb.size:
+        raise ValueError(
+            f"mask {mask.size[0]}x{mask.size[1]} does not match image {rgb.size[0]}x{rgb.size[1]}"
+        )
+    return rgb, mask
+
+
+def write_psd(item: ImageItem, layout: JobLayout, rgb: Image.Image, mask: Image.Image) -> None:
+    """The layered PSD a retoucher opens: original + cutout with the mask as a layer mask."""
+    item.psd = storage.write_bytes(
+        layout.path("psd", item.image_id, ".psd"), renditions.psd_bytes(rgb, mask)
+    )
+
+
+def write_final_renditions(
+    item: ImageItem,
+    layout: JobLayout,
+    rgb: Image.Image,
+    mask: Image.Image,
+    presets: PresetBook,
+    job_id: str,
+    model: str,
+) -> None:
+    """PNG with alpha, PSD and one JPG per channel, each carrying XMP with job, SKU, channels."""
+    settings = get_settings()
+    xmp = build_packet(
+        {
+            "JobID": job_id,
+            "SKU": item.sku,
+            "Channels": ";".join(item.channels),
+            "Lane": item.lane.value if item.lane else "",
+            "SourceSHA256": item.sha256,
+            "Model": model,
+        }
+    )
+    rgba = renditions.cutout_rgba(rgb, mask)
+    item.png = storage.write_bytes(
+        layout.path("png", item.image_id, ".png"),
+        renditions.png_bytes(rgba, xmp, settings.png_compress_level),
+    )
+    write_psd(item, layout, rgb, mask)
+    item.jpg = [
+        storage.write_bytes(
+            layout.path(f"jpg/{channel}", item.image_id, ".jpg"),
+            renditions.channel_jpg_bytes(rgba, presets.presets[channel], xmp),
+        )
+        for channel in item.channels
+    ]
+
+
+@task(name="export-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
+def export_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    """Auto-lane images get every rendition; review-lane images get the PSD to start from."""
+    settings = get_settings()
+    presets = load_presets(Path(ctx.presets_file))
+
+    def export(item: ImageItem) -> None:
+        rgb, mask = load_full(item, item.mask, settings.max_pixels)
+        if item.lane == Lane.AUTO:
+            write_final_renditions(item, ctx.layout, rgb, mask, presets, ctx.job_id, ctx.model)
+        else:
+            write_psd(item, ctx.layout, rgb, mask)
+
+    return for_each_image(items, "export", export, lanes={Lane.AUTO, Lane.REVIEW})

@@ -1,0 +1,92 @@
+"""Ingest: list the shoot, attach manifest data, and check each file decodes."""
+
+from __future__ import annotations
+
+import hashlib
+
+from prefect import task
+from pydantic import BaseModel
+
+from cutline import storage
+from cutline.imaging import decode_image
+from cutline.items import ImageItem
+from cutline.manifest import Manifest, derive_sku, parse_manifest
+from cutline.naming import image_ids
+from cutline.settings import get_settings
+from rules.presets import load_presets
+from tasks.context import ShootContext, for_each_image
+
+
+class ShootPlan(BaseModel):
+    """The shoot's inputs as items, plus what was left out and why."""
+
+    items: list[ImageItem]
+    ignored: list[str]
+    manifest_rows_without_files: list[str]
+
+
+@task(name="plan-shoot", retries=2, retry_delay_seconds=[2, 10])
+def plan_shoot(ctx: ShootContext, manifest_uri: str | None) -> ShootPlan:
+    """List every input file of the shoot and give each its manifest data (or derived SKU)."""
+    settings = get_settings()
+    inputs, ignored = storage.list_shoot_files(ctx.shoot)
+    if manifest_uri:
+        manifest = parse_manifest(storage.read_bytes(manifest_uri), manifest_uri)
+        ignored = [u for u in ignored if u != storage.locate(manifest_uri).uri()]
+    else:
+        manifest = Manifest(rows={})
+    presets = load_presets(ctx.presets_file)
+    names = [storage.relative_name(ctx.shoot, uri) for uri in inputs]
+    ids = image_ids(names)
+    basename_counts: dict[str, int] = {}
+    for name in names:
+        base = name.rsplit("/", 1)[-1]
+        basename_counts[base] = basename_counts.get(base, 0) + 1
+    used_rows: set[str] = set()
+    items: list[ImageItem] = []
+    for index, (uri, name) in enumerate(zip(inputs, names, strict=True)):
+        row = manifest.lookup(name, basename_counts)
+        item = ImageItem(index=index, source=uri, source_name=name, image_id=ids[name])
+        if row is not None:
+            used_rows.add(row.filename)
+            item.sku = row.sku
+            item.category = row.category
+            item.campaign = row.campaign
+            item.deadline = row.deadline.isoformat() if row.deadline else ""
+            item.brief = row.brief
+            item.reference = row.reference
+            item.manifest_line = row.line
+            item.channels = list(row.channels)
+            if row.problems:
+                item.fail("manifest", "; ".join(row.problems))
+        if not item.sku:
+            item.sku = derive_sku(name, settings.sku_pattern)
+        if not item.failed:
+            try:
+                item.channels = presets.resolve(item.channels)
+            except KeyError as exc:
+                item.fail(
+                    "manifest", f"{exc.args[0]}. Fix the channels column or the presets file."
+                )
+        items.append(item)
+    unused = sorted(set(manifest.rows) - used_rows)
+    return ShootPlan(items=items, ignored=ignored, manifest_rows_without_files=unused)
+
+
+@task(name="ingest-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
+def ingest_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    """Read each file, record its SHA-256 and upright size, and prove it decodes."""
+    settings = get_settings()
+
+    def ingest(item: ImageItem) -> None:
+        data = storage.read_bytes(item.source)
+        item.sha256 = hashlib.sha256(data).hexdigest()
+        _, info = decode_image(
+            data,
+            item.source_name,
+            max_pixels=settings.max_pixels,
+            max_side=settings.model_input_max_side,
+        )
+        item.width, item.height = info.width, info.height
+
+    return for_each_image(items, "ingest", ingest)

@@ -1,0 +1,66 @@
+"""DAM registration: auto-lane assets land in the DAM, idempotently."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from cutline.items import ImageItem
+from cutline.settings import get_settings
+from dam_adapters import ApprovalState, AssetSubmission, DamAdapter, create_adapter
+from rules.engine import Lane
+from tasks.context import ShootContext, for_each_image
+
+
+def submission_for(
+    item: ImageItem, job_id: str, state: ApprovalState, *, by: str, note: str = ""
+) -> AssetSubmission:
+    """The DAM submission for an exported image."""
+    renditions = {"png": item.png, "psd": item.psd, "mask": item.mask}
+    renditions.update({f"jpg:{ch}": uri for ch, uri in zip(item.channels, item.jpg, strict=False)})
+    return AssetSubmission(
+        job_id=job_id,
+        sku=item.sku,
+        category=item.category,
+        campaign=item.campaign,
+        channels=item.channels,
+        source=item.source,
+        source_name=item.source_name,
+        content_hash=item.sha256,
+        approval_state=state,
+        approved_by=by,
+        note=note,
+        confidence=item.confidence,
+        reasons=item.reasons,
+        renditions={k: v for k, v in renditions.items() if v},
+        metadata={"deadline": item.deadline, "brief": item.brief, "rules": ";".join(item.rules)},
+    )
+
+
+def register_item(
+    adapter: DamAdapter,
+    item: ImageItem,
+    job_id: str,
+    state: ApprovalState,
+    *,
+    by: str,
+    note: str = "",
+) -> None:
+    """Register one image and remember its DAM id on the item."""
+    record = adapter.register(submission_for(item, job_id, state, by=by, note=note))
+    item.dam_id = record.dam_id
+
+
+@task(
+    name="register-batch", retries=3, retry_delay_seconds=[2, 10, 30], cache_result_in_memory=False
+)
+def register_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    """Register each auto-lane image in the DAM named by settings."""
+    adapter = create_adapter(get_settings())
+    return for_each_image(
+        items,
+        "register",
+        lambda item: register_item(
+            adapter, item, ctx.job_id, ApprovalState.AUTO_APPROVED, by="cutline-auto"
+        ),
+        lanes={Lane.AUTO},
+    )

@@ -1,0 +1,32 @@
+"""Routing: each scored image to the auto or review lane by the rules file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from cutline.items import ImageItem
+from rules.engine import RoutingInput, load_rules, route
+from tasks.context import ShootContext, for_each_image
+
+
+@task(name="route-batch", retries=1, retry_delay_seconds=2, cache_result_in_memory=False)
+def route_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    """Decide each image's lane and record every rule that fired, in plain words."""
+    rules = load_rules(Path(ctx.rules_file))
+
+    def decide(item: ImageItem) -> None:
+        decision = route(
+            rules,
+            RoutingInput(
+                category=item.category, campaign=item.campaign, confidence=item.confidence or 0.0
+            ),
+        )
+        item.lane = decision.lane
+        item.rules = [hit.rule for hit in decision.hits]
+        item.reasons = decision.reasons
+        item.queue = decision.queue
+        item.priority = decision.priority if decision.queue else None
+
+    return for_each_image(items, "route", decide)

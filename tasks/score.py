@@ -1,0 +1,38 @@
+"""Confidence: a score in [0, 1] per cutout with the signals behind it."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from prefect import task
+
+from cutline import storage
+from cutline.confidence import score_mask
+from cutline.imaging import decode_image, load_mask
+from cutline.items import ImageItem
+from cutline.settings import get_settings
+from tasks.context import ShootContext, for_each_image
+
+_SCORE_SIDE = 512
+
+
+@task(name="score-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
+def score_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    """Score each AI mask against its image at a small working size."""
+    settings = get_settings()
+
+    def score(item: ImageItem) -> None:
+        small, _ = decode_image(
+            storage.read_bytes(item.source),
+            item.source_name,
+            max_pixels=settings.max_pixels,
+            max_side=_SCORE_SIDE,
+        )
+        mask = load_mask(storage.read_bytes(item.mask), item.mask).resize(
+            small.size, Image.Resampling.BILINEAR
+        )
+        result = score_mask(np.asarray(mask, dtype=np.float32) / 255.0, np.asarray(small))
+        item.confidence = result.score
+        item.signals = result.signals
+
+    return for_each_image(items, "score", score)
