@@ -1,0 +1,213 @@
+"""The `cutline` command: run shoots, manage the local stack, models and the DAM catalog."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cutline import model_store, stack
+from cutline.errors import CutlineError
+from cutline.settings import get_settings
+
+app = typer.Typer(
+    help="Cutline: studio-scale AI background removal on Prefect.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Background-removal models.", no_args_is_help=True)
+dam_app = typer.Typer(help="The DAM catalog.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(dam_app, name="dam")
+
+
+def _fail(exc: Exception, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def up() -> None:
+    """Start the local stack (Prefect server with UI) in the background."""
+    try:
+        current = stack.up(get_settings())
+    except CutlineError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"Prefect API {current.api_url} is up; UI at {current.ui_url}")
+
+
+@app.command()
+def down() -> None:
+    """Stop the local stack; its state stays under the data root."""
+    stopped = stack.down(get_settings())
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command("stack-status")
+def stack_status() -> None:
+    """Say whether the local stack answers, and where."""
+    current = stack.status(get_settings())
+    state = "up" if current.healthy else "down"
+    typer.echo(f"Prefect API {current.api_url}: {state} (UI {current.ui_url})")
+    raise typer.Exit(0 if current.healthy else 1)
+
+
+def run_shoot(shoot: str, job_id: str, manifest: str | None, out: str | None) -> int:
+    """Run process-shoot against the local stack and print its summary; return the exit code."""
+    from cutline.summary import summary_markdown
+    from flows.process_shoot import process_shoot
+
+    settings = get_settings()
+    if manifest is None and (Path(shoot) / "manifest.csv").is_file():
+        manifest = str(Path(shoot) / "manifest.csv")
+        typer.echo(f"using manifest {manifest}")
+    with stack.using_stack(settings) as current:
+        state = process_shoot(
+            shoot=shoot, job_id=job_id, manifest=manifest, output_root=out, return_state=True
+        )
+        if not state.is_completed():
+            try:
+                state.result()
+            except Exception as exc:
+                typer.secho(
+                    f"error: shoot {job_id} did not complete: {exc}", fg=typer.colors.RED, err=True
+                )
+            else:
+                typer.secho(
+                    f"error: shoot {job_id} ended {state.name}: {state.message}", fg="red", err=True
+                )
+            typer.echo(f"Prefect UI: {current.ui_url}")
+            return 1
+        summary = state.result()
+        typer.echo(summary_markdown(summary))
+        typer.echo(f"\nledger: {summary.ledger}\nPrefect UI: {current.ui_url}")
+    return 0
+
+
+@app.command()
+def run(
+    shoot: Annotated[str, typer.Argument(help="Shoot folder (or URI) of images.")],
+    job_id: Annotated[str, typer.Option("--job-id", help="Job ID, e.g. SS26-0142.")],
+    manifest: Annotated[
+        str | None,
+        typer.Option(help="Manifest CSV (default: manifest.csv in the shoot folder, if any)."),
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Output root (default: CUTLINE_OUTPUT_ROOT).")
+    ] = None,
+) -> None:
+    """Run one shoot end to end; exits 0 when the run completed, even if some images failed."""
+    try:
+        code = run_shoot(shoot, job_id, manifest, out)
+    except CutlineError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        str | None, typer.Option(help="Output root (default: CUTLINE_OUTPUT_ROOT).")
+    ] = None,
+) -> None:
+    """Make a small sample shoot by code, run it, and say where outputs and the UI are."""
+    from cutline.samples import write_sample_shoot
+
+    settings = get_settings()
+    job_id = "DEMO-" + datetime.now().strftime("%Y%m%d-%H%M%S")
+    shoot = settings.data_root / "demo" / job_id
+    manifest = write_sample_shoot(shoot)
+    typer.echo(f"sample shoot written to {shoot}")
+    try:
+        code = run_shoot(str(shoot), job_id, str(manifest), out)
+    except CutlineError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    name: Annotated[
+        str | None, typer.Argument(help="Model name (default: the CUTLINE_MODEL setting).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Fetch again even if a copy is present.")] = False,
+) -> None:
+    """Make a model available (and md5-verified) in the model home."""
+    settings = get_settings()
+    spec = model_store.parse_model(name or settings.model)
+    try:
+        if spec.onnx_path is not None:
+            path = model_store.ensure(spec, settings.resolved_model_home)
+        else:
+            path = model_store.fetch(spec.name, settings.resolved_model_home, force=force)
+    except CutlineError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{spec.label}: {path}")
+
+
+@dam_app.command("show")
+def dam_show(
+    dam_id: Annotated[str, typer.Argument(help="Asset id, e.g. cl-1a2b3c...")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+) -> None:
+    """Print one catalog record."""
+    from dam_adapters import create_adapter
+
+    try:
+        record = create_adapter(get_settings()).get(dam_id)
+    except KeyError as exc:
+        raise _fail(exc.args[0], code=1) from None
+    except CutlineError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(record.model_dump_json(indent=2))
+        return
+    data = record.model_dump(mode="json")
+    for key in (
+        "dam_id",
+        "job_id",
+        "sku",
+        "category",
+        "campaign",
+        "channels",
+        "approval_state",
+        "approved_by",
+        "note",
+        "confidence",
+        "reasons",
+        "content_hash",
+        "source",
+        "created_at",
+        "updated_at",
+        "revision",
+    ):
+        typer.echo(f"{key:15} {data[key]}")
+    typer.echo("renditions:")
+    for kind, path in record.renditions.items():
+        typer.echo(f"  {kind:15} {path}")
+
+
+@dam_app.command("list")
+def dam_list(
+    job: Annotated[str, typer.Option("--job", help="Job ID.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List a job's assets in the DAM."""
+    from dam_adapters import create_adapter
+
+    records = create_adapter(get_settings()).list_job(job)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    for r in records:
+        typer.echo(f"{r.dam_id}  {r.sku:20} {r.approval_state.value:14} {r.source_name}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    """Console entry point."""
+    app(prog_name="cutline")
+    sys.exit(0)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up Cutline from nothing: a virtualenv in .venv with the project installed.
+#   bash scripts/setup.sh          runtime only
+#   bash scripts/setup.sh --test   plus test tools (pytest, ruff, playwright + Debian chromium)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+
+if [ "${1:-}" = "--test" ]; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+else
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+fi
+
+# The model: u2netp from the offline source (md5-verified), into the model home.
+.venv/bin/cutline models fetch u2netp >/dev/null
+echo "Cutline is set up in $(pwd)/.venv"

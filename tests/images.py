@@ -1,0 +1,30 @@
+"""Small images made by the tests themselves (no shared data needed)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def encode(img: Image.Image, fmt: str, **params) -> bytes:
+    """Encode an image to bytes in ``fmt``."""
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **params)
+    return buf.getvalue()
+
+
+def gradient_rgb(width: int = 64, height: int = 48) -> Image.Image:
+    """An RGB gradient, so orientation and colour changes are visible in pixels."""
+    x = np.linspace(0, 255, width, dtype=np.uint8)[None, :].repeat(height, axis=0)
+    y = np.linspace(0, 255, height, dtype=np.uint8)[:, None].repeat(width, axis=1)
+    return Image.fromarray(np.stack([x, y, np.full_like(x, 128)], axis=2))
+
+
+def centred_mask(width: int, height: int, fraction: float = 0.5) -> Image.Image:
+    """A mask with a centred opaque rectangle covering ``fraction`` of each side."""
+    mask = np.zeros((height, width), dtype=np.uint8)
+    dx, dy = int(width * (1 - fraction) / 2), int(height * (1 - fraction) / 2)
+    mask[dy : height - dy, dx : width - dx] = 255
+    return Image.fromarray(mask)

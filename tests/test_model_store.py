@@ -1,0 +1,71 @@
+"""Model provisioning: rembg's loader and layout, the offline u2netp source, md5 checks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cutline import model_store
+from cutline.errors import ModelError
+
+U2NETP_MD5 = "8e83ca70e441ab06c318d82300c84806"
+
+
+def test_u2netp_is_fetched_into_rembgs_layout_and_verified(model_home: Path):
+    path = model_store.model_file("u2netp", model_home)
+    assert path.is_file()
+    assert path == model_home / "models" / "u2netp" / "u2netp.onnx"
+    assert model_store.file_md5(path) == U2NETP_MD5
+
+
+def test_rembg_loads_the_provisioned_file(model_home: Path):
+    from cutline.segmenter import get_session
+
+    first = get_session("u2netp", model_home)
+    assert get_session("u2netp", model_home) is first  # one session per process
+
+
+def test_corrupt_model_is_refused_before_any_image(tmp_path: Path, model_home: Path):
+    home = tmp_path / "home"
+    target = model_store.model_file("u2netp", home)
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(model_store.model_file("u2netp", model_home), target)
+    with target.open("r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"\x00" * 64)
+    with pytest.raises(ModelError) as info:
+        model_store.ensure(model_store.parse_model("u2netp"), home)
+    assert "corrupt" in str(info.value) and "cutline models fetch u2netp --force" in str(info.value)
+
+
+def test_missing_model_without_fetch_says_how_to_get_it(tmp_path: Path):
+    with pytest.raises(ModelError, match="cutline models fetch u2net"):
+        model_store.ensure(model_store.parse_model("u2net"), tmp_path, allow_fetch=False)
+
+
+def test_unknown_model_name_lists_known_ones(tmp_path: Path):
+    with pytest.raises(ModelError) as info:
+        model_store.ensure(model_store.parse_model("u3net"), tmp_path)
+    assert "isnet-general-use" in str(info.value) and "birefnet-general" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["u2net", "isnet-general-use", "birefnet-general"])
+def test_larger_models_stay_selectable_with_rembgs_checksums(name: str, tmp_path: Path):
+    assert model_store.parse_model(name).session_name == name
+    assert len(model_store.expected_md5(name) or "") == 32
+    assert model_store.model_file(name, tmp_path).name == f"{name}.onnx"
+
+
+def test_custom_onnx_path_is_linked_into_the_model_home(tmp_path: Path, model_home: Path):
+    from cutline.segmenter import get_session
+
+    custom = tmp_path / "studio-models" / "my-u2netp.onnx"
+    custom.parent.mkdir()
+    shutil.copyfile(model_store.model_file("u2netp", model_home), custom)
+    spec = model_store.parse_model(str(custom))
+    assert spec.session_name == "u2net_custom" and spec.label == "onnx:my-u2netp.onnx"
+    link = model_store.ensure(spec, tmp_path / "home")
+    assert link.resolve() == custom.resolve()
+    assert get_session(str(custom), tmp_path / "home") is not None

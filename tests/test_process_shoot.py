@@ -1,0 +1,171 @@
+"""process-shoot end to end on a real Prefect server with the real u2netp model."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cutline.ledger import read_ledger
+from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
+from dam_adapters import ApprovalState
+from dam_adapters.local_catalog import LocalCatalog
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def shoot(tmp_path_factory) -> Path:
+    """The sample shoot plus a damaged file, an unlisted image in a sub-folder and a sidecar."""
+    folder = tmp_path_factory.mktemp("shoot")
+    write_sample_shoot(folder, size=(640, 480))
+    (folder / "broken.jpg").write_bytes(b"this is not a photo")
+    (folder / "day 2").mkdir()
+    Image.open(folder / "SKU-1002_front.jpg").save(folder / "day 2" / "ZZ-9_side.jpg")
+    (folder / "notes.txt").write_text("lighting notes")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def first_run(shoot: Path, prefect_server, model_home, tmp_path_factory):
+    from flows.process_shoot import process_shoot
+
+    out = tmp_path_factory.mktemp("out")
+    summary = process_shoot(
+        shoot=str(shoot),
+        job_id="E2E-0001",
+        manifest=str(shoot / "manifest.csv"),
+        output_root=str(out),
+    )
+    return summary, {row["source_name"]: row for row in read_ledger(summary.ledger)}
+
+
+def test_ledger_accounts_for_every_input_exactly_once(first_run, shoot: Path):
+    summary, rows = first_run
+    images = sorted(
+        str(p.relative_to(shoot)).replace(os.sep, "/")
+        for p in shoot.rglob("*")
+        if p.is_file() and p.suffix not in {".csv", ".txt"}
+    )
+    assert sorted(rows) == images
+    assert all(
+        row["lane"] in {"auto", "review", "failed"} and row["reasons"] for row in rows.values()
+    )
+    assert sum(summary.lanes.values()) == len(images) == summary.total
+    assert summary.ignored_files == [str(shoot / "notes.txt")]
+
+
+def test_always_review_category_goes_to_review_with_its_reason_and_psd(first_run):
+    _, rows = first_run
+    glass = rows["SKU-2001_front.jpg"]
+    assert glass["lane"] == "review"
+    assert "category:glassware" in glass["rules"].split(";")
+    assert "Glassware" in glass["reasons"]
+    assert Path(glass["mask"]).is_file() and Path(glass["psd"]).is_file()
+    assert glass["png"] == "" and glass["jpg"] == "" and glass["dam_id"] == ""
+
+
+def test_damaged_file_fails_alone_with_a_reason(first_run):
+    _, rows = first_run
+    broken = rows["broken.jpg"]
+    assert broken["lane"] == "failed"
+    assert "not a readable image" in broken["error"]
+    assert broken["mask"] == ""
+
+
+def test_auto_images_have_all_renditions_and_are_in_the_catalog(first_run, settings):
+    _, rows = first_run
+    catalog = LocalCatalog(settings.resolved_catalog_dir)
+    auto = {name: row for name, row in rows.items() if row["lane"] == "auto"}
+    assert {"SKU-1001_front.jpg", "SKU-1002_front.jpg", "SKU-1003_front.jpg"} <= set(auto)
+    for name, row in auto.items():
+        png = Image.open(row["png"])
+        assert png.mode == "RGBA" and png.size == (int(row["width"]), int(row["height"]))
+        assert Path(row["psd"]).is_file() and Path(row["mask"]).is_file()
+        assert len(row["jpg"].split(";")) == len(row["channels"].split(";"))
+        record = catalog.get(row["dam_id"])
+        assert record.job_id == "E2E-0001" and record.sku == row["sku"], name
+        assert record.channels == row["channels"].split(";")
+        assert record.approval_state == ApprovalState.AUTO_APPROVED
+        assert record.content_hash == row["sha256"]
+        assert {"png", "psd", "mask"} <= set(record.renditions)
+    assert rows["SKU-1001_front.jpg"]["category"] == "footwear"
+    assert auto["SKU-1001_front.jpg"]["jpg"].count(".jpg") == 2  # web + marketplace
+
+
+def test_unlisted_file_gets_a_sku_from_its_name(first_run):
+    _, rows = first_run
+    row = rows["day 2/ZZ-9_side.jpg"]
+    assert row["sku"] == "ZZ-9" and row["image_id"] == "day_2__ZZ-9_side"
+    assert row["lane"] in {"auto", "review"}
+
+
+def test_run_is_recorded_on_the_prefect_server_with_a_summary_artifact(first_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    async def fetch():
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["E2E-0001"]))
+            )
+            artifact = await client.read_latest_artifacts()
+            return runs, artifact
+
+    runs, artifacts = asyncio.run(fetch())
+    assert runs and runs[0].state.is_completed()
+    assert any(a.key == "shoot-e2e-0001" for a in artifacts)
+
+
+def test_rerun_updates_catalog_records_without_duplicates(first_run, shoot, settings, tmp_path):
+    from flows.process_shoot import process_shoot
+
+    summary, rows = first_run
+    catalog = LocalCatalog(settings.resolved_catalog_dir)
+    before = {r.dam_id: r.revision for r in catalog.list_job("E2E-0001")}
+    again = process_shoot(
+        shoot=str(shoot),
+        job_id="E2E-0001",
+        manifest=str(shoot / "manifest.csv"),
+        output_root=str(tmp_path),
+    )
+    after = {r.dam_id: r.revision for r in catalog.list_job("E2E-0001")}
+    assert set(after) == set(before)
+    assert all(after[k] == before[k] + 1 for k in before)
+    assert again.lanes == summary.lanes
+
+
+def _cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "cutline", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def test_cli_run_reports_a_missing_shoot_with_nonzero_exit(prefect_server, tmp_path):
+    result = _cli("run", str(tmp_path / "nope"), "--job-id", "CLI-404")
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+
+
+def test_cli_run_completes_with_failed_images_and_exit_zero(prefect_server, model_home, tmp_path):
+    folder = tmp_path / "mini"
+    write_sample_shoot(folder, DEFAULT_SAMPLES[:1], size=(320, 240))
+    (folder / "zero.jpg").write_bytes(b"")
+    result = _cli("run", str(folder), "--job-id", "CLI-0001", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "| failed | 1 |" in result.stdout
+    assert "ledger: " in result.stdout
+    rows = read_ledger(str(tmp_path / "out" / "CLI-0001" / "ledger.csv"))
+    assert {r["source_name"]: r["lane"] for r in rows}["zero.jpg"] == "failed"
+    shown = _cli("dam", "show", next(r["dam_id"] for r in rows if r["dam_id"]), "--json")
+    assert shown.returncode == 0 and '"job_id": "CLI-0001"' in shown.stdout

@@ -1,0 +1,104 @@
+"""Routing rules: which lane, which rule fired and why, and clear errors for bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cutline.errors import ConfigError
+from cutline.settings import DEFAULT_PRESETS_FILE, DEFAULT_RULES_FILE
+from rules import Lane, RoutingInput, load_presets, load_rules, route
+
+RULES = load_rules(DEFAULT_RULES_FILE)
+
+
+@pytest.mark.parametrize(
+    ("category", "campaign", "confidence", "lane", "fired"),
+    [
+        # A clean, confident product with no special category publishes automatically.
+        ("footwear", "SS27", 0.95, Lane.AUTO, ["auto"]),
+        # Glassware never auto-publishes, however confident the model is.
+        ("glassware", "", 0.99, Lane.REVIEW, ["category:glassware"]),
+        # Manifest spellings are folded: 'Jewelry' is the jewellery category.
+        ("Jewelry", "", 0.99, Lane.REVIEW, ["category:jewellery"]),
+        # 'hair_beauty' with an underscore is still hair-detail beauty.
+        ("hair_beauty", "", 0.99, Lane.REVIEW, ["category:hair-beauty"]),
+        # Low confidence alone sends an ordinary product to review.
+        ("homeware", "", 0.40, Lane.REVIEW, ["confidence"]),
+        # Exactly at the threshold is good enough (below means strictly below).
+        ("homeware", "", 0.72, Lane.AUTO, ["auto"]),
+        # A high-value campaign is reviewed regardless of score (case-insensitive name).
+        ("footwear", "HERO", 0.99, Lane.REVIEW, ["campaign:hero"]),
+        # Every reason is recorded, not just the first: glass, hero campaign and low score.
+        ("glass", "hero", 0.10, Lane.REVIEW, ["category:glassware", "campaign:hero", "confidence"]),
+    ],
+)
+def test_route_lanes_and_fired_rules(category, campaign, confidence, lane, fired):
+    decision = route(
+        RULES, RoutingInput(category=category, campaign=campaign, confidence=confidence)
+    )
+    assert decision.lane == lane
+    assert [hit.rule for hit in decision.hits] == fired
+    assert all(hit.reason for hit in decision.hits)
+
+
+def test_senior_queue_wins_when_several_rules_fire():
+    decision = route(RULES, RoutingInput(category="glassware", campaign="hero", confidence=0.1))
+    assert decision.queue == "senior"
+    assert decision.priority < RULES.priority("standard")
+    assert "Glassware" in decision.reasons and "0.10" in decision.reasons
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        # A typo in a key must not be silently ignored.
+        ("version: '1'\nconfidence: {review_belwo: 0.5}\n", "confidence.review_belwo"),
+        # Thresholds are in [0, 1].
+        ("version: '1'\nconfidence: {review_below: 7}\n", "confidence.review_below"),
+        # An alias must point at a configured category.
+        (
+            "version: '1'\nconfidence: {review_below: 0.5}\ncategory_aliases: {glass: glasware}\n",
+            "category_aliases.glass",
+        ),
+        # The version is required (reruns key on it).
+        ("confidence: {review_below: 0.5}\n", "version"),
+    ],
+)
+def test_bad_rules_file_names_the_key(tmp_path: Path, text: str, names: str):
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_rules(path)
+    assert names in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_rules_fingerprint_changes_with_content(tmp_path: Path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(DEFAULT_RULES_FILE.read_text())
+    before = load_rules(path).fingerprint
+    path.write_text(
+        DEFAULT_RULES_FILE.read_text().replace("review_below: 0.72", "review_below: 0.8")
+    )
+    assert load_rules(path).fingerprint != before
+
+
+def test_presets_resolve_defaults_and_reject_unknown_channels():
+    book = load_presets(DEFAULT_PRESETS_FILE)
+    assert book.resolve([]) == book.default_channels
+    assert book.resolve(["web", "web", "social"]) == ["web", "social"]
+    with pytest.raises(KeyError) as info:
+        book.resolve(["tiktok"])
+    assert "tiktok" in info.value.args[0] and "marketplace" in info.value.args[0]
+
+
+def test_bad_preset_names_the_key(tmp_path: Path):
+    path = tmp_path / "presets.yaml"
+    path.write_text(
+        "default_channels: [web]\npresets:\n  web: {size: [2000, 2000], background: white}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_presets(path)
+    assert "presets.web.background" in str(info.value)
