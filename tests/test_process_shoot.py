@@ -125,7 +125,7 @@ def test_run_is_recorded_on_the_prefect_server_with_a_summary_artifact(first_run
 def test_rerun_updates_catalog_records_without_duplicates(first_run, shoot, settings, tmp_path):
     from flows.process_shoot import process_shoot
 
-    summary, rows = first_run
+    summary, _ = first_run
     catalog = LocalCatalog(settings.resolved_catalog_dir)
     before = {r.dam_id: r.revision for r in catalog.list_job("E2E-0001")}
     again = process_shoot(
