@@ -22,7 +22,11 @@ app = typer.Typer(
 models_app = typer.Typer(help="Background-removal models.", no_args_is_help=True)
 dam_app = typer.Typer(help="The DAM catalog.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+review_app = typer.Typer(
+    help="The review queue: doubtful images waiting for a retoucher.", no_args_is_help=True
+)
 app.add_typer(dam_app, name="dam")
+app.add_typer(review_app, name="review")
 
 
 def _fail(exc: Exception, code: int = 2) -> typer.Exit:
@@ -205,6 +209,99 @@ def dam_list(
         return
     for r in records:
         typer.echo(f"{r.dam_id}  {r.sku:20} {r.approval_state.value:14} {r.source_name}")
+
+
+@review_app.command("list")
+def review_list(
+    job: Annotated[str | None, typer.Option("--job", help="Only this job's reviews.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of objects.")] = False,
+) -> None:
+    """Waiting reviews ordered by deadline, then priority, with the UI link of each."""
+    from cutline.review_queue import list_reviews
+
+    settings = get_settings()
+    with stack.using_stack(settings) as current:
+        entries = list_reviews(settings, current.ui_url, job)
+    if as_json:
+        typer.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return
+    if not entries:
+        typer.echo("no reviews waiting")
+        return
+    for e in entries:
+        flag = "ESCALATED" if e.escalated else ("OVERDUE" if e.overdue else "")
+        typer.echo(
+            f"{(e.deadline or '-')[:16]:16}  {e.sku:14} {e.category or '-':12} {e.job_id:12} "
+            f"{e.age_hours:6.1f}h {flag:9} {e.run_id}\n    {e.reasons}\n    {e.ui_url}"
+        )
+
+
+@review_app.command("resume")
+def review_resume(
+    run_id: Annotated[
+        str, typer.Argument(help="Flow run id of the waiting review (see `cutline review list`).")
+    ],
+    approve: Annotated[bool, typer.Option("--approve", help="Publish with the AI mask.")] = False,
+    replace: Annotated[
+        str | None, typer.Option("--replace", help="Publish with this retouched file.")
+    ] = None,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject and request a reshoot.")] = False,
+    note: Annotated[str, typer.Option("--note", help="Note for the DAM record.")] = "",
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by", envvar="CUTLINE_RETOUCHER", help="Your name (default: $CUTLINE_RETOUCHER)."
+        ),
+    ] = "",
+    wait: Annotated[bool, typer.Option(help="Wait for the decision to land.")] = True,
+) -> None:
+    """Decide a waiting review from the terminal, through the same input as the UI form."""
+    from cutline.review_queue import resume_review, wait_for_outcome
+    from tasks.review import ReviewDecision
+
+    chosen = [
+        name
+        for name, on in (("approve", approve), ("replace", replace is not None), ("reject", reject))
+        if on
+    ]
+    if len(chosen) != 1:
+        raise _fail("choose exactly one of --approve, --replace FILE, --reject")
+    decision = ReviewDecision(
+        decision=chosen[0], retouched_file=replace or "", retoucher=by, note=note
+    )
+    settings = get_settings()
+    with stack.using_stack(settings):
+        try:
+            resume_review(run_id, decision.model_dump())
+        except Exception as exc:
+            raise _fail(f"could not resume review {run_id}: {exc}", code=1) from None
+        typer.echo(f"review {run_id} resumed with {chosen[0]}")
+        if not wait:
+            return
+        run = wait_for_outcome(run_id)
+    if run.state.is_completed():
+        typer.echo(f"landed: {run.state.name}")
+    elif run.state.is_paused():
+        typer.secho(
+            "the answer was not accepted; the review is waiting again (see its form text)",
+            fg="yellow",
+        )
+        raise typer.Exit(1)
+    else:
+        typer.secho(
+            f"review run is {run.state.name}: {run.state.message or ''}", fg="red", err=True
+        )
+        raise typer.Exit(1)
+
+
+@review_app.command("escalate")
+def review_escalate() -> None:
+    """Escalate overdue reviews now (the stack also does this every 5 minutes)."""
+    from flows.escalate_reviews import escalate_reviews
+
+    with stack.using_stack(get_settings()):
+        escalated = escalate_reviews()
+    typer.echo(f"escalated {len(escalated)} review(s)")
 
 
 def main() -> None:  # pragma: no cover - console entry

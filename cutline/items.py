@@ -56,6 +56,9 @@ class ImageItem(BaseModel):
     jpg: list[str] = Field(default_factory=list)
     dam_id: str = ""
     review_run_id: str = ""
+    review_state: str = Field(default="", description="queued, approved, replaced or rejected.")
+    reviewed_by: str = ""
+    review_note: str = ""
     error: str = ""
     seconds: dict[str, float] = Field(default_factory=dict)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
+import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from cutline import storage
 from cutline.items import ImageItem
@@ -37,6 +40,9 @@ LEDGER_COLUMNS = [
     "queue",
     "signals",
     "review_run_id",
+    "review_state",
+    "reviewed_by",
+    "review_note",
 ]
 
 
@@ -71,17 +77,96 @@ def ledger_row(item: ImageItem) -> dict[str, str]:
         "queue": item.queue,
         "signals": json.dumps(item.signals, sort_keys=True) if item.signals else "",
         "review_run_id": item.review_run_id,
+        "review_state": item.review_state,
+        "reviewed_by": item.reviewed_by,
+        "review_note": item.review_note,
     }
 
 
-def write_ledger(items: Iterable[ImageItem], uri: str) -> str:
-    """Write the ledger CSV atomically, rows in shoot order."""
+_REVIEW_FIELDS = (
+    "png",
+    "psd",
+    "jpg",
+    "dam_id",
+    "review_state",
+    "reviewed_by",
+    "review_note",
+    "review_run_id",
+)
+DECIDED_REVIEW_STATES = frozenset({"approved", "replaced", "rejected"})
+
+
+def _render(rows: list[dict[str, str]]) -> bytes:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LEDGER_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(
+        buf, fieldnames=LEDGER_COLUMNS, lineterminator="\n", extrasaction="ignore"
+    )
     writer.writeheader()
-    for item in sorted(items, key=lambda i: i.index):
-        writer.writerow(ledger_row(item))
-    return storage.write_bytes(uri, buf.getvalue().encode("utf-8"))
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def write_ledger(items: Iterable[ImageItem], uri: str) -> str:
+    """Write the ledger CSV atomically, rows in shoot order.
+
+    Review decisions already recorded in an existing ledger (by a review run, for the
+    same file content) are kept, so rerunning a shoot never forgets what a retoucher
+    decided.
+    """
+    with _ledger_lock(uri):
+        decided = {}
+        if storage.locate(uri).fs.exists(storage.locate(uri).path):
+            decided = {
+                (row["source"], row["sha256"]): row
+                for row in read_ledger(uri)
+                if row.get("review_state") in DECIDED_REVIEW_STATES
+            }
+        rows = []
+        for item in sorted(items, key=lambda i: i.index):
+            row = ledger_row(item)
+            previous = decided.get((item.source, item.sha256))
+            if previous is not None and item.lane == Lane.REVIEW:
+                row.update({field: previous.get(field, "") for field in _REVIEW_FIELDS})
+            rows.append(row)
+        return storage.write_bytes(uri, _render(rows))
+
+
+@contextlib.contextmanager
+def _ledger_lock(uri: str) -> Iterator[None]:
+    """Serialise read-modify-write of a local ledger across processes (review runs)."""
+    loc = storage.locate(uri)
+    if not loc.is_local:
+        yield
+        return
+    os.makedirs(os.path.dirname(loc.path), exist_ok=True)
+    with open(loc.path + ".lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class LedgerNotReadyError(RuntimeError):
+    """The shoot run has not written the ledger (or this file's row) yet; retry later."""
+
+
+def update_ledger_row(uri: str, item: ImageItem) -> str:
+    """Replace one file's row (matched by source) after a review decided it."""
+    with _ledger_lock(uri):
+        loc = storage.locate(uri)
+        if not loc.fs.exists(loc.path):
+            raise LedgerNotReadyError(f"the ledger {uri} does not exist yet.")
+        rows = read_ledger(uri)
+        new = ledger_row(item)
+        matched = False
+        for index, row in enumerate(rows):
+            if row.get("source") == item.source:
+                rows[index] = new
+                matched = True
+        if not matched:
+            raise LedgerNotReadyError(f"{item.source} is not in the ledger {uri} yet.")
+        return storage.write_bytes(uri, _render(rows))
 
 
 def read_ledger(uri: str) -> list[dict[str, str]]:

@@ -117,6 +117,24 @@ class CutlineSettings(BaseSettings):
         le=9,
         description="zlib level for PNG renditions and masks (1 is fast and still lossless).",
     )
+    review_escalate_after_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description=(
+            "A waiting review is escalated (tagged, event cutline.review.escalated) when it has "
+            "waited this long, or earlier when its manifest deadline has passed."
+        ),
+    )
+    review_deployment: str = Field(
+        default="review-cutout/review",
+        description="Deployment started for each image routed to review (flow/deployment).",
+    )
+    runner_poll_seconds: int = Field(
+        default=2,
+        ge=1,
+        le=60,
+        description="How often the stack's serve process polls for runs to start or resume.",
+    )
     server_host: str = Field(
         default="127.0.0.1", description="Host the embedded Prefect server binds to."
     )
@@ -158,6 +176,11 @@ class CutlineSettings(BaseSettings):
     def prefect_home(self) -> Path:
         """PREFECT_HOME of the embedded stack."""
         return self.data_root / "prefect"
+
+    @property
+    def ui_url(self) -> str:
+        """The embedded Prefect UI."""
+        return f"http://{self.server_host}:{self.server_port}"
 
     @property
     def api_url(self) -> str:

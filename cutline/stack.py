@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cutline.errors import CutlineError
-from cutline.settings import CutlineSettings
+from cutline.settings import PROJECT_ROOT, CutlineSettings
 
 _HEALTH_TIMEOUT = 120.0
 
@@ -115,24 +115,87 @@ def status(settings: CutlineSettings) -> StackStatus:
     return StackStatus(api_url=url, healthy=is_healthy(url), managed=pid is not None, pid=pid)
 
 
-def up(settings: CutlineSettings, *, timeout: float = _HEALTH_TIMEOUT) -> StackStatus:
-    """Start the embedded server in the background unless an API already answers."""
-    current = status(settings)
-    if current.healthy:
-        return current
-    if external_api_url():
-        raise CutlineError(
-            f"PREFECT_API_URL={current.api_url} does not answer.",
-            hint="Start that server, or unset PREFECT_API_URL to use Cutline's embedded stack.",
-        )
-    settings.prefect_home.mkdir(parents=True, exist_ok=True)
+def _wait_healthy(
+    proc: subprocess.Popen[bytes], log_path: Path, ready, what: str, timeout: float, hint: str
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise CutlineError(
+                f"{what} exited during start-up (code {proc.returncode}). Log {log_path}:\n{tail}",
+                hint=hint,
+            )
+        if ready():
+            return
+        time.sleep(0.5)
+    raise CutlineError(
+        f"{what} did not become ready within {timeout:.0f} s.", hint=f"See {log_path}."
+    )
+
+
+def _spawn(
+    settings: CutlineSettings, service: str, args: list[str], env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], Path]:
     log_dir = settings.data_root / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / "server.log"
+    log_path = log_dir / f"{service}.log"
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
+            [sys.executable, *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=PROJECT_ROOT,
+        )
+    _pid_file(settings, service).write_text(str(proc.pid))
+    return proc, log_path
+
+
+def deployments_ready(url: str, names: list[str]) -> bool:
+    """Whether every named deployment ('flow/deployment') is registered with the API."""
+    for name in names:
+        try:
+            with urllib.request.urlopen(
+                f"{url.rstrip('/')}/deployments/name/{name}", timeout=2
+            ) as resp:
+                if resp.status != 200:
+                    return False
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+    return True
+
+
+def serve_env(settings: CutlineSettings, url: str) -> dict[str, str]:
+    """Environment of the serve process (and so of every flow run it starts)."""
+    env = dict(os.environ)
+    env.update(client_env(settings))
+    env["PREFECT_API_URL"] = url
+    env["PREFECT_RUNNER_POLL_FREQUENCY"] = str(settings.runner_poll_seconds)
+    env["CUTLINE_DATA_ROOT"] = str(settings.data_root)
+    env["CUTLINE_PROJECT_DIR"] = str(PROJECT_ROOT)
+    return env
+
+
+def up(settings: CutlineSettings, *, timeout: float = _HEALTH_TIMEOUT) -> StackStatus:
+    """Start what is not running: the Prefect server (unless PREFECT_API_URL points at one)
+    and the process serving the deployments of prefect.yaml."""
+    from cutline.serve import deployment_names
+
+    current = status(settings)
+    if not current.healthy:
+        if external_api_url():
+            raise CutlineError(
+                f"PREFECT_API_URL={current.api_url} does not answer.",
+                hint="Start that server, or unset PREFECT_API_URL to use Cutline's embedded stack.",
+            )
+        settings.prefect_home.mkdir(parents=True, exist_ok=True)
+        proc, log_path = _spawn(
+            settings,
+            "server",
             [
-                sys.executable,
                 "-m",
                 "prefect",
                 "server",
@@ -142,27 +205,31 @@ def up(settings: CutlineSettings, *, timeout: float = _HEALTH_TIMEOUT) -> StackS
                 "--port",
                 str(settings.server_port),
             ],
-            env=server_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            server_env(settings),
         )
-    _pid_file(settings, "server").write_text(str(proc.pid))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise CutlineError(
-                f"The Prefect server exited during start-up (code {proc.returncode}). Log {log_path}:\n{tail}",
-                hint=f"Is port {settings.server_port} taken? Set CUTLINE_SERVER_PORT to another port.",
-            )
-        if is_healthy(settings.api_url):
-            return status(settings)
-        time.sleep(0.5)
-    raise CutlineError(
-        f"The Prefect server did not answer within {timeout:.0f} s.", hint=f"See {log_path}."
-    )
+        _wait_healthy(
+            proc,
+            log_path,
+            lambda: is_healthy(settings.api_url),
+            "The Prefect server",
+            timeout,
+            f"Is port {settings.server_port} taken? Set CUTLINE_SERVER_PORT to another port.",
+        )
+    url = api_url(settings)
+    if _read_pid(_pid_file(settings, "serve")) is None:
+        proc, log_path = _spawn(
+            settings, "serve", ["-m", "cutline.serve"], serve_env(settings, url)
+        )
+        names = deployment_names()
+        _wait_healthy(
+            proc,
+            log_path,
+            lambda: deployments_ready(url, names),
+            "The deployment server (cutline.serve)",
+            timeout,
+            "Check prefect.yaml and the flows it names.",
+        )
+    return status(settings)
 
 
 def _stop_pid(pid: int, timeout: float) -> None:

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from cutline.items import ImageItem
 from rules.engine import Lane
 
-STAGES = ("ingest", "cutout", "score", "route", "export", "register")
+STAGES = ("ingest", "cutout", "score", "route", "export", "register", "review")
 
 
 class ShootSummary(BaseModel):

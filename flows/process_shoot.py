@@ -25,8 +25,19 @@ from tasks.cutout import cutout_batch
 from tasks.export import export_batch
 from tasks.ingest import ingest_batch, plan_shoot
 from tasks.register import register_batch
+from tasks.review import request_reviews_batch
 from tasks.route import route_batch
 from tasks.score import score_batch
+
+STAGE_TASKS = (
+    ingest_batch,
+    cutout_batch,
+    score_batch,
+    route_batch,
+    export_batch,
+    register_batch,
+    request_reviews_batch,
+)
 
 
 def _batches(items: list[ImageItem], size: int) -> list[list[ImageItem]]:
@@ -140,14 +151,7 @@ def process_shoot(
     batches = _batches(plan.items, settings.batch_size)
     stages: list[list[PrefectFuture]] = []
     previous: list = batches
-    for stage_task in (
-        ingest_batch,
-        cutout_batch,
-        score_batch,
-        route_batch,
-        export_batch,
-        register_batch,
-    ):
+    for stage_task in STAGE_TASKS:
         futures = stage_task.map(previous, unmapped(ctx))
         stages.append(futures)
         previous = futures

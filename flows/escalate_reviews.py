@@ -1,0 +1,47 @@
+"""escalate-reviews: reviews that waited too long are tagged and announced, never dropped."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect import flow, get_run_logger
+from prefect.events import emit_event
+
+from cutline import stack
+from cutline.review_queue import list_reviews, mark_escalated
+from cutline.settings import get_settings
+
+
+@flow(name="escalate-reviews")
+def escalate_reviews() -> list[str]:
+    """Tag every overdue waiting review 'escalated' and emit cutline.review.escalated once."""
+    logger = get_run_logger()
+    settings = get_settings()
+    escalated = []
+    for entry in list_reviews(settings, stack.status(settings).ui_url):
+        if not entry.overdue or entry.escalated:
+            continue
+        if not asyncio.run(mark_escalated(entry.run_id)):
+            continue
+        emit_event(
+            event="cutline.review.escalated",
+            resource={
+                "prefect.resource.id": f"cutline.review.{entry.run_id}",
+                "prefect.resource.name": entry.run_name,
+            },
+            related=[
+                {
+                    "prefect.resource.id": f"prefect.flow-run.{entry.run_id}",
+                    "prefect.resource.role": "flow-run",
+                }
+            ],
+            payload=entry.model_dump(mode="json"),
+        )
+        logger.warning(
+            "Escalated review %s (waiting %.1f h, deadline %s)",
+            entry.run_name,
+            entry.age_hours,
+            entry.deadline or "-",
+        )
+        escalated.append(entry.run_id)
+    return escalated

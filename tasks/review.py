@@ -1,0 +1,240 @@
+"""The review lane: ask a retoucher, check the answer, and land the decision."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image, UnidentifiedImageError
+from prefect import task
+from prefect.deployments import run_deployment
+from prefect.events import emit_event
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field
+
+from cutline import storage
+from cutline.imaging import load_mask, mask_to_png_bytes
+from cutline.items import ImageItem
+from cutline.ledger import update_ledger_row
+from cutline.settings import get_settings
+from dam_adapters import ApprovalState, create_adapter
+from rules.engine import Lane
+from rules.presets import load_presets
+from tasks.context import ShootContext, for_each_image
+from tasks.export import load_full, write_final_renditions
+from tasks.register import register_item
+
+REVIEW_TAG = "cutline-review"
+
+
+class ReviewDecision(RunInput):
+    """The retoucher's answer, as the Resume form in the Prefect UI asks for it."""
+
+    decision: Literal["approve", "replace", "reject"] = Field(
+        default="approve",
+        description=(
+            "approve: publish with the AI mask as it is. replace: publish with your retouched "
+            "file instead. reject: the photo cannot be used; request a reshoot."
+        ),
+    )
+    retouched_file: str = Field(
+        default="",
+        description=(
+            "For replace only: path or URI of your retouched cutout (PNG/TIFF with alpha) or a "
+            "grayscale mask, at the same size as the source."
+        ),
+    )
+    retoucher: str = Field(
+        default="", description="Your name, recorded in the DAM as the approver."
+    )
+    note: str = Field(default="", description="Optional note (required reading for a reshoot).")
+
+
+class ReviewOutcome(BaseModel):
+    """What a finished review did."""
+
+    decision: str
+    retoucher: str
+    dam_id: str
+    approval_state: str
+    renditions: list[str]
+
+
+def _link(uri: str) -> str:
+    if not uri:
+        return "-"
+    href = uri if "://" in uri else Path(uri).resolve().as_uri()
+    return f"[{uri}]({href})"
+
+
+def review_description(item: ImageItem, ctx: ShootContext, problem: str = "") -> str:
+    """The markdown shown above the Resume form: what the image is, why it is here, files."""
+    size = f"{item.width}x{item.height}" if item.width else "unknown size"
+    lines = []
+    if problem:
+        lines += [
+            f"> **Your last answer could not be used:** {problem}",
+            "> Please correct it and resume again.",
+            "",
+        ]
+    lines += [
+        f"### Review {item.sku} · {item.category or 'no category'} · job {ctx.job_id}",
+        "",
+        f"**Deadline:** {item.deadline or 'none given'}  ",
+        f"**Why it needs a person:** {item.reasons}  ",
+        f"**Queue:** {item.queue or 'standard'}  ",
+        f"**Confidence:** {item.confidence if item.confidence is not None else '-'}"
+        + (f" (weakest signal: {min(item.signals, key=item.signals.get)})" if item.signals else ""),
+        "",
+        f"**Brief:** {item.brief or '(no brief)'}",
+        "",
+        f"- Reference image: {_link(item.reference)}",
+        f"- Source ({size}): {_link(item.source)}",
+        f"- PSD with the AI mask as the starting layer mask: {_link(item.psd)}",
+        f"- AI mask: {_link(item.mask)}",
+        "",
+        "**approve** publishes the AI mask; **replace** publishes your retouched file (PNG with "
+        f"alpha, or a grayscale mask, exactly {size}); **reject** asks for a reshoot.",
+    ]
+    return "\n".join(lines)
+
+
+def validate_decision(decision: ReviewDecision, item: ImageItem) -> str:
+    """Why the answer cannot be used, or '' when it can."""
+    if not decision.retoucher.strip():
+        return "enter your name in Retoucher: the DAM records who approved or rejected each image."
+    if decision.decision != "replace":
+        return ""
+    if not decision.retouched_file.strip():
+        return "replace needs the retouched file's path or URI."
+    uri = decision.retouched_file.strip()
+    try:
+        data = storage.read_bytes(uri)
+    except (FileNotFoundError, IsADirectoryError):
+        return f"the retouched file {uri} does not exist."
+    except (OSError, ValueError) as exc:
+        return f"the retouched file {uri} cannot be read ({exc})."
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError):
+        return f"the retouched file {uri} is not an image."
+    if item.width and img.size != (item.width, item.height):
+        return (
+            f"the retouched file is {img.width}x{img.height} but the source is "
+            f"{item.width}x{item.height}; export it at the source size."
+        )
+    has_alpha = img.mode in {"RGBA", "LA", "PA"} or "transparency" in img.info
+    if not has_alpha and img.mode not in {"L", "1"}:
+        return f"the retouched file has no alpha channel and is not a grayscale mask (mode {img.mode})."
+    return ""
+
+
+def _approved_mask(decision: ReviewDecision, item: ImageItem, ctx: ShootContext) -> str:
+    if decision.decision != "replace":
+        return item.mask
+    uri = decision.retouched_file.strip()
+    mask = load_mask(storage.read_bytes(uri), uri)
+    target = ctx.layout.path("masks", f"{item.image_id}.retouched", ".png")
+    return storage.write_bytes(target, mask_to_png_bytes(mask, get_settings().png_compress_level))
+
+
+@task(name="land-review-decision", retries=10, retry_delay_seconds=15)
+def land_decision(decision: ReviewDecision, item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
+    """Export and register an approved or replaced cutout, or register a rejection; update the ledger."""
+    settings = get_settings()
+    adapter = create_adapter(settings)
+    by = decision.retoucher.strip()
+    if decision.decision == "reject":
+        state = ApprovalState.REJECTED
+        item.review_state = "rejected"
+    else:
+        mask_uri = _approved_mask(decision, item, ctx)
+        rgb, mask = load_full(item, mask_uri, settings.max_pixels)
+        write_final_renditions(
+            item, ctx.layout, rgb, mask, load_presets(Path(ctx.presets_file)), ctx.job_id, ctx.model
+        )
+        state = ApprovalState.APPROVED
+        item.review_state = "approved" if decision.decision == "approve" else "replaced"
+    note = decision.note.strip()
+    if decision.decision == "reject" and not note:
+        note = "Reshoot requested."
+    item.reviewed_by, item.review_note = by, note
+    item.review_run_id = str(flow_run.get_id() or item.review_run_id)
+    register_item(adapter, item, ctx.job_id, state, by=by, note=note)
+    # Raises LedgerNotReadyError (and the task retries) while the shoot run is still writing it.
+    update_ledger_row(ctx.layout.ledger, item)
+    return ReviewOutcome(
+        decision=decision.decision,
+        retoucher=by,
+        dam_id=item.dam_id,
+        approval_state=state.value,
+        renditions=[u for u in (item.png, item.psd, *item.jpg) if u],
+    )
+
+
+def review_run_name(item: ImageItem, job_id: str) -> str:
+    """Run name a retoucher scans in the UI: deadline, SKU, job."""
+    deadline = item.deadline[:10] if item.deadline else "no-deadline"
+    return f"{deadline} · {item.sku} · {job_id}"
+
+
+def emit_review_event(
+    kind: str, item: ImageItem, ctx: ShootContext, run_id: str, **extra: str
+) -> None:
+    """Emit cutline.review.<kind> so automations can notify the team."""
+    emit_event(
+        event=f"cutline.review.{kind}",
+        resource={
+            "prefect.resource.id": f"cutline.review.{run_id}",
+            "prefect.resource.name": review_run_name(item, ctx.job_id),
+            "cutline.job-id": ctx.job_id,
+            "cutline.sku": item.sku,
+        },
+        related=[
+            {
+                "prefect.resource.id": f"prefect.flow-run.{run_id}",
+                "prefect.resource.role": "flow-run",
+            }
+        ],
+        payload={
+            "job_id": ctx.job_id,
+            "sku": item.sku,
+            "category": item.category,
+            "deadline": item.deadline,
+            "reasons": item.reasons,
+            "queue": item.queue,
+            "source": item.source_name,
+            **extra,
+        },
+    )
+
+
+@task(
+    name="request-reviews", retries=3, retry_delay_seconds=[2, 10, 30], cache_result_in_memory=False
+)
+def request_reviews_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    """Start one review-cutout run per review-lane image (idempotent per job and image content)."""
+    settings = get_settings()
+
+    def request(item: ImageItem) -> None:
+        run = run_deployment(
+            settings.review_deployment,
+            parameters={"item": item.model_dump(mode="json"), "ctx": ctx.model_dump(mode="json")},
+            flow_run_name=review_run_name(item, ctx.job_id),
+            tags=[REVIEW_TAG, f"job:{ctx.job_id}", f"queue:{item.queue or 'standard'}"],
+            idempotency_key=f"review:{ctx.job_id}:{item.sha256}",
+            timeout=0,
+            as_subflow=False,
+        )
+        item.review_run_id = str(run.id)
+        item.review_state = item.review_state or "queued"
+
+    return for_each_image(items, "review", request, lanes={Lane.REVIEW})
+
+
+def utc_now() -> datetime:
+    """Now, timezone-aware."""
+    return datetime.now(UTC)
