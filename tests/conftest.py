@@ -58,10 +58,8 @@ def prefect_server(settings) -> Iterator[str]:
     current = stack.up(settings)
     try:
         with temporary_settings(updates={PREFECT_API_URL: current.api_url}):
-            os.environ["PREFECT_API_URL"] = current.api_url
             yield current.api_url
     finally:
-        os.environ.pop("PREFECT_API_URL", None)
         stack.down(settings)
 
 

@@ -1,0 +1,57 @@
+"""Helpers for review tests: wait for suspended runs, resume them as the UI does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from uuid import UUID
+
+from cutline.review_queue import ReviewEntry, list_reviews, resume_review, wait_for_outcome
+
+
+def wait_for_reviews(settings, job: str, count: int, timeout: float = 180.0) -> list[ReviewEntry]:
+    """Poll the queue until ``count`` reviews of ``job`` are waiting."""
+    deadline = time.monotonic() + timeout
+    entries: list[ReviewEntry] = []
+    while time.monotonic() < deadline:
+        entries = list_reviews(settings, settings.ui_url, job)
+        if len(entries) >= count:
+            return entries
+        time.sleep(1.0)
+    raise AssertionError(f"expected {count} waiting reviews for {job}, found {len(entries)}")
+
+
+def ui_form(
+    decision: str, retoucher: str = "Ana Retoucher", retouched_file: str = "", note: str = ""
+) -> dict:
+    """Exactly the JSON the Prefect UI's Resume form submits for ReviewDecision."""
+    return {
+        "decision": decision,
+        "retouched_file": retouched_file,
+        "retoucher": retoucher,
+        "note": note,
+    }
+
+
+def decide(run_id: str, form: dict, timeout: float = 180.0):
+    """Resume a review with a form and wait for it to land or ask again."""
+    resume_review(run_id, form)
+    return wait_for_outcome(run_id, timeout=timeout)
+
+
+def form_description(run_id: str) -> str:
+    """The markdown currently shown above the run's Resume form."""
+    from prefect.client.orchestration import get_client
+    from prefect.input import keyset_from_paused_state
+
+    async def read() -> str:
+        async with get_client() as client:
+            run = await client.read_flow_run(UUID(run_id))
+            keyset = keyset_from_paused_state(run.state)
+            import orjson
+
+            return orjson.loads(
+                await client.read_flow_run_input(UUID(run_id), keyset["description"])
+            )
+
+    return asyncio.run(read())

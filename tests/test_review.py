@@ -1,0 +1,304 @@
+"""The review lane against a real Prefect server, serve process and the real model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cutline import stack
+from cutline.ledger import read_ledger
+from cutline.samples import Sample, write_sample_shoot
+from dam_adapters import ApprovalState
+from dam_adapters.local_catalog import LocalCatalog
+from tests.reviews import decide, form_description, ui_form, wait_for_reviews
+
+pytestmark = pytest.mark.slow
+
+JOB = "REV-0001"
+SAMPLES = (
+    Sample(
+        "GL-1_front.jpg",
+        "GL-1",
+        "glassware",
+        "tall",
+        (150, 170, 190),
+        "web",
+        "2026-12-02",
+        "Perfume bottle.",
+    ),
+    Sample(
+        "JW-1_front.jpg",
+        "JW-1",
+        "jewellery",
+        "round",
+        (200, 170, 60),
+        "web",
+        "2026-12-01",
+        "Gold bangle.",
+    ),
+    Sample(
+        "HB-1_front.jpg",
+        "HB-1",
+        "hair-beauty",
+        "tall",
+        (90, 60, 40),
+        "web",
+        "2026-12-03",
+        "Hair serum.",
+    ),
+    Sample(
+        "OV-1_front.jpg",
+        "OV-1",
+        "glassware",
+        "box",
+        (160, 160, 200),
+        "web",
+        "2020-01-01",
+        "Long overdue.",
+    ),
+    Sample(
+        "FW-1_front.jpg",
+        "FW-1",
+        "footwear",
+        "box",
+        (176, 48, 40),
+        "web;social",
+        "2026-12-05",
+        "Trainer.",
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def shoot_run(prefect_server, model_home, tmp_path_factory, settings):
+    from flows.process_shoot import process_shoot
+
+    folder = tmp_path_factory.mktemp("review-shoot")
+    write_sample_shoot(folder, SAMPLES, size=(480, 360))
+    out = tmp_path_factory.mktemp("review-out")
+    summary = process_shoot(
+        shoot=str(folder), job_id=JOB, manifest=str(folder / "manifest.csv"), output_root=str(out)
+    )
+    entries = wait_for_reviews(settings, JOB, 4)
+    return summary, {e.sku: e for e in entries}, entries
+
+
+def _rows(summary) -> dict[str, dict[str, str]]:
+    return {row["sku"]: row for row in read_ledger(summary.ledger)}
+
+
+def test_each_review_image_waits_in_its_own_suspended_run_ordered_by_deadline(shoot_run):
+    summary, by_sku, entries = shoot_run
+    assert summary.lanes["review"] == 4 and summary.lanes["auto"] == 1
+    assert [e.sku for e in entries] == ["OV-1", "JW-1", "GL-1", "HB-1"]
+    assert len({e.run_id for e in entries}) == 4
+    assert all(e.state == "Suspended" for e in entries)
+    rows = _rows(summary)
+    for sku, entry in by_sku.items():
+        assert rows[sku]["review_run_id"] == entry.run_id
+        assert rows[sku]["review_state"] == "queued"
+        assert entry.run_name.endswith(f"· {sku} · {JOB}")
+        assert entry.ui_url.endswith(f"/runs/flow-run/{entry.run_id}")
+    assert [r["sku"] for r in summary.reviews] == ["OV-1", "JW-1", "GL-1", "HB-1"]
+
+
+def test_form_text_gives_what_a_retoucher_needs(shoot_run):
+    _, by_sku, _ = shoot_run
+    text = form_description(by_sku["GL-1"].run_id)
+    for expected in (
+        "GL-1",
+        "glassware",
+        "Glassware:",
+        "Perfume bottle.",
+        "2026-12-02",
+        ".psd",
+        "AI mask",
+        "480x360",
+    ):
+        assert expected in text
+
+
+def _events(api: str, name: str) -> list[dict]:
+    body = json.dumps({"filter": {"event": {"name": [name]}}, "limit": 50}).encode()
+    request = urllib.request.Request(
+        f"{api}/events/filter", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.load(resp)["events"]
+
+
+def test_review_requested_events_are_emitted(shoot_run, prefect_server):
+    _, by_sku, _ = shoot_run
+    wanted = {f"cutline.review.{e.run_id}" for e in by_sku.values()}
+    deadline = time.monotonic() + 60  # the server persists events in the background
+    while True:
+        events = _events(prefect_server, "cutline.review.requested")
+        resources = [e["resource"]["prefect.resource.id"] for e in events]
+        if wanted <= set(resources) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert wanted <= set(resources)
+    assert all(resources.count(r) == 1 for r in wanted)  # once per review, despite replays
+    payload = next(
+        e["payload"]
+        for e in events
+        if e["resource"]["prefect.resource.id"] == f"cutline.review.{by_sku['GL-1'].run_id}"
+    )
+    assert (
+        payload["sku"] == "GL-1" and payload["job_id"] == JOB and "Glassware" in payload["reasons"]
+    )
+
+
+def test_cli_lists_the_queue_as_json(shoot_run):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "cutline", "review", "list", "--job", JOB, "--json"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert [e["sku"] for e in listed][:1] == ["OV-1"]
+    assert {"run_id", "sku", "category", "reasons", "age_hours", "ui_url", "deadline"} <= set(
+        listed[0]
+    )
+
+
+def test_overdue_review_is_escalated_not_dropped(shoot_run):
+    from flows.escalate_reviews import escalate_reviews
+
+    _, by_sku, _ = shoot_run
+    escalated = escalate_reviews()
+    assert by_sku["OV-1"].run_id in escalated
+    assert by_sku["GL-1"].run_id not in escalated
+    from cutline.review_queue import list_reviews
+    from cutline.settings import get_settings
+
+    entry = {e.sku: e for e in list_reviews(get_settings(), "http://ui", JOB)}["OV-1"]
+    assert entry.escalated and entry.overdue and entry.state == "Suspended"
+    assert escalate_reviews() == []  # announced once
+
+
+def test_approve_lands_the_asset_with_all_renditions(shoot_run, settings):
+    summary, by_sku, _ = shoot_run
+    run = decide(by_sku["GL-1"].run_id, ui_form("approve", note="glass is clean"))
+    assert run.state.is_completed(), run.state
+    row = _rows(summary)["GL-1"]
+    assert (
+        row["lane"] == "review"
+        and row["review_state"] == "approved"
+        and row["reviewed_by"] == "Ana Retoucher"
+    )
+    record = LocalCatalog(settings.resolved_catalog_dir).get(row["dam_id"])
+    assert record.approval_state == ApprovalState.APPROVED and record.approved_by == "Ana Retoucher"
+    assert {"png", "psd", "mask", "jpg:web"} <= set(record.renditions)
+    assert Image.open(row["png"]).mode == "RGBA"
+    assert np.array_equal(
+        np.asarray(Image.open(row["png"]).getchannel("A")), np.asarray(Image.open(row["mask"]))
+    )
+
+
+def test_invalid_replace_asks_again_then_replace_uses_the_retouched_mask(
+    shoot_run, settings, tmp_path: Path
+):
+    summary, by_sku, _ = shoot_run
+    run_id = by_sku["JW-1"].run_id
+    run = decide(run_id, ui_form("replace", retouched_file=str(tmp_path / "missing.png")))
+    assert run.state.is_paused(), "a bad answer must ask again, not fail the run"
+    assert "does not exist" in form_description(run_id)
+    wrong_size = tmp_path / "small.png"
+    Image.new("RGBA", (10, 10)).save(wrong_size)
+    run = decide(run_id, ui_form("replace", retouched_file=str(wrong_size)))
+    assert run.state.is_paused() and "10x10 but the source is 480x360" in form_description(run_id)
+
+    retouched = np.zeros((360, 480), dtype=np.uint8)
+    retouched[:, :240] = 255  # clearly not the AI's mask: the left half only
+    path = tmp_path / "retouched.png"
+    rgba = Image.new("RGBA", (480, 360), (10, 20, 30, 0))
+    rgba.putalpha(Image.fromarray(retouched))
+    rgba.save(path)
+    run = decide(run_id, ui_form("replace", retouched_file=str(path), note="fixed the clasp"))
+    assert run.state.is_completed(), run.state
+    row = _rows(summary)["JW-1"]
+    assert row["review_state"] == "replaced"
+    assert np.array_equal(np.asarray(Image.open(row["png"]).getchannel("A")), retouched)
+    record = LocalCatalog(settings.resolved_catalog_dir).get(row["dam_id"])
+    assert record.approval_state == ApprovalState.APPROVED and record.note == "fixed the clasp"
+
+
+def test_reject_marks_the_asset_rejected_with_the_note(shoot_run, settings):
+    summary, by_sku, _ = shoot_run
+    run = decide(by_sku["HB-1"].run_id, ui_form("reject", note="flyaways everywhere, reshoot"))
+    assert run.state.is_completed(), run.state
+    row = _rows(summary)["HB-1"]
+    assert row["review_state"] == "rejected" and row["png"] == ""
+    record = LocalCatalog(settings.resolved_catalog_dir).get(row["dam_id"])
+    assert record.approval_state == ApprovalState.REJECTED
+    assert record.note == "flyaways everywhere, reshoot"
+
+
+def test_missing_name_asks_again(shoot_run):
+    _, by_sku, _ = shoot_run
+    run = decide(by_sku["OV-1"].run_id, ui_form("approve", retoucher=" "))
+    assert run.state.is_paused()
+    assert "enter your name" in form_description(by_sku["OV-1"].run_id)
+
+
+def test_nothing_is_registered_twice_and_rerun_keeps_decisions(shoot_run, settings, tmp_path):
+    from flows.process_shoot import process_shoot
+
+    summary, _, _ = shoot_run
+    catalog = LocalCatalog(settings.resolved_catalog_dir)
+    before = {r.sku: r.approval_state for r in catalog.list_job(JOB)}
+    assert before == {
+        "FW-1": ApprovalState.AUTO_APPROVED,
+        "GL-1": ApprovalState.APPROVED,
+        "JW-1": ApprovalState.APPROVED,
+        "HB-1": ApprovalState.REJECTED,
+    }
+    shoot = str(Path(read_ledger(summary.ledger)[0]["source"]).parent)
+    again = process_shoot(
+        shoot=shoot,
+        job_id=JOB,
+        manifest=str(Path(shoot) / "manifest.csv"),
+        output_root=str(Path(summary.ledger).parent.parent),
+    )
+    assert {r.sku: r.approval_state for r in catalog.list_job(JOB)} == before
+    rows = _rows(again)
+    assert rows["GL-1"]["review_state"] == "approved" and rows["HB-1"]["review_state"] == "rejected"
+    # The same waiting review is reused, not a second run for the same image.
+    assert rows["OV-1"]["review_run_id"] == _rows(summary)["OV-1"]["review_run_id"]
+
+
+def test_review_survives_a_stack_restart(shoot_run, settings):
+    summary, by_sku, _ = shoot_run
+    stopped = stack.down(settings)
+    assert set(stopped) == {"serve", "server"}
+    assert not stack.status(settings).healthy
+    stack.up(settings)
+    run = decide(by_sku["OV-1"].run_id, ui_form("approve", retoucher="Bo"))
+    assert run.state.is_completed(), run.state
+    row = _rows(summary)["OV-1"]
+    assert row["review_state"] == "approved" and row["reviewed_by"] == "Bo"
+    assert asyncio.run(_run_count(by_sku["OV-1"].run_id)) >= 1
+
+
+async def _run_count(run_id: str) -> int:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return (await client.read_flow_run(UUID(run_id))).run_count
