@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -75,7 +74,7 @@ def _entry(run: Any, settings: CutlineSettings, now: datetime, ui_url: str) -> R
     )
 
 
-async def _waiting_runs(job: str | None) -> list[Any]:
+def _waiting_runs(job: str | None) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowFilter,
@@ -92,10 +91,10 @@ async def _waiting_runs(job: str | None) -> list[Any]:
         tags=FlowRunFilterTags(all_=[f"job:{job}"]) if job else None,
     )
     runs: list[Any] = []
-    async with get_client() as client:
+    with get_client(sync_client=True) as client:
         offset = 0
         while True:
-            page = await client.read_flow_runs(
+            page = client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[REVIEW_FLOW])),
                 flow_run_filter=run_filter,
                 limit=200,
@@ -117,7 +116,7 @@ def list_reviews(
 ) -> list[ReviewEntry]:
     """Waiting (suspended) review runs, ordered by deadline, then priority, then age."""
     now = datetime.now(UTC)
-    runs = asyncio.run(_waiting_runs(job))
+    runs = _waiting_runs(job)
     return sorted((_entry(run, settings, now, ui_url) for run in runs), key=sort_key)
 
 
@@ -128,11 +127,12 @@ def resume_review(run_id: str, decision: dict[str, Any]) -> None:
     resume_flow_run(UUID(run_id), run_input=decision)
 
 
-async def _read_run(run_id: str) -> Any:
+def read_run(run_id: str) -> Any:
+    """The flow run as the API has it now."""
     from prefect.client.orchestration import get_client
 
-    async with get_client() as client:
-        return await client.read_flow_run(UUID(run_id))
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(run_id))
 
 
 def wait_for_outcome(run_id: str, timeout: float = 300.0, poll: float = 1.0) -> Any:
@@ -142,7 +142,7 @@ def wait_for_outcome(run_id: str, timeout: float = 300.0, poll: float = 1.0) -> 
     deadline = time.monotonic() + timeout
     left_pause = False
     while True:
-        run = asyncio.run(_read_run(run_id))
+        run = read_run(run_id)
         state = run.state
         if state.is_final():
             return run
@@ -155,15 +155,15 @@ def wait_for_outcome(run_id: str, timeout: float = 300.0, poll: float = 1.0) -> 
         time.sleep(poll)
 
 
-async def mark_escalated(run_id: str) -> bool:
+def mark_escalated(run_id: str) -> bool:
     """Tag a review run as escalated; False when it already was."""
     from prefect.client.orchestration import get_client
 
-    async with get_client() as client:
-        run = await client.read_flow_run(UUID(run_id))
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
         if ESCALATED_TAG in (run.tags or []):
             return False
-        await client.update_flow_run(UUID(run_id), tags=[*(run.tags or []), ESCALATED_TAG])
+        client.update_flow_run(UUID(run_id), tags=[*(run.tags or []), ESCALATED_TAG])
         return True
 
 

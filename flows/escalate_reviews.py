@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
@@ -21,7 +19,7 @@ def escalate_reviews() -> list[str]:
     for entry in list_reviews(settings, stack.status(settings).ui_url):
         if not entry.overdue or entry.escalated:
             continue
-        if not asyncio.run(mark_escalated(entry.run_id)):
+        if not mark_escalated(entry.run_id):
             continue
         emit_event(
             event="cutline.review.escalated",

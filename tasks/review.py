@@ -48,9 +48,11 @@ class ReviewDecision(RunInput):
         ),
     )
     retoucher: str = Field(
-        default="", description="Your name, recorded in the DAM as the approver."
+        default="", description="Your name (required), recorded in the DAM with your decision."
     )
-    note: str = Field(default="", description="Optional note (required reading for a reshoot).")
+    note: str = Field(
+        default="", description="Optional note; for a reject, say what the reshoot must fix."
+    )
 
 
 class ReviewOutcome(BaseModel):

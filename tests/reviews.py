@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from uuid import UUID
+
+import orjson
 
 from cutline.review_queue import ReviewEntry, list_reviews, resume_review, wait_for_outcome
 
@@ -44,14 +45,7 @@ def form_description(run_id: str) -> str:
     from prefect.client.orchestration import get_client
     from prefect.input import keyset_from_paused_state
 
-    async def read() -> str:
-        async with get_client() as client:
-            run = await client.read_flow_run(UUID(run_id))
-            keyset = keyset_from_paused_state(run.state)
-            import orjson
-
-            return orjson.loads(
-                await client.read_flow_run_input(UUID(run_id), keyset["description"])
-            )
-
-    return asyncio.run(read())
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+        keyset = keyset_from_paused_state(run.state)
+        return orjson.loads(client.read_flow_run_input(UUID(run_id), keyset["description"]))

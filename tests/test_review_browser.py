@@ -1,0 +1,104 @@
+"""The Resume form in the real Prefect UI, driven by headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cutline.ledger import read_ledger
+from cutline.samples import Sample, write_sample_shoot
+from dam_adapters import ApprovalState
+from dam_adapters.local_catalog import LocalCatalog
+from tests.reviews import wait_for_reviews
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+JOB = "UI-0001"
+
+
+@pytest.fixture
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            "Debian's chromium is not installed: run `bash scripts/setup.sh --test` (as root)."
+        )
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
+    prefect_server, model_home, settings, tmp_path, artifacts_dir, browser_page
+):
+    from flows.process_shoot import process_shoot
+
+    sample = Sample(
+        "GL-9_front.jpg",
+        "GL-9",
+        "glassware",
+        "tall",
+        (150, 170, 190),
+        "web",
+        "2026-12-02",
+        "Decanter: keep the stopper.",
+    )
+    write_sample_shoot(tmp_path / "shoot", (sample,), size=(400, 300))
+    summary = process_shoot(
+        shoot=str(tmp_path / "shoot"),
+        job_id=JOB,
+        manifest=str(tmp_path / "shoot" / "manifest.csv"),
+        output_root=str(tmp_path / "out"),
+    )
+    (entry,) = wait_for_reviews(settings, JOB, 1)
+
+    page = browser_page
+    page.goto(entry.ui_url)
+    page.get_by_role("button", name="Resume").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Review GL-9").wait_for(timeout=30_000)
+    text = dialog.inner_text()
+    for expected in (
+        "Decision",
+        "Retouched File",
+        "Retoucher",
+        "Glassware:",
+        "Decanter: keep the stopper.",
+        "2026-12-02",
+        "PSD with the AI mask",
+    ):
+        assert expected in text, expected
+    page.wait_for_timeout(1000)  # let the dialog finish fading in before the screenshot
+    page.screenshot(path=str(artifacts_dir / "review-resume-form.png"), full_page=True)
+
+    boxes = dialog.get_by_role("textbox")
+    boxes.nth(1).fill("Cam in the browser")
+    boxes.nth(2).fill("approved from the UI")
+    dialog.get_by_role("button", name="Submit").click()
+
+    from cutline.review_queue import wait_for_outcome
+
+    run = wait_for_outcome(entry.run_id, timeout=180)
+    assert run.state.is_completed(), run.state
+    row = next(r for r in read_ledger(summary.ledger) if r["sku"] == "GL-9")
+    assert row["review_state"] == "approved" and row["reviewed_by"] == "Cam in the browser"
+    record = LocalCatalog(settings.resolved_catalog_dir).get(row["dam_id"])
+    assert record.approval_state == ApprovalState.APPROVED and record.note == "approved from the UI"
