@@ -13,6 +13,16 @@ fi
 
 if [ "${1:-}" = "--test" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+  # Browser tests drive Debian's chromium through playwright (no browser download).
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ]; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "The browser tests need Debian's chromium: sudo apt-get install chromium" >&2
+      exit 1
+    fi
+  fi
 else
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
 fi
