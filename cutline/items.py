@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from cutline import storage
 from cutline.errors import ConfigError
@@ -27,6 +27,8 @@ def validate_job_id(job_id: str) -> str:
 
 class ImageItem(BaseModel):
     """One input file's journey through the shoot; becomes its ledger row."""
+
+    model_config = ConfigDict(validate_assignment=True)
 
     index: int = Field(description="Position in the shoot's sorted file list.")
     source: str = Field(description="Path or URI of the original file.")

@@ -174,6 +174,7 @@ def serve_env(settings: CutlineSettings, url: str) -> dict[str, str]:
     env.update(client_env(settings))
     env["PREFECT_API_URL"] = url
     env["PREFECT_RUNNER_POLL_FREQUENCY"] = str(settings.runner_poll_seconds)
+    env["PREFECT_LOGGING_TO_API_ENABLED"] = "true"  # flow-run logs belong in the UI
     env["CUTLINE_DATA_ROOT"] = str(settings.data_root)
     env["CUTLINE_PROJECT_DIR"] = str(PROJECT_ROOT)
     return env

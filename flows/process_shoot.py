@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import Field
 
 from cutline import model_store, storage
 from cutline.errors import ConfigError
@@ -109,28 +107,22 @@ def preflight(job_id: str, shoot: str, manifest: str | None) -> tuple[str, str]:
     log_prints=True,
 )
 def process_shoot(
-    shoot: Annotated[str, Field(description="Folder (or URI) holding the shoot's images.")],
-    job_id: Annotated[
-        str,
-        Field(
-            description="Job ID, e.g. SS26-0142: names the run, the output folder and DAM records."
-        ),
-    ],
-    manifest: Annotated[
-        str | None,
-        Field(
-            description="Optional manifest CSV: filename, sku, category, campaign, channels, deadline, brief, reference."
-        ),
-    ] = None,
-    output_root: Annotated[
-        str | None,
-        Field(description="Where outputs go; defaults to the CUTLINE_OUTPUT_ROOT setting."),
-    ] = None,
+    shoot: str,
+    job_id: str,
+    manifest: str | None = None,
+    output_root: str | None = None,
 ) -> ShootSummary:
     """Cut out, score, route, export and register every image of one shoot.
 
     Every input file ends in exactly one lane (auto, review, failed) with a reason,
     recorded in <output>/<job>/ledger.csv; the run fails loudly if it cannot prove that.
+
+    Args:
+        shoot: Folder (or URI) holding the shoot's images, e.g. /mnt/shoots/SS26-0142.
+        job_id: Job ID, e.g. SS26-0142; names the run, the output folder and the DAM records.
+        manifest: Optional manifest CSV (filename, sku, category, campaign, channels, deadline,
+            brief, reference).
+        output_root: Where outputs go; empty means the CUTLINE_OUTPUT_ROOT setting.
     """
     started = time.perf_counter()
     logger = get_run_logger()

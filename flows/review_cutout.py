@@ -41,7 +41,12 @@ def _verdict(attempt: int, decision: ReviewDecision, item: ImageItem) -> str:
 @flow(name="review-cutout", persist_result=True, log_prints=True)
 def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
     """Wait (suspended, holding no process) for a retoucher to approve, replace or reject
-    one cutout, then land the decision in the renditions, the DAM and the ledger."""
+    one cutout, then land the decision in the renditions, the DAM and the ledger.
+
+    Args:
+        item: The image under review, as the shoot run recorded it (SKU, reasons, files).
+        ctx: The shoot it belongs to (job ID, output folder, model, rules and presets).
+    """
     logger = get_run_logger()
     run_id = str(flow_run.get_id())
     if _once("requested-event"):

@@ -17,6 +17,7 @@ os.environ.setdefault("CUTLINE_MODEL_HOME", str(_SESSION_ROOT / "models"))
 os.environ["PREFECT_HOME"] = str(_SESSION_ROOT / "prefect-client")
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"  # the test process outlives its server
 os.environ.pop("PREFECT_API_URL", None)
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

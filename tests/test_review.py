@@ -176,7 +176,7 @@ def test_cli_lists_the_queue_as_json(shoot_run):
     )
 
 
-def test_overdue_review_is_escalated_not_dropped(shoot_run):
+def test_overdue_review_is_escalated_not_dropped(shoot_run, prefect_server):
     from flows.escalate_reviews import escalate_reviews
 
     _, by_sku, _ = shoot_run
@@ -189,6 +189,14 @@ def test_overdue_review_is_escalated_not_dropped(shoot_run):
     entry = {e.sku: e for e in list_reviews(get_settings(), "http://ui", JOB)}["OV-1"]
     assert entry.escalated and entry.overdue and entry.state == "Suspended"
     assert escalate_reviews() == []  # announced once
+    wanted = f"cutline.review.{by_sku['OV-1'].run_id}"
+    deadline = time.monotonic() + 60
+    while not any(
+        e["resource"]["prefect.resource.id"] == wanted
+        for e in _events(prefect_server, "cutline.review.escalated")
+    ):
+        assert time.monotonic() < deadline, "no cutline.review.escalated event"
+        time.sleep(1)
 
 
 def test_approve_lands_the_asset_with_all_renditions(shoot_run, settings):

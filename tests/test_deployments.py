@@ -1,0 +1,57 @@
+"""The deployments of prefect.yaml as a producer uses them: typed, described, runnable."""
+
+from __future__ import annotations
+
+import pytest
+
+from cutline.ledger import read_ledger
+from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.serve import deployment_names
+
+pytestmark = pytest.mark.slow
+
+
+def test_stack_serves_every_deployment_declared_in_prefect_yaml(prefect_server):
+    from prefect.client.orchestration import get_client
+
+    assert deployment_names() == [
+        "process-shoot/shoot",
+        "review-cutout/review",
+        "escalate-reviews/escalate",
+    ]
+    with get_client(sync_client=True) as client:
+        shoot = client.read_deployment_by_name("process-shoot/shoot")
+        review = client.read_deployment_by_name("review-cutout/review")
+        escalate = client.read_deployment_by_name("escalate-reviews/escalate")
+    props = shoot.parameter_openapi_schema["properties"]
+    assert set(shoot.parameter_openapi_schema["required"]) == {"shoot", "job_id"}
+    for name in ("shoot", "job_id", "manifest", "output_root"):
+        assert props[name].get("description"), f"{name} needs a description for the Custom run form"
+    assert shoot.enforce_parameter_schema and shoot.description
+    assert shoot.global_concurrency_limit.limit == 2
+    assert shoot.concurrency_options.collision_strategy == "ENQUEUE"
+    assert {"item", "ctx"} <= set(review.parameter_openapi_schema["properties"])
+    assert escalate.schedules, "escalation must run on a schedule"
+
+
+def test_producer_triggers_a_shoot_through_the_deployment(prefect_server, model_home, tmp_path):
+    from prefect.deployments import run_deployment
+
+    shoot = tmp_path / "shoot"
+    write_sample_shoot(shoot, DEFAULT_SAMPLES[:2], size=(320, 240))
+    run = run_deployment(
+        "process-shoot/shoot",
+        parameters={
+            "shoot": str(shoot),
+            "job_id": "DEP-0001",
+            "manifest": str(shoot / "manifest.csv"),
+            "output_root": str(tmp_path / "out"),
+        },
+        timeout=300,
+        as_subflow=False,
+    )
+    assert run.state.is_completed(), run.state
+    assert run.name == "DEP-0001"
+    rows = read_ledger(str(tmp_path / "out" / "DEP-0001" / "ledger.csv"))
+    assert sorted(r["sku"] for r in rows) == ["SKU-1001", "SKU-1002"]
+    assert all(r["lane"] in {"auto", "review"} for r in rows)
