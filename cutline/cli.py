@@ -89,6 +89,12 @@ def run_shoot(shoot: str, job_id: str, manifest: str | None, out: str | None) ->
         summary = state.result()
         typer.echo(summary_markdown(summary))
         typer.echo(f"\nledger: {summary.ledger}\nPrefect UI: {current.ui_url}")
+        if summary.reviews:
+            typer.echo("reviews: `cutline review list`, or Resume each review-cutout run in the UI")
+        if current.managed:
+            typer.echo(
+                "the local stack keeps running for the UI and the reviews; `cutline down` stops it"
+            )
     return 0
 
 
@@ -230,6 +236,8 @@ def review_list(
         return
     for e in entries:
         flag = "ESCALATED" if e.escalated else ("OVERDUE" if e.overdue else "")
+        if e.state != "Suspended":
+            flag = e.state.upper()
         typer.echo(
             f"{(e.deadline or '-')[:16]:16}  {e.sku:14} {e.category or '-':12} {e.job_id:12} "
             f"{e.age_hours:6.1f}h {flag:9} {e.run_id}\n    {e.reasons}\n    {e.ui_url}"

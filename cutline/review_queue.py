@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from cutline.settings import CutlineSettings
 
 REVIEW_FLOW = "review-cutout"
+# Waiting (suspended) reviews, and those about to wait or landing a decision right now.
+OPEN_STATES = ["PAUSED", "SCHEDULED", "PENDING", "RUNNING"]
 ESCALATED_TAG = "escalated"
 
 
@@ -84,10 +86,9 @@ def _waiting_runs(job: str | None) -> list[Any]:
         FlowRunFilterStateType,
         FlowRunFilterTags,
     )
-    from prefect.client.schemas.objects import StateType
 
     run_filter = FlowRunFilter(
-        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=OPEN_STATES)),
         tags=FlowRunFilterTags(all_=[f"job:{job}"]) if job else None,
     )
     runs: list[Any] = []
@@ -114,7 +115,7 @@ def sort_key(entry: ReviewEntry) -> tuple[str, int, str]:
 def list_reviews(
     settings: CutlineSettings, ui_url: str, job: str | None = None
 ) -> list[ReviewEntry]:
-    """Waiting (suspended) review runs, ordered by deadline, then priority, then age."""
+    """Open review runs (waiting, starting or landing), ordered by deadline, priority, age."""
     now = datetime.now(UTC)
     runs = _waiting_runs(job)
     return sorted((_entry(run, settings, now, ui_url) for run in runs), key=sort_key)

@@ -17,7 +17,7 @@ def escalate_reviews() -> list[str]:
     settings = get_settings()
     escalated = []
     for entry in list_reviews(settings, stack.status(settings).ui_url):
-        if not entry.overdue or entry.escalated:
+        if entry.state != "Suspended" or not entry.overdue or entry.escalated:
             continue
         if not mark_escalated(entry.run_id):
             continue

@@ -11,11 +11,13 @@ from cutline.review_queue import ReviewEntry, list_reviews, resume_review, wait_
 
 
 def wait_for_reviews(settings, job: str, count: int, timeout: float = 180.0) -> list[ReviewEntry]:
-    """Poll the queue until ``count`` reviews of ``job`` are waiting."""
+    """Poll the queue until ``count`` reviews of ``job`` are waiting (suspended)."""
     deadline = time.monotonic() + timeout
     entries: list[ReviewEntry] = []
     while time.monotonic() < deadline:
-        entries = list_reviews(settings, settings.ui_url, job)
+        entries = [
+            e for e in list_reviews(settings, settings.ui_url, job) if e.state == "Suspended"
+        ]
         if len(entries) >= count:
             return entries
         time.sleep(1.0)
