@@ -35,13 +35,20 @@ def png_bytes(rgba: Image.Image, xmp: bytes, compress_level: int) -> bytes:
     return buf.getvalue()
 
 
-def psd_bytes(rgb: Image.Image, mask: Image.Image) -> bytes:
+def psd_bytes(rgb: Image.Image, mask: Image.Image, xmp: bytes | None = None) -> bytes:
     """Layered PSD: the original as a hidden background layer, and a 'Cutout' layer with
-    the AI mask as its layer mask, so a retoucher refines the mask instead of redrawing it."""
+    the AI mask as its layer mask, so a retoucher refines the mask instead of redrawing it.
+    ``xmp`` is stored as the document's XMP metadata resource."""
     from psd_tools import PSDImage
     from psd_tools.api.layers import PixelLayer
+    from psd_tools.constants import Resource
+    from psd_tools.psd.image_resources import ImageResource
 
     psd = PSDImage.new("RGB", rgb.size)
+    if xmp:
+        psd.image_resources[Resource.XMP_METADATA] = ImageResource(
+            key=Resource.XMP_METADATA, data=xmp
+        )
     original = PixelLayer.frompil(rgb, psd, "Original")
     original.visible = False
     cutout = PixelLayer.frompil(rgb, psd, "Cutout")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +135,79 @@ class CutlineSettings(BaseSettings):
         ge=1,
         le=60,
         description="How often the stack's serve process polls for runs to start or resume.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description=(
+            "S3-compatible endpoint (e.g. http://127.0.0.1:8333 for SeaweedFS). Empty uses "
+            "AWS_ENDPOINT_URL or AWS's regional endpoint."
+        ),
+    )
+    s3_region: str | None = Field(
+        default=None,
+        description="S3 region (empty uses AWS_REGION / the profile). Also the region assumed for buckets whose server does not report one.",
+    )
+    s3_access_key_id: SecretStr | None = Field(
+        default=None,
+        description="S3 access key id. Empty uses the standard AWS environment variables or profile.",
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None,
+        description="S3 secret access key. Never logged, never written to ledgers or artifacts.",
+    )
+    s3_profile: str | None = Field(default=None, description="AWS profile name for S3 credentials.")
+    residency: Literal["eu", "any"] = Field(
+        default="any",
+        description=(
+            "'eu' refuses to start a run, before any image is read, when a bucket is outside the "
+            "EU/EEA or a configured endpoint is not in allowed_endpoints."
+        ),
+    )
+    allowed_endpoints: list[str] = Field(
+        default_factory=list,
+        description=(
+            "With residency 'eu': the hosts (host or host:port) that storage and DAM endpoints may "
+            'use, as a JSON list, e.g. ["s3.eu-central-1.amazonaws.com", "dam.studio.example"].'
+        ),
+    )
+    residency_file: Path = Field(
+        default=PROJECT_ROOT / "rules" / "residency.yaml",
+        description="Regions that count as EU/EEA (YAML: regions and prefixes).",
+    )
+    object_catalog_root: str | None = Field(
+        default=None,
+        description=(
+            "Root (path or URI) of the object-storage DAM catalog. Defaults to <output_root>/_catalog, "
+            "next to the renditions."
+        ),
+    )
+    dam_http_base_url: str | None = Field(
+        default=None, description="Base URL of the REST DAM used by the 'http' adapter."
+    )
+    dam_http_token: SecretStr | None = Field(
+        default=None,
+        description="Credential sent in the auth header to the REST DAM (never logged).",
+    )
+    dam_http_auth_header: str = Field(
+        default="Authorization", description="Header carrying the DAM credential."
+    )
+    dam_http_auth_scheme: str = Field(
+        default="Bearer",
+        description="Prefix of the credential in the auth header (empty for none).",
+    )
+    dam_http_mapping_file: Path = Field(
+        default=PROJECT_ROOT / "dam_adapters" / "http_mapping.yaml",
+        description="Field mapping and endpoint paths of the REST DAM (YAML data file).",
+    )
+    dam_http_timeout: float = Field(default=30.0, gt=0, description="Seconds per DAM HTTP request.")
+    dam_http_max_retries: int = Field(
+        default=5,
+        ge=0,
+        le=20,
+        description="Retries on 429 and 5xx (Retry-After honoured, else exponential backoff).",
+    )
+    dam_http_max_backoff: float = Field(
+        default=60.0, gt=0, description="Longest wait between DAM retries, in seconds."
     )
     server_host: str = Field(
         default="127.0.0.1", description="Host the embedded Prefect server binds to."

@@ -6,10 +6,13 @@ import os
 import posixpath
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
+
+from cutline.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -30,10 +33,37 @@ class Location:
         return p if self.is_local else self.fs.unstrip_protocol(p)
 
 
+def storage_options(protocol: str) -> dict[str, Any]:
+    """fsspec options for a protocol from settings; empty values defer to the AWS environment."""
+    if protocol not in {"s3", "s3a"}:
+        return {}
+    settings = get_settings()
+    options: dict[str, Any] = {}
+    client_kwargs: dict[str, Any] = {}
+    if settings.s3_endpoint_url:
+        client_kwargs["endpoint_url"] = settings.s3_endpoint_url
+    if settings.s3_region:
+        client_kwargs["region_name"] = settings.s3_region
+    if client_kwargs:
+        options["client_kwargs"] = client_kwargs
+    if settings.s3_access_key_id and settings.s3_secret_access_key:
+        options["key"] = settings.s3_access_key_id.get_secret_value()
+        options["secret"] = settings.s3_secret_access_key.get_secret_value()
+    if settings.s3_profile:
+        options["profile"] = settings.s3_profile
+    options["config_kwargs"] = {"retries": {"max_attempts": 8, "mode": "adaptive"}}
+    return options
+
+
+def protocol_of(path_or_uri: str) -> str:
+    """'s3', 'memory', ... for a URI; 'file' for a local path."""
+    return path_or_uri.split("://", 1)[0].lower() if "://" in path_or_uri else "file"
+
+
 def locate(path_or_uri: str | os.PathLike[str]) -> Location:
     """Parse a local path or fsspec URI (s3://bucket/prefix, memory://...) into a Location."""
     text = os.fspath(path_or_uri)
-    fs, path = url_to_fs(text)
+    fs, path = url_to_fs(text, **storage_options(protocol_of(text)))
     if isinstance(fs, LocalFileSystem):
         path = os.path.abspath(os.path.expanduser(path))
     return Location(fs, path.rstrip("/") if path != "/" else path)
@@ -44,6 +74,12 @@ def join(base: str, *parts: str) -> str:
     if "://" in base:
         return posixpath.join(base, *parts)
     return os.path.join(base, *parts)
+
+
+def exists(uri: str) -> bool:
+    """Whether a file or folder exists at a local path or URI."""
+    loc = locate(uri)
+    return bool(loc.fs.exists(loc.path))
 
 
 def read_bytes(uri: str) -> bytes:

@@ -30,6 +30,7 @@ class ShootSummary(BaseModel):
     model: str
     rules_version: str
     dam: str
+    residency: str = ""
 
 
 def summarize(
@@ -45,6 +46,7 @@ def summarize(
     model: str,
     rules_version: str,
     dam: str,
+    residency: str = "",
 ) -> ShootSummary:
     """Build the summary from the reconciled items."""
     categories: dict[str, Counter[str]] = defaultdict(Counter)
@@ -85,6 +87,7 @@ def summarize(
         model=model,
         rules_version=rules_version,
         dam=dam,
+        residency=residency,
     )
 
 
@@ -112,6 +115,8 @@ def summary_markdown(summary: ShootSummary) -> str:
         *[f"| {s} | {t:.2f} |" for s, t in summary.stage_seconds.items()],
         "",
         f"Ledger: `{summary.ledger}`",
+        "",
+        f"Where: {summary.residency}" if summary.residency else "",
     ]
     if summary.reviews:
         lines += [

@@ -74,6 +74,53 @@ class AssetRecord(AssetSubmission):
     )
 
 
+def next_record(
+    existing: AssetRecord | None,
+    asset: AssetSubmission,
+    renditions: dict[str, str],
+    dam_id: str | None = None,
+) -> AssetRecord:
+    """The record a registration produces: a new one, or the existing one updated in place
+    (same id and creation time, revision + 1, approval changes appended to history)."""
+    now = utc_now()
+    history = list(existing.history) if existing else []
+    if existing is None or existing.approval_state != asset.approval_state:
+        history.append(
+            {
+                "state": asset.approval_state.value,
+                "by": asset.approved_by,
+                "at": now,
+                "note": asset.note,
+            }
+        )
+    return AssetRecord(
+        **asset.model_dump(exclude={"renditions"}),
+        renditions=renditions,
+        dam_id=existing.dam_id if existing else (dam_id or dam_id_for(asset.key)),
+        idempotency_key=asset.key,
+        created_at=existing.created_at if existing else now,
+        updated_at=now,
+        revision=existing.revision + 1 if existing else 1,
+        history=history,
+    )
+
+
+def approval_update(record: AssetRecord, state: ApprovalState, by: str, note: str) -> AssetRecord:
+    """The record after an approval-state change, with the change in its history."""
+    state = ApprovalState(state)
+    now = utc_now()
+    return record.model_copy(
+        update={
+            "approval_state": state,
+            "approved_by": by,
+            "note": note,
+            "updated_at": now,
+            "revision": record.revision + 1,
+            "history": [*record.history, {"state": state.value, "by": by, "at": now, "note": note}],
+        }
+    )
+
+
 class DamAdapter(ABC):
     """A DAM the pipeline registers assets in. Every write must be idempotent."""
 

@@ -21,8 +21,9 @@ from dam_adapters.base import (
     AssetRecord,
     AssetSubmission,
     DamAdapter,
+    approval_update,
     dam_id_for,
-    utc_now,
+    next_record,
 )
 
 _SCHEMA = """
@@ -107,31 +108,11 @@ class LocalCatalog(DamAdapter):
 
     def register(self, asset: AssetSubmission) -> AssetRecord:
         """Create or update the asset for this job + source hash; never a duplicate."""
-        key = asset.key
-        dam_id = dam_id_for(key)
         with self._lock:
-            existing = self.find(key)
-            now = utc_now()
-            stored = self._store_files(dam_id, asset.renditions)
-            history = list(existing.history) if existing else []
-            if not existing or existing.approval_state != asset.approval_state:
-                history.append(
-                    {
-                        "state": asset.approval_state.value,
-                        "by": asset.approved_by,
-                        "at": now,
-                        "note": asset.note,
-                    }
-                )
-            record = AssetRecord(
-                **asset.model_dump(exclude={"renditions"}),
-                renditions=stored,
-                dam_id=dam_id,
-                idempotency_key=key,
-                created_at=existing.created_at if existing else now,
-                updated_at=now,
-                revision=existing.revision + 1 if existing else 1,
-                history=history,
+            existing = self.find(asset.key)
+            dam_id = existing.dam_id if existing else dam_id_for(asset.key)
+            record = next_record(
+                existing, asset, self._store_files(dam_id, asset.renditions), dam_id
             )
             self._write_record(record)
             return record
@@ -141,21 +122,7 @@ class LocalCatalog(DamAdapter):
     ) -> AssetRecord:
         """Change the approval state and append it to the record's history."""
         with self._lock:
-            record = self.get(dam_id)
-            now = utc_now()
-            updated = record.model_copy(
-                update={
-                    "approval_state": state,
-                    "approved_by": by,
-                    "note": note,
-                    "updated_at": now,
-                    "revision": record.revision + 1,
-                    "history": [
-                        *record.history,
-                        {"state": state.value, "by": by, "at": now, "note": note},
-                    ],
-                }
-            )
+            updated = approval_update(self.get(dam_id), state, by, note)
             self._write_record(updated)
             return updated
 

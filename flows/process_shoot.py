@@ -9,13 +9,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from cutline import model_store, storage
+from cutline import model_store, residency, storage
 from cutline.errors import ConfigError
 from cutline.items import ImageItem, JobLayout, validate_job_id
 from cutline.ledger import reconcile, write_ledger
+from cutline.residency import ResidencyReport
 from cutline.settings import get_settings
 from cutline.summary import ShootSummary, summarize, summary_markdown
-from dam_adapters import create_adapter
+from dam_adapters import DamAdapter, create_adapter
 from rules.engine import load_rules
 from rules.presets import load_presets
 from tasks.context import ShootContext
@@ -75,10 +76,13 @@ def _batch_outcome(stages: list[PrefectFuture], batch: list[ImageItem]) -> list[
     return failed
 
 
-def preflight(job_id: str, shoot: str, manifest: str | None) -> tuple[str, str]:
-    """Refuse to start before any image is read when the inputs or setup are wrong.
+def preflight(
+    job_id: str, shoot: str, manifest: str | None, output_root: str
+) -> tuple[str, str, DamAdapter, ResidencyReport]:
+    """Refuse to start, before any image is read, when the inputs or setup are wrong:
+    job ID, shoot folder, manifest, rules, presets, model (md5), DAM adapter, residency.
 
-    Returns the rules version and the model label.
+    Returns the rules version, the model label, the DAM adapter and the residency report.
     """
     settings = get_settings()
     validate_job_id(job_id)
@@ -87,17 +91,20 @@ def preflight(job_id: str, shoot: str, manifest: str | None) -> tuple[str, str]:
         raise ConfigError(
             f"Shoot folder {shoot} does not exist or is not a folder.", hint="Check the path."
         )
-    if manifest:
-        mloc = storage.locate(manifest)
-        if not mloc.fs.isfile(mloc.path):
-            raise ConfigError(
-                f"Manifest {manifest} does not exist.", hint="Check the --manifest path."
-            )
+    if manifest and not storage.exists(manifest):
+        raise ConfigError(f"Manifest {manifest} does not exist.", hint="Check the --manifest path.")
     rules = load_rules(settings.rules_file)
     load_presets(settings.presets_file)
+    adapter = create_adapter(settings, output_root)
+    roles = {"shoot": storage.locate(shoot).uri(), "output": storage.locate(output_root).uri()}
+    if settings.dam_adapter == "object-store":
+        roles["catalog"] = adapter.root  # type: ignore[attr-defined]
+    report = residency.assess(
+        settings, roles, settings.dam_http_base_url if settings.dam_adapter == "http" else None
+    )
     spec = model_store.parse_model(settings.model)
     model_store.ensure(spec, settings.resolved_model_home)
-    return rules.fingerprint, spec.label
+    return rules.fingerprint, spec.label, adapter, report
 
 
 @flow(
@@ -127,12 +134,14 @@ def process_shoot(
     started = time.perf_counter()
     logger = get_run_logger()
     settings = get_settings()
-    rules_version, model_label = preflight(job_id, shoot, manifest)
     out_root = output_root or str(settings.resolved_output_root)
+    rules_version, model_label, adapter, where = preflight(job_id, shoot, manifest, out_root)
+    logger.info(where.describe())
     layout = JobLayout.for_job(out_root, job_id)
     ctx = ShootContext(
         job_id=job_id,
         shoot=storage.locate(shoot).uri(),
+        output_root=storage.locate(out_root).uri(),
         job_root=layout.root,
         model=settings.model,
         rules_file=str(settings.rules_file),
@@ -164,7 +173,8 @@ def process_shoot(
         unused_rows=plan.manifest_rows_without_files,
         model=model_label,
         rules_version=rules_version,
-        dam=create_adapter(settings).describe(),
+        dam=adapter.describe(),
+        residency=where.describe(),
     )
     storage.write_bytes(layout.summary, summary.model_dump_json(indent=2).encode("utf-8"))
     _publish_artifacts(summary, items)

@@ -20,6 +20,7 @@ class ShootContext(BaseModel):
 
     job_id: str
     shoot: str
+    output_root: str
     job_root: str
     model: str
     rules_file: str

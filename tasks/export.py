@@ -28,10 +28,26 @@ def load_full(item: ImageItem, mask_uri: str, max_pixels: int) -> tuple[Image.Im
     return rgb, mask
 
 
-def write_psd(item: ImageItem, layout: JobLayout, rgb: Image.Image, mask: Image.Image) -> None:
+def rendition_xmp(item: ImageItem, job_id: str, model: str) -> bytes:
+    """The XMP packet every rendition of an image carries."""
+    return build_packet(
+        {
+            "JobID": job_id,
+            "SKU": item.sku,
+            "Channels": ";".join(item.channels),
+            "Lane": item.lane.value if item.lane else "",
+            "SourceSHA256": item.sha256,
+            "Model": model,
+        }
+    )
+
+
+def write_psd(
+    item: ImageItem, layout: JobLayout, rgb: Image.Image, mask: Image.Image, xmp: bytes
+) -> None:
     """The layered PSD a retoucher opens: original + cutout with the mask as a layer mask."""
     item.psd = storage.write_bytes(
-        layout.path("psd", item.image_id, ".psd"), renditions.psd_bytes(rgb, mask)
+        layout.path("psd", item.image_id, ".psd"), renditions.psd_bytes(rgb, mask, xmp)
     )
 
 
@@ -46,22 +62,13 @@ def write_final_renditions(
 ) -> None:
     """PNG with alpha, PSD and one JPG per channel, each carrying XMP with job, SKU, channels."""
     settings = get_settings()
-    xmp = build_packet(
-        {
-            "JobID": job_id,
-            "SKU": item.sku,
-            "Channels": ";".join(item.channels),
-            "Lane": item.lane.value if item.lane else "",
-            "SourceSHA256": item.sha256,
-            "Model": model,
-        }
-    )
+    xmp = rendition_xmp(item, job_id, model)
     rgba = renditions.cutout_rgba(rgb, mask)
     item.png = storage.write_bytes(
         layout.path("png", item.image_id, ".png"),
         renditions.png_bytes(rgba, xmp, settings.png_compress_level),
     )
-    write_psd(item, layout, rgb, mask)
+    write_psd(item, layout, rgb, mask, xmp)
     item.jpg = [
         storage.write_bytes(
             layout.path(f"jpg/{channel}", item.image_id, ".jpg"),
@@ -82,6 +89,6 @@ def export_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
         if item.lane == Lane.AUTO:
             write_final_renditions(item, ctx.layout, rgb, mask, presets, ctx.job_id, ctx.model)
         else:
-            write_psd(item, ctx.layout, rgb, mask)
+            write_psd(item, ctx.layout, rgb, mask, rendition_xmp(item, ctx.job_id, ctx.model))
 
     return for_each_image(items, "export", export, lanes={Lane.AUTO, Lane.REVIEW})

@@ -55,7 +55,7 @@ def register_item(
 )
 def register_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
     """Register each auto-lane image in the DAM named by settings."""
-    adapter = create_adapter(get_settings())
+    adapter = create_adapter(get_settings(), ctx.output_root)
     return for_each_image(
         items,
         "register",

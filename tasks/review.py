@@ -147,7 +147,7 @@ def _approved_mask(decision: ReviewDecision, item: ImageItem, ctx: ShootContext)
 def land_decision(decision: ReviewDecision, item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
     """Export and register an approved or replaced cutout, or register a rejection; update the ledger."""
     settings = get_settings()
-    adapter = create_adapter(settings)
+    adapter = create_adapter(settings, ctx.output_root)
     by = decision.retoucher.strip()
     if decision.decision == "reject":
         state = ApprovalState.REJECTED

@@ -31,6 +31,18 @@ def _free_port() -> int:
 
 os.environ["CUTLINE_SERVER_PORT"] = str(_free_port())
 
+# The S3 server is started lazily (fixture `s3`), but its address and the studio's S3
+# settings are fixed now, so the stack's serve process inherits them too.
+from tests import s3server  # noqa: E402
+
+_S3_PORT = s3server._free_port_pair()
+os.environ["CUTLINE_S3_ENDPOINT_URL"] = f"http://127.0.0.1:{_S3_PORT}"
+os.environ["CUTLINE_S3_REGION"] = "eu-central-1"
+os.environ["CUTLINE_S3_ACCESS_KEY_ID"] = s3server.ACCESS_KEY
+os.environ["CUTLINE_S3_SECRET_ACCESS_KEY"] = s3server.SECRET_KEY
+for _aws in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    os.environ.pop(_aws, None)
+
 
 @pytest.fixture(scope="session")
 def settings():
@@ -62,6 +74,58 @@ def prefect_server(settings) -> Iterator[str]:
             yield current.api_url
     finally:
         stack.down(settings)
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[s3server.SeaweedS3]:
+    """A real SeaweedFS S3 server on loopback for the whole session."""
+    server = s3server.start(_SESSION_ROOT / "seaweedfs", s3_port=_S3_PORT)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bucket(s3, request) -> str:
+    """A fresh bucket for one test; returns its name."""
+    import s3fs
+
+    name = (
+        "t"
+        + "".join(c for c in request.node.name.lower() if c.isalnum())[:40]
+        + os.urandom(3).hex()
+    )
+    fs = s3fs.S3FileSystem(
+        key=s3server.ACCESS_KEY,
+        secret=s3server.SECRET_KEY,
+        client_kwargs={"endpoint_url": s3.endpoint},
+    )
+    fs.mkdir(name)
+    return name
+
+
+@pytest.fixture
+def override_settings():
+    """Change settings (as environment variables) for one test, then put them back."""
+    from cutline.settings import reload_settings
+
+    saved: dict[str, str | None] = {}
+
+    def apply(**values: str) -> object:
+        for key, value in values.items():
+            env = f"CUTLINE_{key.upper()}"
+            saved.setdefault(env, os.environ.get(env))
+            os.environ[env] = value
+        return reload_settings()
+
+    yield apply
+    for env, value in saved.items():
+        if value is None:
+            os.environ.pop(env, None)
+        else:
+            os.environ[env] = value
+    reload_settings()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 from psd_tools import PSDImage
+from psd_tools.constants import Resource
 
 from cutline import renditions
 from cutline.settings import DEFAULT_PRESETS_FILE
@@ -19,7 +20,7 @@ XMP = build_packet({"JobID": "SS26-0142", "SKU": 'SKU "quoted" & <odd>', "Channe
 
 def test_psd_has_original_and_cutout_with_ai_mask_as_layer_mask():
     rgb, mask = gradient_rgb(120, 80), centred_mask(120, 80)
-    psd = PSDImage.open(io.BytesIO(renditions.psd_bytes(rgb, mask)))
+    psd = PSDImage.open(io.BytesIO(renditions.psd_bytes(rgb, mask, XMP)))
     assert psd.size == (120, 80)
     assert [layer.name for layer in psd] == ["Original", "Cutout"]
     original, cutout = list(psd)
@@ -29,6 +30,9 @@ def test_psd_has_original_and_cutout_with_ai_mask_as_layer_mask():
     assert layer_mask.shape == (80, 120)
     assert np.array_equal(layer_mask, np.asarray(mask))
     assert np.array_equal(np.asarray(original.topil().convert("RGB")), np.asarray(rgb))
+    xmp = psd.image_resources.get_data(Resource.XMP_METADATA)
+    assert read_packet(xmp)["SKU"] == 'SKU "quoted" & <odd>'
+    assert read_packet(xmp)["Channels"] == "web;social"
 
 
 def test_png_is_rgba_at_source_size_with_mask_as_alpha_and_xmp():

@@ -1,0 +1,285 @@
+"""A generic REST DAM adapter: configurable endpoints and field mapping, retries with backoff
+on 429 and 5xx (Retry-After honoured), and an idempotency key on every write."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import random
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from cutline import storage
+from cutline.errors import CutlineError
+from dam_adapters.base import (
+    ApprovalState,
+    AssetRecord,
+    AssetSubmission,
+    DamAdapter,
+    approval_update,
+    next_record,
+)
+from rules._yaml import load_model
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class DamHttpError(CutlineError):
+    """The DAM refused or kept failing a request."""
+
+
+class Endpoint(BaseModel):
+    """One REST call: method, path template, query templates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str
+    path: str
+    query: dict[str, str] = Field(default_factory=dict)
+
+
+class Endpoints(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    create: Endpoint
+    update: Endpoint
+    get: Endpoint
+    find: Endpoint
+    list: Endpoint
+    upload: Endpoint | None = None
+
+
+class HttpMapping(BaseModel):
+    """The mapping data file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: Endpoints
+    idempotency_header: str = "Idempotency-Key"
+    id_field: str = "id"
+    list_field: str = "items"
+    fields: dict[str, str] = Field(default_factory=dict)
+
+    def to_remote(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Rename Cutline fields to the DAM's."""
+        return {self.fields.get(k, k): v for k, v in data.items()}
+
+    def from_remote(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Rename the DAM's fields back to Cutline's."""
+        reverse = {v: k for k, v in self.fields.items()}
+        return {reverse.get(k, k): v for k, v in data.items()}
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = now if now is not None else datetime.now(UTC).timestamp()
+    return max(0.0, when.timestamp() - current)
+
+
+class HttpDam(DamAdapter):
+    """Registers assets in a DAM with a REST API."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        base_url: str,
+        mapping: HttpMapping,
+        *,
+        auth_header: str = "Authorization",
+        token: str | None = None,
+        auth_scheme: str = "Bearer",
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        max_backoff: float = 60.0,
+        sleep=time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.mapping = mapping
+        self.max_retries = max_retries
+        self.max_backoff = max_backoff
+        self._sleep = sleep
+        headers = {"Accept": "application/json"}
+        if token:
+            headers[auth_header] = f"{auth_scheme} {token}".strip()
+        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    @classmethod
+    def from_file(cls, base_url: str, mapping_file: Path, **kwargs: Any) -> HttpDam:
+        """An adapter configured by a mapping data file."""
+        return cls(base_url, load_model(mapping_file, HttpMapping, "DAM HTTP mapping"), **kwargs)
+
+    def describe(self) -> str:
+        """The DAM's base URL (never the credential)."""
+        return f"http DAM at {self.base_url}"
+
+    def _backoff(self, attempt: int, response: httpx.Response | None) -> float:
+        asked = (
+            retry_after_seconds(response.headers.get("Retry-After"))
+            if response is not None
+            else None
+        )
+        if asked is not None:
+            return min(asked, self.max_backoff)
+        return min(self.max_backoff, 0.5 * (2**attempt)) * (0.5 + random.random() / 2)
+
+    def _request(
+        self,
+        endpoint: Endpoint,
+        fmt: dict[str, str],
+        *,
+        body: Any = None,
+        content: bytes | None = None,
+        idempotency_key: str | None = None,
+        allow_404: bool = False,
+    ) -> httpx.Response | None:
+        path = endpoint.path.format(**{k: quote(v, safe="") for k, v in fmt.items()})
+        params = {k: v.format(**fmt) for k, v in endpoint.query.items()}
+        headers = {self.mapping.idempotency_header: idempotency_key} if idempotency_key else {}
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            response = None
+            try:
+                response = self._client.request(
+                    endpoint.method,
+                    path,
+                    params=params or None,
+                    json=body,
+                    content=content,
+                    headers=headers,
+                )
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 404 and allow_404:
+                    return None
+                if response.status_code < 400:
+                    return response
+                last = f"HTTP {response.status_code} {response.text[:200]}"
+                if response.status_code not in RETRY_STATUSES:
+                    break
+            if attempt < self.max_retries:
+                self._sleep(self._backoff(attempt, response))
+        raise DamHttpError(
+            f"DAM {endpoint.method} {path} failed: {last} (after {self.max_retries} retries).",
+            hint="Check the DAM's status and CUTLINE_DAM_HTTP_* settings, then rerun the job.",
+        )
+
+    def _record(self, data: dict[str, Any]) -> AssetRecord:
+        local = self.mapping.from_remote(data)
+        local["dam_id"] = str(data.get(self.mapping.id_field, local.get("dam_id", "")))
+        return AssetRecord.model_validate(local)
+
+    def _items(self, response: httpx.Response) -> list[dict[str, Any]]:
+        payload = response.json()
+        return payload if isinstance(payload, list) else payload.get(self.mapping.list_field, [])
+
+    def _upload(self, dam_id: str, renditions: dict[str, str], key: str) -> dict[str, str]:
+        endpoint = self.mapping.endpoints.upload
+        if endpoint is None:
+            return dict(renditions)
+        stored = {}
+        for kind, uri in renditions.items():
+            data = storage.read_bytes(uri)
+            digest = hashlib.sha256(data).hexdigest()[:16]
+            response = self._request(
+                endpoint,
+                {"dam_id": dam_id, "kind": kind},
+                content=data,
+                idempotency_key=f"{key}:{kind}:{digest}",
+            )
+            url = ""
+            if response is not None and response.headers.get("content-type", "").startswith(
+                "application/json"
+            ):
+                url = response.json().get("url", "")
+            stored[kind] = url or f"{self.base_url}{endpoint.path.format(dam_id=dam_id, kind=kind)}"
+        return stored
+
+    def _body(self, record: AssetRecord) -> dict[str, Any]:
+        data = record.model_dump(mode="json")
+        data.pop("dam_id")
+        return self.mapping.to_remote(data)
+
+    def register(self, asset: AssetSubmission) -> AssetRecord:
+        """Create the asset, or update it when the DAM already has its idempotency key."""
+        existing = self.find(asset.key)
+        draft = next_record(
+            existing,
+            asset,
+            dict(asset.renditions),
+            dam_id=existing.dam_id if existing else "pending",
+        )
+        if existing is None:
+            response = self._request(
+                self.mapping.endpoints.create,
+                {"key": asset.key},
+                body=self._body(draft),
+                idempotency_key=asset.key,
+            )
+            created = self._record(response.json())
+            renditions = self._upload(created.dam_id, asset.renditions, asset.key)
+            if renditions != created.renditions:
+                return self._put(created.model_copy(update={"renditions": renditions}))
+            return created
+        renditions = self._upload(existing.dam_id, asset.renditions, asset.key)
+        return self._put(
+            draft.model_copy(update={"renditions": renditions, "dam_id": existing.dam_id})
+        )
+
+    def _put(self, record: AssetRecord) -> AssetRecord:
+        body = self._body(record)
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+        response = self._request(
+            self.mapping.endpoints.update,
+            {"dam_id": record.dam_id},
+            body=body,
+            idempotency_key=f"{record.idempotency_key}:{digest}",
+        )
+        return self._record(response.json())
+
+    def update_approval(
+        self, dam_id: str, state: ApprovalState, *, by: str, note: str = ""
+    ) -> AssetRecord:
+        """Change the approval state, keeping the history."""
+        return self._put(approval_update(self.get(dam_id), state, by, note))
+
+    def find(self, key: str) -> AssetRecord | None:
+        """The asset with this idempotency key, if the DAM has it."""
+        response = self._request(self.mapping.endpoints.find, {"key": key})
+        items = [self._record(i) for i in self._items(response)]
+        matching = [r for r in items if r.idempotency_key == key]
+        return matching[0] if matching else None
+
+    def get(self, dam_id: str) -> AssetRecord:
+        """One asset by id; KeyError when unknown."""
+        response = self._request(self.mapping.endpoints.get, {"dam_id": dam_id}, allow_404=True)
+        if response is None:
+            raise KeyError(f"no asset {dam_id!r} in {self.describe()}")
+        return self._record(response.json())
+
+    def list_job(self, job_id: str) -> list[AssetRecord]:
+        """All assets of a job, ordered by SKU then source name."""
+        response = self._request(self.mapping.endpoints.list, {"job_id": job_id})
+        records = [self._record(i) for i in self._items(response)]
+        return sorted(
+            (r for r in records if r.job_id == job_id), key=lambda r: (r.sku, r.source_name)
+        )

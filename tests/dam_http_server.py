@@ -1,0 +1,153 @@
+"""A small real REST DAM for the HTTP adapter's tests: stores assets in memory, records every
+request, checks the credential, and answers 429/500 on demand."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlparse
+
+
+@dataclass
+class Recorded:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class DamState:
+    """Assets, files, requests and the failures still to inject."""
+
+    token: str
+    assets: dict[str, dict] = field(default_factory=dict)
+    files: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    requests: list[Recorded] = field(default_factory=list)
+    failures: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
+        """Answer the next ``times`` requests with ``status`` (and headers, e.g. Retry-After)."""
+        with self.lock:
+            self.failures.extend([(status, headers or {})] * times)
+
+
+def _handler(state: DamState):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # keep test output quiet
+            return
+
+        def _send(self, status: int, payload=None, headers: dict[str, str] | None = None) -> None:
+            body = json.dumps(payload).encode() if payload is not None else b""
+            self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _handle(self) -> None:
+            url = urlparse(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            with state.lock:
+                state.requests.append(
+                    Recorded(
+                        self.command,
+                        url.path,
+                        parse_qs(url.query),
+                        dict(self.headers.items()),
+                        body,
+                    )
+                )
+                failure = state.failures.pop(0) if state.failures else None
+            if failure is not None:
+                self._send(failure[0], {"error": "injected"}, failure[1])
+                return
+            if self.headers.get("Authorization") != f"Bearer {state.token}":
+                self._send(401, {"error": "bad credential"})
+                return
+            parts = [unquote(p) for p in url.path.strip("/").split("/")]
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            with state.lock:
+                self._route(parts, query, body)
+
+        def _route(self, parts: list[str], query: dict[str, str], body: bytes) -> None:
+            if parts == ["assets"] and self.command == "GET":
+                items = [
+                    a
+                    for a in state.assets.values()
+                    if all(
+                        a.get(k) == v
+                        for k, v in (
+                            ("idempotencyKey", query.get("idempotency_key")),
+                            ("jobId", query.get("job_id")),
+                        )
+                        if v
+                    )
+                ]
+                self._send(200, {"items": items})
+            elif parts == ["assets"] and self.command == "POST":
+                data = json.loads(body)
+                key = self.headers.get("Idempotency-Key")
+                existing = [a for a in state.assets.values() if a.get("idempotencyKey") == key]
+                if existing:
+                    self._send(200, existing[0])
+                    return
+                data["id"] = "dam-" + uuid.uuid4().hex[:12]
+                state.assets[data["id"]] = data
+                self._send(201, data)
+            elif len(parts) == 2 and parts[0] == "assets" and parts[1] in state.assets:
+                if self.command == "GET":
+                    self._send(200, state.assets[parts[1]])
+                elif self.command == "PUT":
+                    data = json.loads(body)
+                    data["id"] = parts[1]
+                    state.assets[parts[1]] = data
+                    self._send(200, data)
+                else:
+                    self._send(405)
+            elif (
+                len(parts) == 4
+                and parts[0] == "assets"
+                and parts[2] == "files"
+                and self.command == "PUT"
+            ):
+                state.files[(parts[1], parts[3])] = body
+                self._send(200, {"url": f"dam://{parts[1]}/{parts[3]}"})
+            else:
+                self._send(404, {"error": "not found"})
+
+        do_GET = do_POST = do_PUT = do_PATCH = _handle
+
+    return Handler
+
+
+class DamServer:
+    """Start/stop the DAM on a free loopback port."""
+
+    def __init__(self, token: str) -> None:
+        self.state = DamState(token=token)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.state))
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the API."""
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> DamServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

