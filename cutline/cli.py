@@ -201,6 +201,16 @@ def dam_show(
         typer.echo(f"  {kind:15} {path}")
 
 
+@dam_app.command("adapters")
+def dam_adapters_list() -> None:
+    """Name the DAM adapters CUTLINE_DAM_ADAPTER accepts."""
+    from dam_adapters import known_adapters
+
+    current = get_settings().dam_adapter
+    for name in known_adapters():
+        typer.echo(f"{name}{'  (selected)' if name == current else ''}")
+
+
 @dam_app.command("list")
 def dam_list(
     job: Annotated[str, typer.Option("--job", help="Job ID.")],
@@ -274,9 +284,12 @@ def review_resume(
     ]
     if len(chosen) != 1:
         raise _fail("choose exactly one of --approve, --replace FILE, --reject")
-    decision = ReviewDecision(
-        decision=chosen[0], retouched_file=replace or "", retoucher=by, note=note
-    )
+    if not by.strip():
+        raise _fail("say who decides: --by NAME (or set CUTLINE_RETOUCHER)")
+    retouched = replace or ""
+    if retouched and "://" not in retouched:
+        retouched = str(Path(retouched).expanduser().resolve())  # the review runs elsewhere
+    decision = ReviewDecision(decision=chosen[0], retouched_file=retouched, retoucher=by, note=note)
     settings = get_settings()
     with stack.using_stack(settings):
         try:

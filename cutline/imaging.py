@@ -127,12 +127,22 @@ def mask_to_png_bytes(mask: Image.Image, compress_level: int) -> bytes:
 
 
 def load_mask(data: bytes, source: str) -> Image.Image:
-    """Decode a stored mask (8-bit L PNG, or the alpha of an RGBA image) to mode L."""
+    """Decode a mask to 8-bit mode L: the alpha of an image that has one (alpha channel or a
+    transparency key), else the image as grayscale (16-bit masks scaled to 8 bits)."""
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
-    except (UnidentifiedImageError, OSError) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as exc:
         raise ImageInputError(source, f"the mask cannot be read ({exc}).") from None
-    if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in {"RGBA", "LA", "PA", "RGBa", "La"} or "transparency" in img.info:
         return img.convert("RGBA").getchannel("A")
+    if img.mode in {"I;16", "I;16B", "I;16L", "I"}:
+        arr = np.asarray(img, dtype=np.uint32 if img.mode == "I" else np.uint16)
+        return Image.fromarray((arr >> 8).clip(0, 255).astype(np.uint8), mode="L")
     return img.convert("L")

@@ -97,6 +97,15 @@ class JobLayout:
         return storage.join(self.root, "ledger.csv")
 
     @property
+    def reviews(self) -> str:
+        """Folder of review outcome records, one JSON per decided image."""
+        return storage.join(self.root, "reviews")
+
+    def review_record(self, image_id: str) -> str:
+        """The outcome record of one image's review."""
+        return storage.join(self.root, "reviews", f"{image_id}.json")
+
+    @property
     def summary(self) -> str:
         """The job's summary JSON."""
         return storage.join(self.root, "summary.json")

@@ -8,11 +8,12 @@ import fcntl
 import io
 import json
 import os
+import posixpath
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from cutline import storage
-from cutline.items import ImageItem
+from cutline.items import ImageItem, JobLayout
 from rules.engine import Lane
 
 LEDGER_COLUMNS = [
@@ -83,7 +84,7 @@ def ledger_row(item: ImageItem) -> dict[str, str]:
     }
 
 
-_REVIEW_FIELDS = (
+REVIEW_FIELDS = (
     "png",
     "psd",
     "jpg",
@@ -93,7 +94,6 @@ _REVIEW_FIELDS = (
     "review_note",
     "review_run_id",
 )
-DECIDED_REVIEW_STATES = frozenset({"approved", "replaced", "rejected"})
 
 
 def _render(rows: list[dict[str, str]]) -> bytes:
@@ -106,29 +106,43 @@ def _render(rows: list[dict[str, str]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def write_ledger(items: Iterable[ImageItem], uri: str) -> str:
-    """Write the ledger CSV atomically, rows in shoot order.
+def _review_outcomes(layout: JobLayout, items: list[ImageItem]) -> dict[str, dict[str, str]]:
+    """Decided reviews recorded by review runs, keyed by image id (only for current content)."""
+    loc = storage.locate(layout.reviews)
+    if not loc.fs.exists(loc.path):
+        return {}
+    loc.fs.invalidate_cache(loc.path)
+    present = {
+        posixpath.basename(p.replace(os.sep, "/")) for p in loc.fs.ls(loc.path, detail=False)
+    }
+    outcomes = {}
+    for item in items:
+        if item.lane != Lane.REVIEW or f"{item.image_id}.json" not in present:
+            continue
+        record = json.loads(storage.read_bytes(layout.review_record(item.image_id)))
+        if record.get("source") == item.source and record.get("sha256") == item.sha256:
+            outcomes[item.image_id] = record
+    return outcomes
 
-    Review decisions already recorded in an existing ledger (by a review run, for the
-    same file content) are kept, so rerunning a shoot never forgets what a retoucher
-    decided.
+
+def write_ledger(items: Iterable[ImageItem], layout: JobLayout) -> str:
+    """Write the job's ledger CSV atomically, rows in shoot order.
+
+    Review decisions recorded by review runs (for the same file content) are merged in,
+    so a review decided while the shoot was still running, or before a rerun of it, is
+    never forgotten.
     """
-    with _ledger_lock(uri):
-        decided = {}
-        if storage.locate(uri).fs.exists(storage.locate(uri).path):
-            decided = {
-                (row["source"], row["sha256"]): row
-                for row in read_ledger(uri)
-                if row.get("review_state") in DECIDED_REVIEW_STATES
-            }
+    ordered = sorted(items, key=lambda i: i.index)
+    with _ledger_lock(layout.ledger):
+        outcomes = _review_outcomes(layout, ordered)
         rows = []
-        for item in sorted(items, key=lambda i: i.index):
+        for item in ordered:
             row = ledger_row(item)
-            previous = decided.get((item.source, item.sha256))
-            if previous is not None and item.lane == Lane.REVIEW:
-                row.update({field: previous.get(field, "") for field in _REVIEW_FIELDS})
+            outcome = outcomes.get(item.image_id)
+            if outcome is not None:
+                row.update({field: outcome.get(field, "") for field in REVIEW_FIELDS})
             rows.append(row)
-        return storage.write_bytes(uri, _render(rows))
+        return storage.write_bytes(layout.ledger, _render(rows))
 
 
 @contextlib.contextmanager
@@ -147,26 +161,28 @@ def _ledger_lock(uri: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-class LedgerNotReadyError(RuntimeError):
-    """The shoot run has not written the ledger (or this file's row) yet; retry later."""
+def record_review_outcome(layout: JobLayout, item: ImageItem) -> None:
+    """Keep a review's outcome beside the ledger and update the file's ledger row.
 
-
-def update_ledger_row(uri: str, item: ImageItem) -> str:
-    """Replace one file's row (matched by source) after a review decided it."""
-    with _ledger_lock(uri):
-        loc = storage.locate(uri)
-        if not loc.fs.exists(loc.path):
-            raise LedgerNotReadyError(f"the ledger {uri} does not exist yet.")
-        rows = read_ledger(uri)
-        new = ledger_row(item)
-        matched = False
-        for index, row in enumerate(rows):
-            if row.get("source") == item.source:
-                rows[index] = new
-                matched = True
-        if not matched:
-            raise LedgerNotReadyError(f"{item.source} is not in the ledger {uri} yet.")
-        return storage.write_bytes(uri, _render(rows))
+    The outcome file is the durable record; the ledger row is updated now when the
+    shoot run has written the ledger already, else merged when it does.
+    """
+    row = ledger_row(item)
+    with _ledger_lock(layout.ledger):
+        outcome = {field: row[field] for field in REVIEW_FIELDS} | {
+            "source": item.source,
+            "sha256": item.sha256,
+        }
+        storage.write_bytes(
+            layout.review_record(item.image_id), json.dumps(outcome, indent=2).encode("utf-8")
+        )
+        if not storage.exists(layout.ledger):
+            return
+        rows = read_ledger(layout.ledger)
+        for index, existing in enumerate(rows):
+            if existing.get("source") == item.source and existing.get("sha256") == item.sha256:
+                rows[index] = {**existing, **{field: row[field] for field in REVIEW_FIELDS}}
+        storage.write_bytes(layout.ledger, _render(rows))
 
 
 def read_ledger(uri: str) -> list[dict[str, str]]:

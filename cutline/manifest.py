@@ -35,6 +35,7 @@ class ManifestRow:
     campaign: str = ""
     channels: tuple[str, ...] = ()
     deadline: datetime | None = None
+    deadline_has_time: bool = False
     brief: str = ""
     reference: str = ""
     extra: dict[str, str] = field(default_factory=dict)
@@ -128,10 +129,12 @@ def parse_manifest(data: bytes, source: str) -> Manifest:
             )
         problems: list[str] = []
         deadline = None
+        has_time = False
         raw_deadline = str(record.get("deadline", "")).strip()
         if raw_deadline:
             try:
                 deadline = _parse_deadline(raw_deadline)
+                has_time = len(raw_deadline) > 10
             except (ValueError, TypeError, pd.errors.OutOfBoundsDatetime):
                 problems.append(
                     f"manifest line {line}: deadline '{raw_deadline}' is not a date (use YYYY-MM-DD or ISO 8601)"
@@ -147,12 +150,20 @@ def parse_manifest(data: bytes, source: str) -> Manifest:
             campaign=str(record.get("campaign", "")).strip(),
             channels=channels,
             deadline=deadline,
+            deadline_has_time=has_time,
             brief=str(record.get("brief", "")).strip(),
             reference=str(record.get("reference", "")).strip(),
             extra={c: str(record.get(c, "")) for c in extra_cols},
             problems=tuple(problems),
         )
     return Manifest(rows=rows, unused_columns=tuple(extra_cols))
+
+
+def deadline_text(row: ManifestRow) -> str:
+    """The deadline as ISO text: a date alone stays a date (due by the end of that day)."""
+    if row.deadline is None:
+        return ""
+    return row.deadline.isoformat() if row.deadline_has_time else row.deadline.date().isoformat()
 
 
 def derive_sku(relative_name: str, pattern: str) -> str:

@@ -37,22 +37,25 @@ class ReviewEntry(BaseModel):
     source: str
 
 
-def _parse_deadline(text: str) -> datetime | None:
+def parse_deadline(text: str) -> datetime | None:
+    """A manifest deadline as a UTC moment; a date alone means the end of that day."""
     if not text:
         return None
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
         return None
+    if len(text) <= 10:
+        value = value + timedelta(days=1) - timedelta(seconds=1)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _entry(run: Any, settings: CutlineSettings, now: datetime, ui_url: str) -> ReviewEntry:
     item = run.parameters.get("item", {})
     ctx = run.parameters.get("ctx", {})
-    since = run.state.timestamp if run.state else run.created
+    since = run.created  # asking again after a bad answer does not reset the clock
     age = (now - since).total_seconds() / 3600 if since else 0.0
-    deadline = _parse_deadline(item.get("deadline", ""))
+    deadline = parse_deadline(item.get("deadline", ""))
     overdue = age >= settings.review_escalate_after_hours or (
         deadline is not None and now > deadline
     )

@@ -95,7 +95,7 @@ class CutlineSettings(BaseSettings):
     )
     dam_adapter: str = Field(
         default="local-catalog",
-        description="DAM adapter name used to register assets (see `cutline dam adapters`).",
+        description="DAM adapter used to register assets: local-catalog, object-store or http (`cutline dam adapters`).",
     )
     catalog_dir: Path | None = Field(
         default=None,

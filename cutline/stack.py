@@ -50,18 +50,22 @@ def _pid_file(settings: CutlineSettings, service: str) -> Path:
     return _run_dir(settings) / f"{service}.pid"
 
 
+_SERVICE_MARKERS = {"server": b"prefect", "serve": b"cutline.serve"}
+
+
 def _read_pid(path: Path) -> int | None:
+    """The pid in a pid file if that process is alive and is still our service (a pid
+    reused after a reboot by an unrelated process does not count)."""
     try:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
         return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
         return None
-    except PermissionError:
-        return pid
-    return pid
+    marker = _SERVICE_MARKERS.get(path.stem, b"")
+    return pid if marker in cmdline else None
 
 
 def external_api_url() -> str | None:

@@ -82,6 +82,13 @@ def exists(uri: str) -> bool:
     return bool(loc.fs.exists(loc.path))
 
 
+def parent(uri: str) -> str:
+    """The folder containing a local path or URI."""
+    if "://" in uri:
+        return uri.rstrip("/").rsplit("/", 1)[0]
+    return os.path.dirname(os.path.abspath(uri))
+
+
 def read_bytes(uri: str) -> bytes:
     """Read a whole file from a local path or URI."""
     loc = locate(uri)

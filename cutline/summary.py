@@ -123,11 +123,12 @@ def summary_markdown(summary: ShootSummary) -> str:
             "",
             "## Review queue (by deadline)",
             "",
-            "| deadline | SKU | category | file | why |",
-            "|---|---|---|---|---|",
+            "| deadline | SKU | category | file | why | review run |",
+            "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['deadline'] or '-'} | {r['sku']} | {r['category'] or '-'} | {r['file']} | {r['reasons']} |"
+            f"| {r['deadline'] or '-'} | {r['sku']} | {r['category'] or '-'} | {r['file']} | {r['reasons']} "
+            f"| {r['review_run_id'] or '-'} |"
             for r in summary.reviews
         ]
     if summary.failures:

@@ -43,37 +43,38 @@ def _batches(items: list[ImageItem], size: int) -> list[list[ImageItem]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _failure_reason(stages: list[PrefectFuture]) -> str:
-    """The error of the first stage that did not complete, for the ledger."""
-    for future in stages:
+def _batch_outcome(
+    stages: list[tuple[str, PrefectFuture]], batch: list[ImageItem]
+) -> list[ImageItem]:
+    """The batch's items after the last stage; when a stage failed after its retries, the
+    items as the last completed stage left them (masks, scores, PSDs kept), with every
+    image not yet failed put in the failed lane with that stage's error.
+
+    A batch must account for every image whatever happens to its tasks.
+    """
+    stages[-1][1].wait()
+    latest = batch
+    for task_name, future in stages:
         state = future.state
         if state.is_completed():
+            latest = future.result()
             continue
         try:
             future.result(raise_on_failure=True)
+            reason = state.message or state.name
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-        return state.message or state.name
-    return "unknown"
-
-
-def _batch_outcome(stages: list[PrefectFuture], batch: list[ImageItem]) -> list[ImageItem]:
-    """The batch's items after the last stage, or all of them failed with the stage's error.
-
-    A batch whose task failed after its retries must still account for every image,
-    so the images get the failed lane with the error rather than vanishing.
-    """
-    last = stages[-1]
-    last.wait()
-    if last.state.is_completed():
-        return last.result()
-    reason = _failure_reason(stages)
-    failed = []
-    for item in batch:
-        copy = item.model_copy(deep=True)
-        copy.fail("batch", f"{reason}. Rerun the job to retry this image.")
-        failed.append(copy)
-    return failed
+            reason = f"{type(exc).__name__}: {exc}"
+        failed = []
+        for item in latest:
+            copy = item.model_copy(deep=True)
+            if not copy.failed:
+                copy.fail(
+                    "batch",
+                    f"{task_name} failed for this batch ({reason}). Rerun the job to retry.",
+                )
+            failed.append(copy)
+        return failed
+    return latest
 
 
 def preflight(
@@ -134,19 +135,20 @@ def process_shoot(
     started = time.perf_counter()
     logger = get_run_logger()
     settings = get_settings()
-    out_root = output_root or str(settings.resolved_output_root)
+    out_root = storage.locate(output_root or str(settings.resolved_output_root)).uri()
     rules_version, model_label, adapter, where = preflight(job_id, shoot, manifest, out_root)
     logger.info(where.describe())
     layout = JobLayout.for_job(out_root, job_id)
     ctx = ShootContext(
         job_id=job_id,
         shoot=storage.locate(shoot).uri(),
-        output_root=storage.locate(out_root).uri(),
+        output_root=out_root,
         job_root=layout.root,
         model=settings.model,
         rules_file=str(settings.rules_file),
         presets_file=str(settings.presets_file),
     )
+    manifest = storage.locate(manifest).uri() if manifest else None
     plan = plan_shoot(ctx, manifest)
     logger.info("Shoot %s: %d input files, %d ignored", job_id, len(plan.items), len(plan.ignored))
     batches = _batches(plan.items, settings.batch_size)
@@ -158,9 +160,14 @@ def process_shoot(
         previous = futures
     items: list[ImageItem] = []
     for index, batch in enumerate(batches):
-        items.extend(_batch_outcome([stage[index] for stage in stages], batch))
+        items.extend(
+            _batch_outcome(
+                [(t.name, stage[index]) for t, stage in zip(STAGE_TASKS, stages, strict=True)],
+                batch,
+            )
+        )
     inputs = [item.source for item in plan.items]
-    ledger_uri = write_ledger(items, layout.ledger)
+    ledger_uri = write_ledger(items, layout)
     lanes = reconcile(inputs, items)
     summary = summarize(
         items,

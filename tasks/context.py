@@ -5,14 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import httpx
 from prefect.logging import get_run_logger
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 
+from cutline import storage
 from cutline.errors import CutlineError, ImageInputError, ModelError
 from cutline.items import ImageItem, JobLayout
 
 # Errors that mean "try the batch again later", not "this image is bad".
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    httpx.TransportError,
+)
 
 
 class ShootContext(BaseModel):
@@ -20,11 +26,19 @@ class ShootContext(BaseModel):
 
     job_id: str
     shoot: str
-    output_root: str
     job_root: str
+    output_root: str = Field(
+        default="", description="Output root; empty means the job folder's parent."
+    )
     model: str
     rules_file: str
     presets_file: str
+
+    @model_validator(mode="after")
+    def _default_output_root(self) -> ShootContext:
+        if not self.output_root:
+            self.output_root = storage.parent(self.job_root)
+        return self
 
     @property
     def layout(self) -> JobLayout:

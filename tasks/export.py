@@ -43,11 +43,17 @@ def rendition_xmp(item: ImageItem, job_id: str, model: str) -> bytes:
 
 
 def write_psd(
-    item: ImageItem, layout: JobLayout, rgb: Image.Image, mask: Image.Image, xmp: bytes
+    item: ImageItem,
+    layout: JobLayout,
+    rgb: Image.Image,
+    mask: Image.Image,
+    xmp: bytes,
+    folder: str = "psd",
 ) -> None:
-    """The layered PSD a retoucher opens: original + cutout with the mask as a layer mask."""
+    """The layered PSD: original + cutout with the mask as a layer mask. Review-lane images
+    get theirs in review/ (the retoucher's starting file); final ones go to psd/."""
     item.psd = storage.write_bytes(
-        layout.path("psd", item.image_id, ".psd"), renditions.psd_bytes(rgb, mask, xmp)
+        layout.path(folder, item.image_id, ".psd"), renditions.psd_bytes(rgb, mask, xmp)
     )
 
 
@@ -89,6 +95,13 @@ def export_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
         if item.lane == Lane.AUTO:
             write_final_renditions(item, ctx.layout, rgb, mask, presets, ctx.job_id, ctx.model)
         else:
-            write_psd(item, ctx.layout, rgb, mask, rendition_xmp(item, ctx.job_id, ctx.model))
+            write_psd(
+                item,
+                ctx.layout,
+                rgb,
+                mask,
+                rendition_xmp(item, ctx.job_id, ctx.model),
+                folder="review",
+            )
 
     return for_each_image(items, "export", export, lanes={Lane.AUTO, Lane.REVIEW})

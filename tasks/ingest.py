@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from cutline import storage
 from cutline.imaging import decode_image
 from cutline.items import ImageItem
-from cutline.manifest import Manifest, derive_sku, parse_manifest
+from cutline.manifest import Manifest, deadline_text, derive_sku, parse_manifest
 from cutline.naming import image_ids
 from cutline.settings import get_settings
 from rules.presets import load_presets
@@ -52,7 +52,7 @@ def plan_shoot(ctx: ShootContext, manifest_uri: str | None) -> ShootPlan:
             item.sku = row.sku
             item.category = row.category
             item.campaign = row.campaign
-            item.deadline = row.deadline.isoformat() if row.deadline else ""
+            item.deadline = deadline_text(row)
             item.brief = row.brief
             item.reference = row.reference
             item.manifest_line = row.line

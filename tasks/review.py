@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from prefect import task
 from prefect.deployments import run_deployment
 from prefect.events import emit_event
@@ -18,7 +17,8 @@ from pydantic import BaseModel, Field
 from cutline import storage
 from cutline.imaging import load_mask, mask_to_png_bytes
 from cutline.items import ImageItem
-from cutline.ledger import update_ledger_row
+from cutline.ledger import record_review_outcome
+from cutline.naming import short_hash
 from cutline.settings import get_settings
 from dam_adapters import ApprovalState, create_adapter
 from rules.engine import Lane
@@ -48,7 +48,7 @@ class ReviewDecision(RunInput):
         ),
     )
     retoucher: str = Field(
-        default="", description="Your name (required), recorded in the DAM with your decision."
+        min_length=1, description="Your name, recorded in the DAM with your decision."
     )
     note: str = Field(
         default="", description="Optional note; for a reject, say what the reshoot must fix."
@@ -110,27 +110,31 @@ def validate_decision(decision: ReviewDecision, item: ImageItem) -> str:
         return "enter your name in Retoucher: the DAM records who approved or rejected each image."
     if decision.decision != "replace":
         return ""
-    if not decision.retouched_file.strip():
-        return "replace needs the retouched file's path or URI."
     uri = decision.retouched_file.strip()
+    if not uri:
+        return "replace needs the retouched file's path or URI."
     try:
         data = storage.read_bytes(uri)
     except (FileNotFoundError, IsADirectoryError):
         return f"the retouched file {uri} does not exist."
-    except (OSError, ValueError) as exc:
-        return f"the retouched file {uri} cannot be read ({exc})."
+    except Exception as exc:  # permissions, network, bad URI scheme
+        return f"the retouched file {uri} cannot be read ({type(exc).__name__}: {exc})."
     try:
-        img = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError):
+        header = Image.open(io.BytesIO(data))
+    except Exception:
         return f"the retouched file {uri} is not an image."
-    if item.width and img.size != (item.width, item.height):
+    has_alpha = header.mode in {"RGBA", "LA", "PA"} or "transparency" in header.info
+    if not has_alpha and header.mode not in {"L", "1", "I;16", "I;16B", "I;16L", "I"}:
+        return f"the retouched file has no alpha channel and is not a grayscale mask (mode {header.mode})."
+    if item.width and header.size != (item.width, item.height):
         return (
-            f"the retouched file is {img.width}x{img.height} but the source is "
+            f"the retouched file is {header.width}x{header.height} but the source is "
             f"{item.width}x{item.height}; export it at the source size."
         )
-    has_alpha = img.mode in {"RGBA", "LA", "PA"} or "transparency" in img.info
-    if not has_alpha and img.mode not in {"L", "1"}:
-        return f"the retouched file has no alpha channel and is not a grayscale mask (mode {img.mode})."
+    try:
+        load_mask(data, uri)  # decode it whole: a truncated export must be caught here
+    except Exception as exc:
+        return f"the retouched file {uri} is damaged or incomplete ({exc}); export it again."
     return ""
 
 
@@ -143,7 +147,7 @@ def _approved_mask(decision: ReviewDecision, item: ImageItem, ctx: ShootContext)
     return storage.write_bytes(target, mask_to_png_bytes(mask, get_settings().png_compress_level))
 
 
-@task(name="land-review-decision", retries=10, retry_delay_seconds=15)
+@task(name="land-review-decision", retries=3, retry_delay_seconds=[5, 30, 120])
 def land_decision(decision: ReviewDecision, item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
     """Export and register an approved or replaced cutout, or register a rejection; update the ledger."""
     settings = get_settings()
@@ -166,8 +170,7 @@ def land_decision(decision: ReviewDecision, item: ImageItem, ctx: ShootContext) 
     item.reviewed_by, item.review_note = by, note
     item.review_run_id = str(flow_run.get_id() or item.review_run_id)
     register_item(adapter, item, ctx.job_id, state, by=by, note=note)
-    # Raises LedgerNotReadyError (and the task retries) while the shoot run is still writing it.
-    update_ledger_row(ctx.layout.ledger, item)
+    record_review_outcome(ctx.layout, item)
     return ReviewOutcome(
         decision=decision.decision,
         retoucher=by,
@@ -222,21 +225,28 @@ def request_reviews_batch(items: list[ImageItem], ctx: ShootContext) -> list[Ima
     settings = get_settings()
 
     def request(item: ImageItem) -> None:
-        run = run_deployment(
-            settings.review_deployment,
-            parameters={"item": item.model_dump(mode="json"), "ctx": ctx.model_dump(mode="json")},
-            flow_run_name=review_run_name(item, ctx.job_id),
-            tags=[REVIEW_TAG, f"job:{ctx.job_id}", f"queue:{item.queue or 'standard'}"],
-            idempotency_key=f"review:{ctx.job_id}:{item.sha256}",
-            timeout=0,
-            as_subflow=False,
-        )
+        # One review per input file and content; a previous run that ended without a
+        # decision (failed, crashed, cancelled) is replaced by a fresh one.
+        review_key = f"review:{ctx.job_id}:{item.sha256}:{short_hash(item.source_name)}"
+        for _ in range(5):
+            run = _start_review(item, ctx, settings.review_deployment, review_key)
+            if not run.state or not run.state.is_final() or run.state.is_completed():
+                break
+            review_key = f"{review_key}:after-{str(run.id)[:8]}"
         item.review_run_id = str(run.id)
         item.review_state = item.review_state or "queued"
 
     return for_each_image(items, "review", request, lanes={Lane.REVIEW})
 
 
-def utc_now() -> datetime:
-    """Now, timezone-aware."""
-    return datetime.now(UTC)
+def _start_review(item: ImageItem, ctx: ShootContext, deployment: str, review_key: str):
+    """Create (or find, by idempotency key) the review run of one image."""
+    return run_deployment(
+        deployment,
+        parameters={"item": item.model_dump(mode="json"), "ctx": ctx.model_dump(mode="json")},
+        flow_run_name=review_run_name(item, ctx.job_id),
+        tags=[REVIEW_TAG, f"job:{ctx.job_id}", f"queue:{item.queue or 'standard'}"],
+        idempotency_key=review_key,
+        timeout=0,
+        as_subflow=False,
+    )

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
 def passes(items: list[ImageItem], tag: str) -> list[ImageItem]:
     for item in items:
         item.reasons = tag
+        item.mask = f"/masks/{item.index}.png"  # work a later failure must not throw away
     return items
 
 
@@ -35,7 +36,7 @@ def two_stage(items: list[ImageItem]) -> list[ImageItem]:
     second = breaks_on_second_batch.map(first, unmapped("x"))
     out: list[ImageItem] = []
     for index, batch in enumerate(batches):
-        out.extend(_batch_outcome([first[index], second[index]], batch))
+        out.extend(_batch_outcome([("passes", first[index]), ("breaks", second[index])], batch))
     return out
 
 
@@ -50,3 +51,7 @@ def test_failed_batch_images_land_in_failed_with_the_error(prefect_server):
     failed = [i for i in out if i.lane == "failed"]
     assert {i.index for i in failed} == {2, 3}
     assert all("object store unreachable" in i.error and "Rerun the job" in i.error for i in failed)
+    assert all(i.error.startswith("batch: breaks failed") for i in failed)
+    assert [i.mask for i in sorted(out, key=lambda i: i.index)] == [
+        f"/masks/{n}.png" for n in range(5)
+    ]

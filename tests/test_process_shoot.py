@@ -63,7 +63,7 @@ def test_ledger_accounts_for_every_input_exactly_once(first_run, shoot: Path):
 def test_always_review_category_goes_to_review_with_its_reason_and_psd(first_run):
     _, rows = first_run
     glass = rows["SKU-2001_front.jpg"]
-    assert glass["lane"] == "review"
+    assert glass["lane"] == "review", glass["error"]
     assert "category:glassware" in glass["rules"].split(";")
     assert "Glassware" in glass["reasons"]
     assert Path(glass["mask"]).is_file() and Path(glass["psd"]).is_file()
@@ -140,14 +140,14 @@ def test_rerun_updates_catalog_records_without_duplicates(first_run, shoot, sett
     assert again.lanes == summary.lanes
 
 
-def _cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **(env_extra or {})}
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cutline", *args],
         capture_output=True,
         text=True,
-        env=env,
+        env=dict(os.environ),
         timeout=600,
+        cwd=cwd,
     )
 
 
@@ -161,7 +161,9 @@ def test_cli_run_completes_with_failed_images_and_exit_zero(prefect_server, mode
     folder = tmp_path / "mini"
     write_sample_shoot(folder, DEFAULT_SAMPLES[:1], size=(320, 240))
     (folder / "zero.jpg").write_bytes(b"")
-    result = _cli("run", str(folder), "--job-id", "CLI-0001", "--out", str(tmp_path / "out"))
+    result = _cli(
+        "run", "mini", "--job-id", "CLI-0001", "--out", "out", cwd=tmp_path
+    )  # relative paths
     assert result.returncode == 0, result.stderr
     assert "| failed | 1 |" in result.stdout
     assert "ledger: " in result.stdout

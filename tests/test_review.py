@@ -189,6 +189,13 @@ def test_overdue_review_is_escalated_not_dropped(shoot_run, prefect_server):
     entry = {e.sku: e for e in list_reviews(get_settings(), "http://ui", JOB)}["OV-1"]
     assert entry.escalated and entry.overdue and entry.state == "Suspended"
     assert escalate_reviews() == []  # announced once
+    # By age too: with a tiny waiting limit every waiting review is overdue.
+    from cutline.settings import CutlineSettings
+
+    impatient = CutlineSettings(review_escalate_after_hours=0.0001)
+    assert all(
+        e.overdue for e in list_reviews(impatient, "http://ui", JOB) if e.state == "Suspended"
+    )
     wanted = f"cutline.review.{by_sku['OV-1'].run_id}"
     deadline = time.monotonic() + 60
     while not any(
@@ -226,6 +233,12 @@ def test_invalid_replace_asks_again_then_replace_uses_the_retouched_mask(
     run = decide(run_id, ui_form("replace", retouched_file=str(tmp_path / "missing.png")))
     assert run.state.is_paused(), "a bad answer must ask again, not fail the run"
     assert "does not exist" in form_description(run_id)
+    truncated = tmp_path / "truncated.png"
+    good = tmp_path / "full.png"
+    Image.new("LA", (480, 360), (0, 255)).save(good)
+    truncated.write_bytes(good.read_bytes()[:200])
+    run = decide(run_id, ui_form("replace", retouched_file=str(truncated)))
+    assert run.state.is_paused() and "damaged or incomplete" in form_description(run_id)
     wrong_size = tmp_path / "small.png"
     Image.new("RGBA", (10, 10)).save(wrong_size)
     run = decide(run_id, ui_form("replace", retouched_file=str(wrong_size)))
@@ -264,10 +277,28 @@ def test_missing_name_asks_again(shoot_run):
     assert "enter your name" in form_description(by_sku["OV-1"].run_id)
 
 
+def _review_run_count(job: str) -> int:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterTags,
+    )
+
+    with get_client(sync_client=True) as client:
+        return len(
+            client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["review-cutout"])),
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"job:{job}"])),
+            )
+        )
+
+
 def test_nothing_is_registered_twice_and_rerun_keeps_decisions(shoot_run, settings, tmp_path):
     from flows.process_shoot import process_shoot
 
-    summary, _, _ = shoot_run
+    summary, by_sku, _ = shoot_run
     catalog = LocalCatalog(settings.resolved_catalog_dir)
     before = {r.sku: r.approval_state for r in catalog.list_job(JOB)}
     assert before == {
@@ -287,7 +318,8 @@ def test_nothing_is_registered_twice_and_rerun_keeps_decisions(shoot_run, settin
     rows = _rows(again)
     assert rows["GL-1"]["review_state"] == "approved" and rows["HB-1"]["review_state"] == "rejected"
     # The same waiting review is reused, not a second run for the same image.
-    assert rows["OV-1"]["review_run_id"] == _rows(summary)["OV-1"]["review_run_id"]
+    assert rows["OV-1"]["review_run_id"] == by_sku["OV-1"].run_id
+    assert _review_run_count(JOB) == 4
 
 
 def test_review_survives_a_stack_restart(shoot_run, settings):
@@ -296,8 +328,10 @@ def test_review_survives_a_stack_restart(shoot_run, settings):
     assert set(stopped) == {"serve", "server"}
     assert not stack.status(settings).healthy
     stack.up(settings)
+    assert read_run(by_sku["OV-1"].run_id).state.is_paused(), (
+        "the review must still wait after a restart"
+    )
     run = decide(by_sku["OV-1"].run_id, ui_form("approve", retoucher="Bo"))
     assert run.state.is_completed(), run.state
     row = _rows(summary)["OV-1"]
     assert row["review_state"] == "approved" and row["reviewed_by"] == "Bo"
-    assert read_run(by_sku["OV-1"].run_id).run_count >= 1

@@ -1,0 +1,108 @@
+"""The ledger: one row per input, reconciliation, and review outcomes that are never lost."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cutline.items import ImageItem, JobLayout
+from cutline.ledger import (
+    ReconciliationError,
+    read_ledger,
+    reconcile,
+    record_review_outcome,
+    write_ledger,
+)
+from rules.engine import Lane
+
+
+def _item(index: int, lane: Lane, **extra) -> ImageItem:
+    return ImageItem(
+        index=index,
+        source=f"/shoot/{index}.jpg",
+        source_name=f"{index}.jpg",
+        image_id=str(index),
+        sha256=f"{index:064d}",
+        lane=lane,
+        reasons="why",
+        error="boom" if lane == Lane.FAILED else "",
+        **extra,
+    )
+
+
+def test_reconcile_counts_every_lane():
+    items = [_item(0, Lane.AUTO), _item(1, Lane.REVIEW), _item(2, Lane.FAILED)]
+    assert reconcile([i.source for i in items], items) == {"auto": 1, "review": 1, "failed": 1}
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        # An input the ledger forgot is the worst outcome: the run must fail loudly.
+        ([_item(0, Lane.AUTO)], "1 missing from the ledger: /shoot/1.jpg"),
+        # The same file twice would double-publish it.
+        (
+            [_item(0, Lane.AUTO), _item(1, Lane.AUTO), _item(1, Lane.REVIEW)],
+            "listed more than once",
+        ),
+        # A file without a lane is not accounted for.
+        (
+            [
+                _item(0, Lane.AUTO),
+                ImageItem(index=1, source="/shoot/1.jpg", source_name="1.jpg", image_id="1"),
+            ],
+            "without a lane",
+        ),
+        # A failure needs a reason a producer can act on.
+        (
+            [_item(0, Lane.AUTO), _item(1, Lane.AUTO).model_copy(update={"lane": Lane.FAILED})],
+            "failed without a reason",
+        ),
+    ],
+)
+def test_reconcile_refuses_a_ledger_that_loses_or_doubles_files(items, message):
+    with pytest.raises(ReconciliationError, match=message):
+        reconcile(["/shoot/0.jpg", "/shoot/1.jpg"], items)
+
+
+def test_review_decided_before_the_ledger_exists_is_merged_when_it_is_written(tmp_path):
+    layout = JobLayout(str(tmp_path / "JOB-1"))
+    waiting = _item(1, Lane.REVIEW, review_state="queued", review_run_id="run-1")
+    decided = waiting.model_copy(
+        update={"review_state": "approved", "reviewed_by": "Ana", "png": "/x.png", "dam_id": "cl-1"}
+    )
+    record_review_outcome(layout, decided)  # the retoucher was quicker than the shoot
+    write_ledger([_item(0, Lane.AUTO), waiting], layout)
+    rows = {r["source_name"]: r for r in read_ledger(layout.ledger)}
+    assert rows["1.jpg"]["review_state"] == "approved" and rows["1.jpg"]["reviewed_by"] == "Ana"
+    assert rows["1.jpg"]["png"] == "/x.png" and rows["1.jpg"]["dam_id"] == "cl-1"
+    assert rows["0.jpg"]["lane"] == "auto"
+
+
+def test_review_decided_after_the_ledger_updates_its_row_and_survives_a_rerun(tmp_path):
+    layout = JobLayout(str(tmp_path / "JOB-1"))
+    waiting = _item(1, Lane.REVIEW, review_state="queued")
+    write_ledger([_item(0, Lane.AUTO), waiting], layout)
+    record_review_outcome(
+        layout, waiting.model_copy(update={"review_state": "rejected", "review_note": "reshoot"})
+    )
+    assert {r["source_name"]: r["review_state"] for r in read_ledger(layout.ledger)}[
+        "1.jpg"
+    ] == "rejected"
+    write_ledger([_item(0, Lane.AUTO), waiting], layout)  # rerun of the shoot
+    assert {r["source_name"]: r["review_note"] for r in read_ledger(layout.ledger)}[
+        "1.jpg"
+    ] == "reshoot"
+
+
+def test_outcome_for_old_content_is_not_applied_to_a_reshot_file(tmp_path):
+    layout = JobLayout(str(tmp_path / "JOB-1"))
+    old = _item(1, Lane.REVIEW)
+    record_review_outcome(layout, old.model_copy(update={"review_state": "approved"}))
+    reshot = old.model_copy(update={"sha256": "f" * 64, "review_state": "queued"})
+    write_ledger([reshot], layout)
+    assert read_ledger(layout.ledger)[0]["review_state"] == "queued"
+    assert (
+        json.loads((tmp_path / "JOB-1" / "reviews" / "1.json").read_text())["sha256"] == old.sha256
+    )
