@@ -163,12 +163,15 @@ def models_fetch(
 def dam_show(
     dam_id: Annotated[str, typer.Argument(help="Asset id, e.g. cl-1a2b3c...")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+    out: Annotated[
+        str | None, typer.Option(help="Output root of the shoot (object-store catalog).")
+    ] = None,
 ) -> None:
     """Print one catalog record."""
     from dam_adapters import create_adapter
 
     try:
-        record = create_adapter(get_settings()).get(dam_id)
+        record = create_adapter(get_settings(), out).get(dam_id)
     except KeyError as exc:
         raise _fail(exc.args[0], code=1) from None
     except CutlineError as exc:
@@ -215,11 +218,14 @@ def dam_adapters_list() -> None:
 def dam_list(
     job: Annotated[str, typer.Option("--job", help="Job ID.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    out: Annotated[
+        str | None, typer.Option(help="Output root of the shoot (object-store catalog).")
+    ] = None,
 ) -> None:
     """List a job's assets in the DAM."""
     from dam_adapters import create_adapter
 
-    records = create_adapter(get_settings()).list_job(job)
+    records = create_adapter(get_settings(), out).list_job(job)
     if as_json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
