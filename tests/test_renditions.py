@@ -35,6 +35,19 @@ def test_psd_has_original_and_cutout_with_ai_mask_as_layer_mask():
     assert read_packet(xmp)["Channels"] == "web;social"
 
 
+def test_psd_merged_image_is_the_cutout_over_white_and_everything_is_compressed():
+    from psd_tools.constants import Compression
+
+    rgb, mask = Image.new("RGB", (60, 40), (200, 10, 10)), centred_mask(60, 40)
+    psd = PSDImage.open(io.BytesIO(renditions.psd_bytes(rgb, mask, XMP)))
+    merged = psd.topil()
+    assert merged.getpixel((1, 1)) == (255, 255, 255)  # background: masked out
+    assert merged.getpixel((30, 20)) == (200, 10, 10)  # subject
+    assert psd._record.image_data.compression == Compression.RLE
+    for layer in psd:
+        assert all(channel.compression == Compression.RLE for channel in layer._channels)
+
+
 def test_png_is_rgba_at_source_size_with_mask_as_alpha_and_xmp():
     rgb, mask = gradient_rgb(120, 80), centred_mask(120, 80)
     data = renditions.png_bytes(renditions.cutout_rgba(rgb, mask), XMP, compress_level=1)
