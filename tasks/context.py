@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 import httpx
+from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field, model_validator
 
@@ -46,6 +48,16 @@ class ShootContext(BaseModel):
         return JobLayout(self.job_root)
 
 
+ImageWork = Callable[[ImageItem], None]
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # called outside a flow or task run (benchmarks, scripts)
+        return logging.getLogger("cutline")
+
+
 def for_each_image(
     items: list[ImageItem], stage: str, work: Callable[[ImageItem], None], *, lanes=None
 ) -> list[ImageItem]:
@@ -54,7 +66,7 @@ def for_each_image(
     ``lanes`` restricts the stage to images in those lanes. Transient infrastructure
     errors and model errors propagate so Prefect retries (or fails) the whole batch.
     """
-    logger = get_run_logger()
+    logger = _logger()
     for item in items:
         if item.failed or (lanes is not None and item.lane not in lanes):
             continue

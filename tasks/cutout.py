@@ -11,7 +11,7 @@ from cutline.imaging import decode_image, mask_to_png_bytes
 from cutline.items import ImageItem
 from cutline.segmenter import get_session, predict_alpha
 from cutline.settings import get_settings
-from tasks.context import ShootContext, for_each_image
+from tasks.context import ImageWork, ShootContext, for_each_image
 
 
 def full_resolution_mask(alpha: np.ndarray, size: tuple[int, int]) -> Image.Image:
@@ -20,15 +20,8 @@ def full_resolution_mask(alpha: np.ndarray, size: tuple[int, int]) -> Image.Imag
     return small if small.size == size else small.resize(size, Image.Resampling.BILINEAR)
 
 
-@task(
-    name="cutout-batch",
-    tags=["cutout"],
-    retries=1,
-    retry_delay_seconds=5,
-    cache_result_in_memory=False,
-)
-def cutout_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
-    """Run the background-removal model on each image (one session per process) and save its mask."""
+def make_cutout(ctx: ShootContext) -> ImageWork:
+    """Per-image cutout with the process's model session: the mask at full resolution, saved."""
     settings = get_settings()
     session = get_session(ctx.model, settings.resolved_model_home, settings.onnx_threads)
 
@@ -47,4 +40,16 @@ def cutout_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
             target, mask_to_png_bytes(mask, settings.png_compress_level)
         )
 
-    return for_each_image(items, "cutout", cut)
+    return cut
+
+
+@task(
+    name="cutout-batch",
+    tags=["cutout"],
+    retries=1,
+    retry_delay_seconds=5,
+    cache_result_in_memory=False,
+)
+def cutout_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    """Run the background-removal model on each image (one session per process) and save its mask."""
+    return for_each_image(items, "cutout", make_cutout(ctx))

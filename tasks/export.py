@@ -14,7 +14,7 @@ from cutline.settings import get_settings
 from cutline.xmp import build_packet
 from rules.engine import Lane
 from rules.presets import PresetBook, load_presets
-from tasks.context import ShootContext, for_each_image
+from tasks.context import ImageWork, ShootContext, for_each_image
 
 
 def load_full(item: ImageItem, mask_uri: str, max_pixels: int) -> tuple[Image.Image, Image.Image]:
@@ -84,9 +84,11 @@ def write_final_renditions(
     ]
 
 
-@task(name="export-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
-def export_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
-    """Auto-lane images get every rendition; review-lane images get the PSD to start from."""
+EXPORT_LANES = frozenset({Lane.AUTO, Lane.REVIEW})
+
+
+def make_export(ctx: ShootContext) -> ImageWork:
+    """Per-image export: every rendition for the auto lane, the starting PSD for review."""
     settings = get_settings()
     presets = load_presets(Path(ctx.presets_file))
 
@@ -104,4 +106,10 @@ def export_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
                 folder="review",
             )
 
-    return for_each_image(items, "export", export, lanes={Lane.AUTO, Lane.REVIEW})
+    return export
+
+
+@task(name="export-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
+def export_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    """Auto-lane images get every rendition; review-lane images get the PSD to start from."""
+    return for_each_image(items, "export", make_export(ctx), lanes=EXPORT_LANES)

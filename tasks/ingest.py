@@ -14,7 +14,7 @@ from cutline.manifest import Manifest, deadline_text, derive_sku, parse_manifest
 from cutline.naming import image_ids
 from cutline.settings import get_settings
 from rules.presets import load_presets
-from tasks.context import ShootContext, for_each_image
+from tasks.context import ImageWork, ShootContext, for_each_image
 
 
 class ShootPlan(BaseModel):
@@ -73,9 +73,8 @@ def plan_shoot(ctx: ShootContext, manifest_uri: str | None) -> ShootPlan:
     return ShootPlan(items=items, ignored=ignored, manifest_rows_without_files=unused)
 
 
-@task(name="ingest-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
-def ingest_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
-    """Read each file, record its SHA-256 and upright size, and prove it decodes."""
+def make_ingest(ctx: ShootContext) -> ImageWork:
+    """Per-image ingest: read the file, record its SHA-256 and upright size, prove it decodes."""
     settings = get_settings()
 
     def ingest(item: ImageItem) -> None:
@@ -89,4 +88,10 @@ def ingest_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
         )
         item.width, item.height = info.width, info.height
 
-    return for_each_image(items, "ingest", ingest)
+    return ingest
+
+
+@task(name="ingest-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
+def ingest_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    """Read each file, record its SHA-256 and upright size, and prove it decodes."""
+    return for_each_image(items, "ingest", make_ingest(ctx))

@@ -8,7 +8,7 @@ from cutline.items import ImageItem
 from cutline.settings import get_settings
 from dam_adapters import ApprovalState, AssetSubmission, DamAdapter, create_adapter
 from rules.engine import Lane
-from tasks.context import ShootContext, for_each_image
+from tasks.context import ImageWork, ShootContext, for_each_image
 
 
 def submission_for(
@@ -50,17 +50,22 @@ def register_item(
     item.dam_id = record.dam_id
 
 
+REGISTER_LANES = frozenset({Lane.AUTO})
+
+
+def make_register(ctx: ShootContext) -> ImageWork:
+    """Per-image registration of an auto-lane asset in the DAM named by settings."""
+    adapter = create_adapter(get_settings(), ctx.output_root)
+
+    def register(item: ImageItem) -> None:
+        register_item(adapter, item, ctx.job_id, ApprovalState.AUTO_APPROVED, by="cutline-auto")
+
+    return register
+
+
 @task(
     name="register-batch", retries=3, retry_delay_seconds=[2, 10, 30], cache_result_in_memory=False
 )
 def register_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
     """Register each auto-lane image in the DAM named by settings."""
-    adapter = create_adapter(get_settings(), ctx.output_root)
-    return for_each_image(
-        items,
-        "register",
-        lambda item: register_item(
-            adapter, item, ctx.job_id, ApprovalState.AUTO_APPROVED, by="cutline-auto"
-        ),
-        lanes={Lane.AUTO},
-    )
+    return for_each_image(items, "register", make_register(ctx), lanes=REGISTER_LANES)

@@ -8,12 +8,11 @@ from prefect import task
 
 from cutline.items import ImageItem
 from rules.engine import RoutingInput, load_rules, route
-from tasks.context import ShootContext, for_each_image
+from tasks.context import ImageWork, ShootContext, for_each_image
 
 
-@task(name="route-batch", retries=1, retry_delay_seconds=2, cache_result_in_memory=False)
-def route_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
-    """Decide each image's lane and record every rule that fired, in plain words."""
+def make_route(ctx: ShootContext) -> ImageWork:
+    """Per-image routing by the rules file, recording every rule that fired."""
     rules = load_rules(Path(ctx.rules_file))
 
     def decide(item: ImageItem) -> None:
@@ -29,4 +28,10 @@ def route_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
         item.queue = decision.queue
         item.priority = decision.priority if decision.queue else None
 
-    return for_each_image(items, "route", decide)
+    return decide
+
+
+@task(name="route-batch", retries=1, retry_delay_seconds=2, cache_result_in_memory=False)
+def route_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    """Decide each image's lane and record every rule that fired, in plain words."""
+    return for_each_image(items, "route", make_route(ctx))

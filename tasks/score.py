@@ -11,14 +11,13 @@ from cutline.confidence import score_mask
 from cutline.imaging import decode_image, load_mask
 from cutline.items import ImageItem
 from cutline.settings import get_settings
-from tasks.context import ShootContext, for_each_image
+from tasks.context import ImageWork, ShootContext, for_each_image
 
 _SCORE_SIDE = 512
 
 
-@task(name="score-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
-def score_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
-    """Score each AI mask against its image at a small working size."""
+def make_score(ctx: ShootContext) -> ImageWork:
+    """Per-image confidence: the AI mask scored against its image at a small working size."""
     settings = get_settings()
 
     def score(item: ImageItem) -> None:
@@ -35,4 +34,10 @@ def score_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
         item.confidence = result.score
         item.signals = result.signals
 
-    return for_each_image(items, "score", score)
+    return score
+
+
+@task(name="score-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
+def score_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    """Score each AI mask against its image at a small working size."""
+    return for_each_image(items, "score", make_score(ctx))

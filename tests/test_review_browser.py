@@ -40,6 +40,7 @@ def browser_page():
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(90_000)  # CI machines are shared: be patient, never flaky
         try:
             yield page
         finally:

@@ -1,0 +1,98 @@
+"""Shared helpers: camera-like test images, timing medians, and result files."""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def camera_like(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A product-on-seamless photo with sensor noise and soft edges, like a camera JPEG."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(236, 205, height, dtype=np.float32)[:, None, None]
+    img = np.repeat(np.repeat(ramp, width, axis=1), 3, axis=2)
+    subject = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(subject)
+    cx, cy = width // 2, height // 2
+    draw.rounded_rectangle(
+        (cx - width * 0.18, cy - height * 0.3, cx + width * 0.18, cy + height * 0.35),
+        radius=width // 30,
+        fill=255,
+    )
+    draw.ellipse(
+        (cx - width * 0.08, cy - height * 0.42, cx + width * 0.08, cy - height * 0.22), fill=255
+    )
+    alpha = (
+        np.asarray(
+            subject.filter(ImageFilter.GaussianBlur(max(1, width // 1000))), dtype=np.float32
+        )[..., None]
+        / 255
+    )
+    colour = np.array([40 + 30 * (seed % 5), 60, 150 - 20 * (seed % 4)], dtype=np.float32)
+    shade = np.linspace(1.2, 0.7, width, dtype=np.float32)[None, :, None]
+    img = img * (1 - alpha) + colour * shade * alpha
+    img += rng.normal(0, 2.0, size=img.shape).astype(np.float32)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def write_jpegs(folder: Path, count: int, size: tuple[int, int], quality: int = 90) -> list[Path]:
+    """``count`` camera-like JPEGs (a few distinct renders, reused) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    renders = []
+    for seed in range(min(count, 8)):
+        buf = io.BytesIO()
+        camera_like(*size, seed=seed).save(buf, format="JPEG", quality=quality)
+        renders.append(buf.getvalue())
+    paths = []
+    for index in range(count):
+        path = folder / f"BENCH-{index:05d}_front.jpg"
+        # Each file differs (a trailing comment) so content hashes are unique, as in a real shoot.
+        path.write_bytes(renders[index % len(renders)] + f"cutline-bench-{index}".encode())
+        paths.append(path)
+    return paths
+
+
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
+    """Wall seconds of one call and its result."""
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def median(values: list[float]) -> float:
+    """Median of a list of timings."""
+    return statistics.median(values)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import os
+
+    return {
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_result(name: str, data: dict[str, Any], markdown: str) -> Path:
+    """Write results/<name>.json and results/<name>.md; return the markdown path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = {"benchmark": name, "machine": machine(), **data}
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2))
+    md = RESULTS / f"{name}.md"
+    md.write_text(markdown + "\n")
+    return md
