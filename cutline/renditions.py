@@ -72,12 +72,10 @@ def _set_merged_image(psd, rgb: Image.Image, mask: Image.Image) -> None:
     header = psd._record.header
     if header.channels != 3 or header.depth != 8:
         return
-    colour = np.asarray(rgb, dtype=np.uint16)
-    alpha = np.asarray(mask, dtype=np.uint16)[:, :, None]
-    merged = ((colour * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+    merged = Image.composite(rgb, Image.new("RGB", rgb.size, (255, 255, 255)), mask)
     image_data = psd._record.image_data
     image_data.compression = Compression.RLE
-    image_data.set_data([merged[:, :, c].tobytes() for c in range(3)], header)
+    image_data.set_data([band.tobytes() for band in merged.split()], header)
     psd._updated = False  # the merged image is current: skip psd-tools' re-render on save
 
 
