@@ -20,6 +20,8 @@ SIGNAL_WEIGHTS: dict[str, float] = {
     "edge_contrast": 1.0,
 }
 _WORK_SIDE = 512
+# Bump when signals or weights change: reruns then rescore instead of reusing scores.
+CONFIDENCE_VERSION = "1"
 
 
 class Confidence(BaseModel):

@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field, model_validator
 from cutline import storage
 from cutline.errors import CutlineError, ImageInputError, ModelError
 from cutline.items import ImageItem, JobLayout
+from cutline.settings import get_settings
+from cutline.workstate import stage_key
 
 # Errors that mean "try the batch again later", not "this image is bad".
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -49,6 +51,11 @@ class ShootContext(BaseModel):
 
 
 ImageWork = Callable[[ImageItem], None]
+
+
+def cutout_key(item: ImageItem, ctx: ShootContext) -> str:
+    """What shapes an image's AI mask: its content, the model and the inference size."""
+    return stage_key("cutout-v1", item.sha256, ctx.model, get_settings().model_input_max_side)
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:

@@ -11,7 +11,8 @@ from cutline.imaging import decode_image, mask_to_png_bytes
 from cutline.items import ImageItem
 from cutline.segmenter import get_session, predict_alpha
 from cutline.settings import get_settings
-from tasks.context import ImageWork, ShootContext, for_each_image
+from cutline.workstate import WorkState
+from tasks.context import ImageWork, ShootContext, cutout_key, for_each_image
 
 
 def full_resolution_mask(alpha: np.ndarray, size: tuple[int, int]) -> Image.Image:
@@ -23,9 +24,15 @@ def full_resolution_mask(alpha: np.ndarray, size: tuple[int, int]) -> Image.Imag
 def make_cutout(ctx: ShootContext) -> ImageWork:
     """Per-image cutout with the process's model session: the mask at full resolution, saved."""
     settings = get_settings()
-    session = get_session(ctx.model, settings.resolved_model_home, settings.onnx_threads)
+    state = WorkState(ctx.layout)
 
     def cut(item: ImageItem) -> None:
+        key = cutout_key(item, ctx)
+        done = state.reusable(item, "cutout", key, lambda prior: [prior.mask])
+        if done is not None:
+            item.mask = done.mask
+            return
+        session = get_session(ctx.model, settings.resolved_model_home, settings.onnx_threads)
         data = storage.read_bytes(item.source)
         small, info = decode_image(
             data,
@@ -39,6 +46,7 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
         item.mask = storage.write_bytes(
             target, mask_to_png_bytes(mask, settings.png_compress_level)
         )
+        state.remember(item, "cutout", key)
 
     return cut
 

@@ -11,10 +11,11 @@ from cutline import renditions, storage
 from cutline.imaging import decode_image, load_mask
 from cutline.items import ImageItem, JobLayout
 from cutline.settings import get_settings
+from cutline.workstate import WorkState, file_fingerprint, stage_key
 from cutline.xmp import build_packet
 from rules.engine import Lane
 from rules.presets import PresetBook, load_presets
-from tasks.context import ImageWork, ShootContext, for_each_image
+from tasks.context import ImageWork, ShootContext, cutout_key, for_each_image
 
 
 def load_full(item: ImageItem, mask_uri: str, max_pixels: int) -> tuple[Image.Image, Image.Image]:
@@ -91,8 +92,15 @@ def make_export(ctx: ShootContext) -> ImageWork:
     """Per-image export: every rendition for the auto lane, the starting PSD for review."""
     settings = get_settings()
     presets = load_presets(Path(ctx.presets_file))
+    presets_version = file_fingerprint(ctx.presets_file)
+    state = WorkState(ctx.layout)
 
     def export(item: ImageItem) -> None:
+        key = export_key(item, ctx, presets_version)
+        done = state.reusable(item, "export", key, _rendition_files)
+        if done is not None:
+            item.png, item.psd, item.jpg = done.png, done.psd, list(done.jpg)
+            return
         rgb, mask = load_full(item, item.mask, settings.max_pixels)
         if item.lane == Lane.AUTO:
             write_final_renditions(item, ctx.layout, rgb, mask, presets, ctx.job_id, ctx.model)
@@ -105,8 +113,27 @@ def make_export(ctx: ShootContext) -> ImageWork:
                 rendition_xmp(item, ctx.job_id, ctx.model),
                 folder="review",
             )
+        state.remember(item, "export", key)
 
     return export
+
+
+def _rendition_files(item: ImageItem) -> list[str]:
+    """The files an export of this item must have left."""
+    return [item.psd, item.png, *item.jpg] if item.lane == Lane.AUTO else [item.psd]
+
+
+def export_key(item: ImageItem, ctx: ShootContext, presets_version: str) -> str:
+    """What shapes an image's renditions: its mask, lane, channels, presets and XMP fields."""
+    return stage_key(
+        "export-v1",
+        cutout_key(item, ctx),
+        item.lane,
+        ";".join(item.channels),
+        presets_version,
+        item.sku,
+        ctx.job_id,
+    )
 
 
 @task(name="export-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)

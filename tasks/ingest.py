@@ -13,6 +13,7 @@ from cutline.items import ImageItem
 from cutline.manifest import Manifest, deadline_text, derive_sku, parse_manifest
 from cutline.naming import image_ids
 from cutline.settings import get_settings
+from cutline.workstate import WorkState
 from rules.presets import load_presets
 from tasks.context import ImageWork, ShootContext, for_each_image
 
@@ -76,10 +77,15 @@ def plan_shoot(ctx: ShootContext, manifest_uri: str | None) -> ShootPlan:
 def make_ingest(ctx: ShootContext) -> ImageWork:
     """Per-image ingest: read the file, record its SHA-256 and upright size, prove it decodes."""
     settings = get_settings()
+    state = WorkState(ctx.layout)
 
     def ingest(item: ImageItem) -> None:
         data = storage.read_bytes(item.source)
         item.sha256 = hashlib.sha256(data).hexdigest()
+        done = state.reusable(item, "ingest", item.sha256)
+        if done is not None and done.width:
+            item.width, item.height = done.width, done.height  # decoded before: same bytes
+            return
         _, info = decode_image(
             data,
             item.source_name,
@@ -87,6 +93,7 @@ def make_ingest(ctx: ShootContext) -> ImageWork:
             max_side=settings.model_input_max_side,
         )
         item.width, item.height = info.width, info.height
+        state.remember(item, "ingest", item.sha256)
 
     return ingest
 

@@ -6,9 +6,11 @@ from prefect import task
 
 from cutline.items import ImageItem
 from cutline.settings import get_settings
-from dam_adapters import ApprovalState, AssetSubmission, DamAdapter, create_adapter
+from cutline.workstate import WorkState, file_fingerprint, stage_key
+from dam_adapters import ApprovalState, AssetSubmission, DamAdapter, create_adapter, idempotency_key
 from rules.engine import Lane
 from tasks.context import ImageWork, ShootContext, for_each_image
+from tasks.export import export_key
 
 
 def submission_for(
@@ -56,9 +58,21 @@ REGISTER_LANES = frozenset({Lane.AUTO})
 def make_register(ctx: ShootContext) -> ImageWork:
     """Per-image registration of an auto-lane asset in the DAM named by settings."""
     adapter = create_adapter(get_settings(), ctx.output_root)
+    presets_version = file_fingerprint(ctx.presets_file)
+    state = WorkState(ctx.layout)
 
     def register(item: ImageItem) -> None:
+        key = stage_key("register", export_key(item, ctx, presets_version), adapter.describe())
+        done = state.reusable(item, "register", key)
+        if (
+            done is not None
+            and done.dam_id
+            and adapter.find(idempotency_key(ctx.job_id, item.sha256))
+        ):
+            item.dam_id = done.dam_id  # registered by an earlier run, and still in the DAM
+            return
         register_item(adapter, item, ctx.job_id, ApprovalState.AUTO_APPROVED, by="cutline-auto")
+        state.remember(item, "register", key)
 
     return register
 

@@ -7,11 +7,12 @@ from PIL import Image
 from prefect import task
 
 from cutline import storage
-from cutline.confidence import score_mask
+from cutline.confidence import CONFIDENCE_VERSION, score_mask
 from cutline.imaging import decode_image, load_mask
 from cutline.items import ImageItem
 from cutline.settings import get_settings
-from tasks.context import ImageWork, ShootContext, for_each_image
+from cutline.workstate import WorkState, stage_key
+from tasks.context import ImageWork, ShootContext, cutout_key, for_each_image
 
 _SCORE_SIDE = 512
 
@@ -19,8 +20,14 @@ _SCORE_SIDE = 512
 def make_score(ctx: ShootContext) -> ImageWork:
     """Per-image confidence: the AI mask scored against its image at a small working size."""
     settings = get_settings()
+    state = WorkState(ctx.layout)
 
     def score(item: ImageItem) -> None:
+        key = stage_key("score", cutout_key(item, ctx), CONFIDENCE_VERSION)
+        done = state.reusable(item, "score", key)
+        if done is not None and done.confidence is not None:
+            item.confidence, item.signals = done.confidence, done.signals
+            return
         small, _ = decode_image(
             storage.read_bytes(item.source),
             item.source_name,
@@ -33,6 +40,7 @@ def make_score(ctx: ShootContext) -> ImageWork:
         result = score_mask(np.asarray(mask, dtype=np.float32) / 255.0, np.asarray(small))
         item.confidence = result.score
         item.signals = result.signals
+        state.remember(item, "score", key)
 
     return score
 

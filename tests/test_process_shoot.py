@@ -122,7 +122,9 @@ def test_run_is_recorded_on_the_prefect_server_with_a_summary_artifact(first_run
     assert any(a.key == "shoot-e2e-0001" for a in artifacts)
 
 
-def test_rerun_updates_catalog_records_without_duplicates(first_run, shoot, settings, tmp_path):
+def test_rerun_into_another_output_root_registers_without_duplicates(
+    first_run, shoot, settings, tmp_path
+):
     from flows.process_shoot import process_shoot
 
     summary, _ = first_run
@@ -135,9 +137,63 @@ def test_rerun_updates_catalog_records_without_duplicates(first_run, shoot, sett
         output_root=str(tmp_path),
     )
     after = {r.dam_id: r.revision for r in catalog.list_job("E2E-0001")}
-    assert set(after) == set(before)
+    assert set(after) == set(before)  # same assets, updated in place with the new renditions
     assert all(after[k] == before[k] + 1 for k in before)
     assert again.lanes == summary.lanes
+
+
+def _mtimes(rows: dict[str, dict[str, str]], column: str) -> dict[str, int]:
+    return {name: Path(row[column]).stat().st_mtime_ns for name, row in rows.items() if row[column]}
+
+
+def test_rerun_of_an_unchanged_shoot_reuses_all_work(first_run, shoot, settings):
+    from flows.process_shoot import process_shoot
+
+    summary, rows = first_run
+    catalog = LocalCatalog(settings.resolved_catalog_dir)
+    revisions = {r.dam_id: r.revision for r in catalog.list_job("E2E-0001")}
+    masks, pngs, psds = _mtimes(rows, "mask"), _mtimes(rows, "png"), _mtimes(rows, "psd")
+    again = process_shoot(
+        shoot=str(shoot),
+        job_id="E2E-0001",
+        manifest=str(shoot / "manifest.csv"),
+        output_root=str(Path(summary.ledger).parent.parent),
+    )
+    rerun = {row["source_name"]: row for row in read_ledger(again.ledger)}
+    assert (
+        _mtimes(rerun, "mask") == masks
+        and _mtimes(rerun, "png") == pngs
+        and _mtimes(rerun, "psd") == psds
+    )
+    assert {r.dam_id: r.revision for r in catalog.list_job("E2E-0001")} == revisions
+    for name, row in rows.items():
+        for column in ("lane", "confidence", "png", "psd", "jpg", "dam_id", "sha256"):
+            assert rerun[name][column] == row[column], (name, column)
+
+
+def test_changed_rules_reroute_without_recomputing_cutouts(
+    first_run, shoot, override_settings, tmp_path
+):
+    from flows.process_shoot import process_shoot
+
+    summary, rows = first_run
+    strict = tmp_path / "strict.yaml"
+    strict.write_text('version: "strict"\nconfidence: {review_below: 0.999}\n')
+    override_settings(rules_file=str(strict))
+    masks = _mtimes(rows, "mask")
+    again = process_shoot(
+        shoot=str(shoot),
+        job_id="E2E-0001",
+        manifest=str(shoot / "manifest.csv"),
+        output_root=str(Path(summary.ledger).parent.parent),
+    )
+    rerun = {row["source_name"]: row for row in read_ledger(again.ledger)}
+    assert _mtimes(rerun, "mask") == masks  # no cutout recomputed
+    assert {r["lane"] for r in rerun.values()} == {"review", "failed"}
+    for name, row in rerun.items():
+        assert row["confidence"] == rows[name]["confidence"]
+        if row["lane"] == "review":
+            assert row["rules"] == "confidence" and "below 1.00" in row["reasons"]
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
