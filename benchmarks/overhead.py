@@ -29,6 +29,7 @@ def plain_loop(shoot: Path, out: Path, job_id: str) -> int:
     from cutline import storage
     from cutline.items import JobLayout
     from cutline.ledger import reconcile, write_ledger
+    from cutline.limits import ensure_limits
     from cutline.settings import get_settings
     from tasks.context import ShootContext, for_each_image
     from tasks.cutout import make_cutout
@@ -49,6 +50,7 @@ def plain_loop(shoot: Path, out: Path, job_id: str) -> int:
         rules_file=str(settings.rules_file),
         presets_file=str(settings.presets_file),
     )
+    ensure_limits(settings)  # the register stage honours the DAM rate limit, as in the flow
     plan = plan_shoot.fn(ctx, None)
     stages = [
         ("ingest", make_ingest(ctx), None),

@@ -233,6 +233,34 @@ def dam_list(
         typer.echo(f"{r.dam_id}  {r.sku:20} {r.approval_state.value:14} {r.source_name}")
 
 
+@app.command()
+def status(
+    job_id: Annotated[str, typer.Argument(help="Job ID of the shoot.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Progress of a shoot run and how many images wait at each stage."""
+    from cutline.status import shoot_status
+
+    with stack.using_stack(get_settings()):
+        current = shoot_status(job_id)
+    if current is None:
+        raise _fail(f"no process-shoot run named {job_id}", code=1)
+    if as_json:
+        typer.echo(current.model_dump_json(indent=2))
+        return
+    progress = "-" if current.progress is None else f"{current.progress:.0f}%"
+    typer.echo(
+        f"{job_id}: {current.state}, {progress} ({current.images} images, {current.batches} batches)"
+    )
+    typer.echo(
+        f"{'stage':16} {'done':>5} {'running':>8} {'waiting':>8} {'failed':>7} {'images waiting':>15}"
+    )
+    for s in current.stages:
+        typer.echo(
+            f"{s.stage:16} {s.completed:5} {s.running:8} {s.waiting:8} {s.failed:7} {s.images_waiting:15}"
+        )
+
+
 @review_app.command("list")
 def review_list(
     job: Annotated[str | None, typer.Option("--job", help="Only this job's reviews.")] = None,

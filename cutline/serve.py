@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from cutline.settings import PROJECT_ROOT
+from cutline.settings import PROJECT_ROOT, get_settings
 
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
 
@@ -69,6 +69,8 @@ def build_deployments(path: Path = PREFECT_YAML) -> list[Any]:
         flow = load_flow_from_entrypoint(str(PROJECT_ROOT / spec["entrypoint"]))
         limit = spec.get("concurrency_limit")
         if isinstance(limit, dict):
+            if spec["entrypoint"].startswith("flows/process_shoot.py"):
+                limit = {**limit, "limit": get_settings().max_concurrent_shoots}
             limit = ConcurrencyLimitConfig(**limit)
         deployments.append(
             flow.to_deployment(

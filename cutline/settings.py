@@ -78,6 +78,26 @@ class CutlineSettings(BaseSettings):
         le=64,
         description="Batches processed at once inside one shoot run (threads sharing one model session).",
     )
+    model_slots: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description=(
+            "Cutout batches running the model at once across every shoot and worker (a Prefect "
+            "global concurrency limit, 'cutline-model'); set it to the number of model workers."
+        ),
+    )
+    dam_writes_per_second: float = Field(
+        default=20.0,
+        gt=0,
+        description="Rate limit of DAM registrations across every shoot and worker ('cutline-dam-writes').",
+    )
+    max_concurrent_shoots: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="process-shoot runs at once on the stack; further shoots wait in order (ENQUEUE).",
+    )
     rules_file: Path = Field(
         default=DEFAULT_RULES_FILE,
         description="Routing rules (YAML). Copy rules/default.yaml, edit it, and point this at the copy.",

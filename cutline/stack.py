@@ -184,6 +184,15 @@ def serve_env(settings: CutlineSettings, url: str) -> dict[str, str]:
     return env
 
 
+def _ensure_limits_on(settings: CutlineSettings, url: str) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from cutline.limits import ensure_limits
+
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        ensure_limits(settings)
+
+
 def up(settings: CutlineSettings, *, timeout: float = _HEALTH_TIMEOUT) -> StackStatus:
     """Start what is not running: the Prefect server (unless PREFECT_API_URL points at one)
     and the process serving the deployments of prefect.yaml."""
@@ -221,6 +230,7 @@ def up(settings: CutlineSettings, *, timeout: float = _HEALTH_TIMEOUT) -> StackS
             f"Is port {settings.server_port} taken? Set CUTLINE_SERVER_PORT to another port.",
         )
     url = api_url(settings)
+    _ensure_limits_on(settings, url)
     if _read_pid(_pid_file(settings, "serve")) is None:
         proc, log_path = _spawn(
             settings, "serve", ["-m", "cutline.serve"], serve_env(settings, url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 
 from pydantic import BaseModel
@@ -89,6 +90,25 @@ def summarize(
         dam=dam,
         residency=residency,
     )
+
+
+def artifact_key(job_id: str) -> str:
+    """Prefect artifact key of a job (lowercase letters, digits and '-')."""
+    return "shoot-" + "".join(c if c.isalnum() else "-" for c in job_id.lower())
+
+
+_PROGRESS = re.compile(r"(?P<images>\d+) images in (?P<batches>\d+) batches of (?P<size>\d+)")
+
+
+def progress_description(images: int, batches: int, batch_size: int) -> str:
+    """The progress artifact's description; `cutline status` reads the counts back."""
+    return f"{images} images in {batches} batches of {batch_size}"
+
+
+def parse_progress_description(text: str) -> tuple[int, int, int] | None:
+    """(images, batches, batch size) from a progress description, if it is one of ours."""
+    match = _PROGRESS.search(text or "")
+    return (int(match["images"]), int(match["batches"]), int(match["size"])) if match else None
 
 
 def summary_markdown(summary: ShootSummary) -> str:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import time
 
 from prefect import flow, get_run_logger, unmapped
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -13,9 +18,16 @@ from cutline import model_store, residency, storage
 from cutline.errors import ConfigError
 from cutline.items import ImageItem, JobLayout, validate_job_id
 from cutline.ledger import reconcile, write_ledger
+from cutline.limits import ensure_limits
 from cutline.residency import ResidencyReport
 from cutline.settings import get_settings
-from cutline.summary import ShootSummary, summarize, summary_markdown
+from cutline.summary import (
+    ShootSummary,
+    artifact_key,
+    progress_description,
+    summarize,
+    summary_markdown,
+)
 from dam_adapters import DamAdapter, create_adapter
 from rules.engine import load_rules
 from rules.presets import load_presets
@@ -105,6 +117,7 @@ def preflight(
     )
     spec = model_store.parse_model(settings.model)
     model_store.ensure(spec, settings.resolved_model_home)
+    ensure_limits(settings)
     return rules.fingerprint, spec.label, adapter, report
 
 
@@ -158,6 +171,11 @@ def process_shoot(
         futures = stage_task.map(previous, unmapped(ctx))
         stages.append(futures)
         previous = futures
+    progress = create_progress_artifact(
+        progress=0.0,
+        key=f"{artifact_key(job_id)}-progress",
+        description=progress_description(len(plan.items), len(batches), settings.batch_size),
+    )
     items: list[ImageItem] = []
     for index, batch in enumerate(batches):
         items.extend(
@@ -166,6 +184,7 @@ def process_shoot(
                 batch,
             )
         )
+        update_progress_artifact(progress, progress=100.0 * (index + 1) / max(1, len(batches)))
     inputs = [item.source for item in plan.items]
     ledger_uri = write_ledger(items, layout)
     lanes = reconcile(inputs, items)
@@ -190,7 +209,7 @@ def process_shoot(
 
 
 def _publish_artifacts(summary: ShootSummary, items: list[ImageItem]) -> None:
-    key = "shoot-" + "".join(c if c.isalnum() else "-" for c in summary.job_id.lower())
+    key = artifact_key(summary.job_id)
     create_markdown_artifact(
         markdown=summary_markdown(summary), key=key, description=f"Shoot {summary.job_id}"
     )

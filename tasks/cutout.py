@@ -9,6 +9,7 @@ from prefect import task
 from cutline import storage
 from cutline.imaging import decode_image, mask_to_png_bytes
 from cutline.items import ImageItem
+from cutline.limits import model_slot
 from cutline.segmenter import get_session, predict_alpha
 from cutline.settings import get_settings
 from cutline.workstate import WorkState
@@ -60,4 +61,5 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
 )
 def cutout_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
     """Run the background-removal model on each image (one session per process) and save its mask."""
-    return for_each_image(items, "cutout", make_cutout(ctx))
+    with model_slot():
+        return for_each_image(items, "cutout", make_cutout(ctx))

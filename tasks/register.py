@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from cutline.items import ImageItem
+from cutline.limits import dam_write_slot
 from cutline.settings import get_settings
 from cutline.workstate import WorkState, file_fingerprint, stage_key
 from dam_adapters import ApprovalState, AssetSubmission, DamAdapter, create_adapter, idempotency_key
@@ -71,6 +72,7 @@ def make_register(ctx: ShootContext) -> ImageWork:
         ):
             item.dam_id = done.dam_id  # registered by an earlier run, and still in the DAM
             return
+        dam_write_slot()
         register_item(adapter, item, ctx.job_id, ApprovalState.AUTO_APPROVED, by="cutline-auto")
         state.remember(item, "register", key)
 

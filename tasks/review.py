@@ -18,6 +18,7 @@ from cutline import storage
 from cutline.imaging import load_mask, mask_to_png_bytes
 from cutline.items import ImageItem
 from cutline.ledger import record_review_outcome
+from cutline.limits import dam_write_slot, ensure_limits
 from cutline.naming import short_hash
 from cutline.settings import get_settings
 from dam_adapters import ApprovalState, create_adapter
@@ -169,6 +170,8 @@ def land_decision(decision: ReviewDecision, item: ImageItem, ctx: ShootContext) 
         note = "Reshoot requested."
     item.reviewed_by, item.review_note = by, note
     item.review_run_id = str(flow_run.get_id() or item.review_run_id)
+    ensure_limits(settings)
+    dam_write_slot()
     register_item(adapter, item, ctx.job_id, state, by=by, note=note)
     record_review_outcome(ctx.layout, item)
     return ReviewOutcome(

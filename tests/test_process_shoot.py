@@ -122,6 +122,18 @@ def test_run_is_recorded_on_the_prefect_server_with_a_summary_artifact(first_run
     assert any(a.key == "shoot-e2e-0001" for a in artifacts)
 
 
+def test_status_reports_progress_and_stage_counts(first_run):
+    from cutline.status import shoot_status
+
+    summary, _ = first_run
+    status = shoot_status("E2E-0001")
+    assert status is not None and status.state == "Completed"
+    assert status.progress == 100.0 and status.images == summary.total
+    assert status.batches is not None and status.batches >= 1
+    cutout = next(s for s in status.stages if s.stage == "cutout-batch")
+    assert cutout.completed == status.batches and cutout.waiting == 0 and cutout.images_waiting == 0
+
+
 def test_rerun_into_another_output_root_registers_without_duplicates(
     first_run, shoot, settings, tmp_path
 ):

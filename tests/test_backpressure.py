@@ -1,0 +1,65 @@
+"""Backpressure: limits created from settings, and several shoots submitted at once."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cutline.ledger import read_ledger
+from cutline.limits import DAM_LIMIT, MODEL_LIMIT
+from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
+
+pytestmark = pytest.mark.slow
+
+
+def test_model_and_dam_limits_come_from_settings(prefect_server, settings):
+    from prefect.client.orchestration import get_client
+
+    from cutline import stack
+
+    stack.up(settings)  # creates (or updates) them, as `cutline up` does
+    with get_client(sync_client=True) as client:
+        model = client.read_global_concurrency_limit_by_name(MODEL_LIMIT)
+        dam = client.read_global_concurrency_limit_by_name(DAM_LIMIT)
+    assert model.limit == settings.model_slots
+    assert dam.slot_decay_per_second == settings.dam_writes_per_second
+
+
+def test_five_shoots_submitted_at_once_all_complete_with_at_most_two_running(
+    prefect_server, model_home, tmp_path
+):
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    runs = []
+    for index in range(5):
+        shoot = tmp_path / f"shoot{index}"
+        write_sample_shoot(shoot, DEFAULT_SAMPLES[index % 3 : index % 3 + 1], size=(320, 240))
+        runs.append(
+            run_deployment(
+                "process-shoot/shoot",
+                parameters={
+                    "shoot": str(shoot),
+                    "job_id": f"MANY-{index}",
+                    "output_root": str(tmp_path / "out"),
+                },
+                timeout=0,
+                as_subflow=False,
+            )
+        )
+    deadline = time.monotonic() + 600
+    with get_client(sync_client=True) as client:
+        while True:
+            final = [client.read_flow_run(r.id) for r in runs]
+            if all(r.state.is_final() for r in final) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    assert [r.state.name for r in final] == ["Completed"] * 5
+    for index in range(5):
+        rows = read_ledger(str(tmp_path / "out" / f"MANY-{index}" / "ledger.csv"))
+        assert len(rows) == 1 and rows[0]["lane"] in {"auto", "review"}
+    spans = [(r.start_time, r.end_time) for r in final]
+    for start, _ in spans:  # never more than the deployment's limit running at once
+        assert sum(1 for s, e in spans if s <= start < e) <= 2
+    assert final[0].start_time <= final[4].start_time  # first submitted is not served last
