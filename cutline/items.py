@@ -62,7 +62,11 @@ class ImageItem(BaseModel):
     reviewed_by: str = ""
     review_note: str = ""
     error: str = ""
-    seconds: dict[str, float] = Field(default_factory=dict)
+    seconds: dict[str, float] = Field(default_factory=dict, description="Wall seconds per stage.")
+    cpu_seconds: dict[str, float] = Field(
+        default_factory=dict,
+        description="CPU seconds per stage on the worker thread (onnxruntime's own threads excluded).",
+    )
 
     @property
     def failed(self) -> bool:

@@ -229,6 +229,22 @@ class CutlineSettings(BaseSettings):
     dam_http_max_backoff: float = Field(
         default=60.0, gt=0, description="Longest wait between DAM retries, in seconds."
     )
+    machine_hourly_rate: float = Field(
+        default=1.20,
+        ge=0,
+        description="What an hour of this pipeline machine costs, for cost per image in the summary.",
+    )
+    retoucher_hourly_rate: float = Field(
+        default=45.0,
+        ge=0,
+        description="What an hour of a retoucher costs, for the review lane's cost.",
+    )
+    review_seconds_per_image: float = Field(
+        default=90.0,
+        ge=0,
+        description="Estimated retoucher time per review-lane image (for the time chart and cost).",
+    )
+    currency: str = Field(default="EUR", description="Currency of the hourly rates.")
     server_host: str = Field(
         default="127.0.0.1", description="Host the embedded Prefect server binds to."
     )

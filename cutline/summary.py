@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 
 from pydantic import BaseModel
 
+from cutline.cost import CostReport
 from cutline.items import ImageItem
 from rules.engine import Lane
 
@@ -32,6 +33,8 @@ class ShootSummary(BaseModel):
     rules_version: str
     dam: str
     residency: str = ""
+    cost: CostReport | None = None
+    time_chart: str = ""
 
 
 def summarize(
@@ -138,6 +141,24 @@ def summary_markdown(summary: ShootSummary) -> str:
         "",
         f"Where: {summary.residency}" if summary.residency else "",
     ]
+    if summary.cost:
+        c = summary.cost
+        lines += [
+            "",
+            f"## Cost ({c.currency})",
+            "",
+            f"Machine: {c.wall_minutes:.1f} min wall clock = {c.machine_cost:.2f} {c.currency} "
+            f"({c.per_image:.4f} per image). Review lane: {c.review_minutes:.0f} retoucher minutes (estimated).",
+            "",
+            "| lane | images | machine | retouch | total | per image |",
+            "|---|---|---|---|---|---|",
+            *[
+                f"| {lane} | {v.images} | {v.machine:.2f} | {v.retouch:.2f} | {v.total:.2f} | {v.per_image:.4f} |"
+                for lane, v in c.lanes.items()
+            ],
+        ]
+        if summary.time_chart:
+            lines += ["", f"Time chart: `{summary.time_chart}`"]
     if summary.reviews:
         lines += [
             "",

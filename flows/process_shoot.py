@@ -15,6 +15,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from cutline import model_store, residency, storage
+from cutline.cost import cost_report, time_chart_png
 from cutline.errors import ConfigError
 from cutline.items import ImageItem, JobLayout, validate_job_id
 from cutline.ledger import reconcile, write_ledger
@@ -201,6 +202,10 @@ def process_shoot(
         rules_version=rules_version,
         dam=adapter.describe(),
         residency=where.describe(),
+    )
+    summary.cost = cost_report(items, summary.wall_seconds, settings)
+    summary.time_chart = storage.write_bytes(
+        storage.join(layout.root, "time-chart.png"), time_chart_png(summary.cost, job_id)
     )
     storage.write_bytes(layout.summary, summary.model_dump_json(indent=2).encode("utf-8"))
     _publish_artifacts(summary, items)

@@ -77,7 +77,7 @@ def for_each_image(
     for item in items:
         if item.failed or (lanes is not None and item.lane not in lanes):
             continue
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             work(item)
         except (*TRANSIENT_ERRORS, ModelError):
@@ -94,6 +94,7 @@ def for_each_image(
             )
         finally:
             item.seconds[stage] = round(time.perf_counter() - started, 4)
+            item.cpu_seconds[stage] = round(time.thread_time() - cpu_started, 4)
         if item.failed:
             logger.warning("%s failed at %s: %s", item.source_name, stage, item.error)
     return items

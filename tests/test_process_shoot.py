@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -120,6 +121,26 @@ def test_run_is_recorded_on_the_prefect_server_with_a_summary_artifact(first_run
     runs, artifacts = asyncio.run(fetch())
     assert runs and runs[0].state.is_completed()
     assert any(a.key == "shoot-e2e-0001" for a in artifacts)
+
+
+def test_summary_gives_cost_per_lane_and_a_time_chart(first_run, settings):
+    summary, rows = first_run
+    cost = summary.cost
+    assert cost is not None and cost.currency == settings.currency
+    assert sum(lane.images for lane in cost.lanes.values()) == summary.total
+    assert abs(sum(lane.machine for lane in cost.lanes.values()) - cost.machine_cost) < 0.01
+    review = cost.lanes["review"]
+    assert review.retouch == round(
+        review.images * settings.review_seconds_per_image / 3600 * settings.retoucher_hourly_rate, 2
+    )
+    assert cost.cpu_seconds_by_stage["cutout"] > 0
+    chart = Image.open(summary.time_chart)
+    assert chart.format == "PNG" and chart.width > 300
+    row = next(r for r in rows.values() if r["lane"] == "auto")
+    assert {"ingest", "cutout", "score", "export", "register"} <= set(
+        json.loads(row["cpu_seconds"])
+    )
+    assert json.loads(row["stage_seconds"])["cutout"] > 0
 
 
 def test_status_reports_progress_and_stage_counts(first_run):
