@@ -10,6 +10,7 @@ from PIL import Image
 
 from cutline import model_store
 from cutline.errors import ModelError
+from cutline.settings import get_settings
 
 _lock = threading.Lock()
 _sessions: dict[tuple[str, str, int], object] = {}
@@ -35,10 +36,15 @@ def _create_session(model: str, home: Path, threads: int):
 
     spec = model_store.parse_model(model)
     path = model_store.ensure(spec, home)
+    if path is None:
+        return ThresholdBackend()
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
-    kwargs = {"model_path": str(path)} if spec.onnx_path else {}
+    kwargs: dict[str, object] = {"model_path": str(path)} if spec.onnx_path else {}
+    providers = get_settings().onnx_providers
+    if providers:
+        kwargs["providers"] = list(providers)
     try:
         return new_session(spec.session_name, sess_opts=opts, **kwargs)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
@@ -46,6 +52,22 @@ def _create_session(model: str, home: Path, threads: int):
             f"Model '{spec.label}' at {path} could not be loaded by onnxruntime ({exc}).",
             hint=f"Run `cutline models fetch {spec.name} --force`, or check the ONNX file.",
         ) from exc
+
+
+class ThresholdBackend:
+    """NOT an AI model: foreground = pixels far in colour from the frame's border.
+
+    Only for scale benchmarks (CUTLINE_MODEL=bench-threshold-not-ai), where it stands in
+    for the model so 20,000 images go through the orchestration in minutes.
+    """
+
+    def predict(self, image: Image.Image) -> list[Image.Image]:
+        """A soft mask from the distance to the median border colour."""
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+        border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+        distance = np.abs(rgb - np.median(border, axis=0)).max(axis=2)
+        alpha = np.clip((distance - 12.0) / 24.0, 0.0, 1.0)
+        return [Image.fromarray((alpha * 255).astype(np.uint8), mode="L")]
 
 
 def loaded_session_count() -> int:

@@ -63,6 +63,14 @@ class CutlineSettings(BaseSettings):
         ge=0,
         description="Threads per onnxruntime session (0 lets onnxruntime decide).",
     )
+    onnx_providers: list[str] = Field(
+        default_factory=list,
+        description=(
+            "onnxruntime execution providers in order of preference, as a JSON list, e.g. "
+            '["CUDAExecutionProvider", "CPUExecutionProvider"] on a GPU worker (needs '
+            "onnxruntime-gpu). Empty lets rembg choose."
+        ),
+    )
     batch_size: int = Field(
         default=16,
         ge=1,

@@ -69,3 +69,27 @@ def test_custom_onnx_path_is_linked_into_the_model_home(tmp_path: Path, model_ho
     link = model_store.ensure(spec, tmp_path / "home")
     assert link.resolve() == custom.resolve()
     assert get_session(str(custom), tmp_path / "home") is not None
+
+
+def test_execution_providers_come_from_settings(override_settings, model_home, tmp_path):
+    from cutline.segmenter import get_session
+
+    home = tmp_path / "gpu-worker-home"
+    shutil.copytree(model_home, home)
+    override_settings(onnx_providers='["CPUExecutionProvider"]')
+    session = get_session("u2netp", home)
+    assert session.inner_session.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_benchmark_stand_in_is_not_mistaken_for_a_model(tmp_path):
+    from PIL import Image, ImageDraw
+
+    from cutline.segmenter import ThresholdBackend, get_session
+
+    assert "not-ai" in model_store.BENCH_BACKEND
+    backend = get_session(model_store.BENCH_BACKEND, tmp_path)
+    assert isinstance(backend, ThresholdBackend)
+    img = Image.new("RGB", (40, 30), (230, 230, 230))
+    ImageDraw.Draw(img).rectangle((10, 8, 30, 22), fill=(200, 30, 30))
+    mask = backend.predict(img)[0]
+    assert mask.getpixel((20, 15)) == 255 and mask.getpixel((2, 2)) == 0

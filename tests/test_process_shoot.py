@@ -179,20 +179,24 @@ def _mtimes(rows: dict[str, dict[str, str]], column: str) -> dict[str, int]:
     return {name: Path(row[column]).stat().st_mtime_ns for name, row in rows.items() if row[column]}
 
 
-def test_rerun_of_an_unchanged_shoot_reuses_all_work(first_run, shoot, settings):
+def _rerun_into_the_same_job(shoot: Path, summary) -> dict[str, dict[str, str]]:
     from flows.process_shoot import process_shoot
 
-    summary, rows = first_run
-    catalog = LocalCatalog(settings.resolved_catalog_dir)
-    revisions = {r.dam_id: r.revision for r in catalog.list_job("E2E-0001")}
-    masks, pngs, psds = _mtimes(rows, "mask"), _mtimes(rows, "png"), _mtimes(rows, "psd")
     again = process_shoot(
         shoot=str(shoot),
         job_id="E2E-0001",
         manifest=str(shoot / "manifest.csv"),
         output_root=str(Path(summary.ledger).parent.parent),
     )
-    rerun = {row["source_name"]: row for row in read_ledger(again.ledger)}
+    return {row["source_name"]: row for row in read_ledger(again.ledger)}
+
+
+def test_rerun_of_an_unchanged_shoot_reuses_all_work(first_run, shoot, settings):
+    summary, rows = first_run
+    catalog = LocalCatalog(settings.resolved_catalog_dir)
+    revisions = {r.dam_id: r.revision for r in catalog.list_job("E2E-0001")}
+    masks, pngs, psds = _mtimes(rows, "mask"), _mtimes(rows, "png"), _mtimes(rows, "psd")
+    rerun = _rerun_into_the_same_job(shoot, summary)
     assert (
         _mtimes(rerun, "mask") == masks
         and _mtimes(rerun, "png") == pngs
@@ -207,20 +211,12 @@ def test_rerun_of_an_unchanged_shoot_reuses_all_work(first_run, shoot, settings)
 def test_changed_rules_reroute_without_recomputing_cutouts(
     first_run, shoot, override_settings, tmp_path
 ):
-    from flows.process_shoot import process_shoot
-
     summary, rows = first_run
     strict = tmp_path / "strict.yaml"
     strict.write_text('version: "strict"\nconfidence: {review_below: 0.999}\n')
     override_settings(rules_file=str(strict))
     masks = _mtimes(rows, "mask")
-    again = process_shoot(
-        shoot=str(shoot),
-        job_id="E2E-0001",
-        manifest=str(shoot / "manifest.csv"),
-        output_root=str(Path(summary.ledger).parent.parent),
-    )
-    rerun = {row["source_name"]: row for row in read_ledger(again.ledger)}
+    rerun = _rerun_into_the_same_job(shoot, summary)
     assert _mtimes(rerun, "mask") == masks  # no cutout recomputed
     assert {r["lane"] for r in rerun.values()} == {"review", "failed"}
     for name, row in rerun.items():
