@@ -213,8 +213,12 @@ def process_shoot(
     return summary
 
 
+TABLE_ROWS = 5000  # a larger table slows the UI; the ledger always has every row
+
+
 def _publish_artifacts(summary: ShootSummary, items: list[ImageItem]) -> None:
     key = artifact_key(summary.job_id)
+    shown = sorted(items, key=lambda i: i.index)[:TABLE_ROWS]
     create_markdown_artifact(
         markdown=summary_markdown(summary), key=key, description=f"Shoot {summary.job_id}"
     )
@@ -228,10 +232,14 @@ def _publish_artifacts(summary: ShootSummary, items: list[ImageItem]) -> None:
                 "confidence": i.confidence,
                 "reasons": i.reasons,
             }
-            for i in sorted(items, key=lambda i: i.index)
+            for i in shown
         ],
         key=f"{key}-images",
-        description=f"Every image of shoot {summary.job_id} and its lane",
+        description=(
+            f"Every image of shoot {summary.job_id} and its lane"
+            if len(shown) == len(items)
+            else f"First {len(shown)} of {len(items)} images of shoot {summary.job_id}; see the ledger for all"
+        ),
     )
 
 
