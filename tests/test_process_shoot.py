@@ -256,3 +256,15 @@ def test_cli_run_completes_with_failed_images_and_exit_zero(prefect_server, mode
     assert {r["source_name"]: r["lane"] for r in rows}["zero.jpg"] == "failed"
     shown = _cli("dam", "show", next(r["dam_id"] for r in rows if r["dam_id"]), "--json")
     assert shown.returncode == 0 and '"job_id": "CLI-0001"' in shown.stdout
+
+
+def test_cli_demo_runs_a_sample_shoot_and_says_where_things_are(
+    prefect_server, model_home, tmp_path
+):
+    result = _cli("demo", "--out", str(tmp_path / "demo-out"))
+    assert result.returncode == 0, result.stderr
+    assert "sample shoot written to" in result.stdout
+    assert "| review | 1 |" in result.stdout and "glassware" in result.stdout
+    assert "Prefect UI: http://127.0.0.1:" in result.stdout
+    ledgers = list((tmp_path / "demo-out").glob("DEMO-*/ledger.csv"))
+    assert len(ledgers) == 1 and len(read_ledger(str(ledgers[0]))) == len(DEFAULT_SAMPLES)
