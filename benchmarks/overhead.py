@@ -31,13 +31,9 @@ def plain_loop(shoot: Path, out: Path, job_id: str) -> int:
     from cutline.ledger import reconcile, write_ledger
     from cutline.limits import ensure_limits
     from cutline.settings import get_settings
-    from tasks.context import ShootContext, for_each_image
-    from tasks.cutout import make_cutout
-    from tasks.export import EXPORT_LANES, make_export
-    from tasks.ingest import make_ingest, plan_shoot
-    from tasks.register import REGISTER_LANES, make_register
-    from tasks.route import make_route
-    from tasks.score import make_score
+    from tasks.context import ShootContext
+    from tasks.ingest import plan_shoot
+    from tasks.pipeline import run_stages
 
     settings = get_settings()
     layout = JobLayout.for_job(str(out), job_id)
@@ -52,17 +48,7 @@ def plain_loop(shoot: Path, out: Path, job_id: str) -> int:
     )
     ensure_limits(settings)  # the register stage honours the DAM rate limit, as in the flow
     plan = plan_shoot.fn(ctx, None)
-    stages = [
-        ("ingest", make_ingest(ctx), None),
-        ("cutout", make_cutout(ctx), None),
-        ("score", make_score(ctx), None),
-        ("route", make_route(ctx), None),
-        ("export", make_export(ctx), EXPORT_LANES),
-        ("register", make_register(ctx), REGISTER_LANES),
-    ]
-    for item in plan.items:
-        for name, work, lanes in stages:
-            for_each_image([item], name, work, lanes=lanes)
+    run_stages(plan.items, ctx, per_image=True)
     write_ledger(plan.items, layout)
     lanes = reconcile([i.source for i in plan.items], plan.items)
     assert storage.exists(layout.ledger)

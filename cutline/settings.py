@@ -80,6 +80,18 @@ class CutlineSettings(BaseSettings):
             "(less orchestration overhead); smaller ones mean finer progress and retries."
         ),
     )
+    distribute_batches: bool = Field(
+        default=False,
+        description=(
+            "Run each batch as its own process-batch flow run (deployment `batch_deployment`), so "
+            "every worker polling its work pool shares the shoot. Off: batches run as mapped "
+            "tasks inside the shoot run's process."
+        ),
+    )
+    batch_deployment: str = Field(
+        default="process-batch/batch",
+        description="Deployment started per batch when distribute_batches is on.",
+    )
     workers: int = Field(
         default=2,
         ge=1,

@@ -193,9 +193,11 @@ def _ensure_limits_on(settings: CutlineSettings, url: str) -> None:
         ensure_limits(settings)
 
 
-def up(settings: CutlineSettings, *, timeout: float = _HEALTH_TIMEOUT) -> StackStatus:
+def up(
+    settings: CutlineSettings, *, timeout: float = _HEALTH_TIMEOUT, serve: bool = True
+) -> StackStatus:
     """Start what is not running: the Prefect server (unless PREFECT_API_URL points at one)
-    and the process serving the deployments of prefect.yaml."""
+    and, unless ``serve`` is off, the process serving the deployments of prefect.yaml."""
     from cutline.serve import deployment_names
 
     current = status(settings)
@@ -231,7 +233,7 @@ def up(settings: CutlineSettings, *, timeout: float = _HEALTH_TIMEOUT) -> StackS
         )
     url = api_url(settings)
     _ensure_limits_on(settings, url)
-    if _read_pid(_pid_file(settings, "serve")) is None:
+    if serve and _read_pid(_pid_file(settings, "serve")) is None:
         proc, log_path = _spawn(
             settings, "serve", ["-m", "cutline.serve"], serve_env(settings, url)
         )

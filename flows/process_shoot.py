@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import (
@@ -30,6 +31,7 @@ from cutline.summary import (
     summary_markdown,
 )
 from dam_adapters import DamAdapter, create_adapter
+from flows.batches_on_workers import run_batches_on_workers
 from rules.engine import load_rules
 from rules.presets import load_presets
 from tasks.context import ShootContext
@@ -88,6 +90,28 @@ def _batch_outcome(
             failed.append(copy)
         return failed
     return latest
+
+
+def _run_batches_here(
+    batches: list[list[ImageItem]], ctx: ShootContext, report: Callable[[int], None]
+) -> list[ImageItem]:
+    """Every stage as a task mapped over the batches, in this process's thread pool."""
+    stages: list[list[PrefectFuture]] = []
+    previous: list = batches
+    for stage_task in STAGE_TASKS:
+        futures = stage_task.map(previous, unmapped(ctx))
+        stages.append(futures)
+        previous = futures
+    items: list[ImageItem] = []
+    for index, batch in enumerate(batches):
+        items.extend(
+            _batch_outcome(
+                [(t.name, stage[index]) for t, stage in zip(STAGE_TASKS, stages, strict=True)],
+                batch,
+            )
+        )
+        report(index + 1)
+    return items
 
 
 def preflight(
@@ -166,26 +190,19 @@ def process_shoot(
     plan = plan_shoot(ctx, manifest)
     logger.info("Shoot %s: %d input files, %d ignored", job_id, len(plan.items), len(plan.ignored))
     batches = _batches(plan.items, settings.batch_size)
-    stages: list[list[PrefectFuture]] = []
-    previous: list = batches
-    for stage_task in STAGE_TASKS:
-        futures = stage_task.map(previous, unmapped(ctx))
-        stages.append(futures)
-        previous = futures
     progress = create_progress_artifact(
         progress=0.0,
         key=f"{artifact_key(job_id)}-progress",
         description=progress_description(len(plan.items), len(batches), settings.batch_size),
     )
-    items: list[ImageItem] = []
-    for index, batch in enumerate(batches):
-        items.extend(
-            _batch_outcome(
-                [(t.name, stage[index]) for t, stage in zip(STAGE_TASKS, stages, strict=True)],
-                batch,
-            )
-        )
-        update_progress_artifact(progress, progress=100.0 * (index + 1) / max(1, len(batches)))
+
+    def report(done: int) -> None:
+        update_progress_artifact(progress, progress=100.0 * done / max(1, len(batches)))
+
+    if settings.distribute_batches:
+        items = run_batches_on_workers(batches, ctx, settings.batch_deployment, report)
+    else:
+        items = _run_batches_here(batches, ctx, report)
     inputs = [item.source for item in plan.items]
     ledger_uri = write_ledger(items, layout)
     lanes = reconcile(inputs, items)

@@ -17,6 +17,7 @@ def test_stack_serves_every_deployment_declared_in_prefect_yaml(prefect_server):
     assert deployment_names() == [
         "process-shoot/shoot",
         "review-cutout/review",
+        "process-batch/batch",
         "escalate-reviews/escalate",
     ]
     with get_client(sync_client=True) as client:

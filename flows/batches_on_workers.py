@@ -1,0 +1,96 @@
+"""Run a shoot's batches as process-batch flow runs, so several workers share one shoot."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from uuid import UUID
+
+from prefect.deployments import run_deployment
+from prefect.runtime import flow_run
+
+from cutline import storage
+from cutline.items import ImageItem
+from flows.process_batch import batch_result_uri
+from tasks.context import ShootContext
+
+_POLL_SECONDS = 2.0
+
+
+def _start(
+    deployment: str, ctx: ShootContext, index: int, batch: list[ImageItem], total: int
+) -> UUID:
+    """Start (or find again, on a retry of the shoot run) the run of one batch."""
+    key = f"batch:{flow_run.get_id()}:{index}"
+    for _ in range(3):
+        run = run_deployment(
+            deployment,
+            parameters={
+                "ctx": ctx.model_dump(mode="json"),
+                "index": index,
+                "items": [item.model_dump(mode="json") for item in batch],
+            },
+            flow_run_name=f"{ctx.job_id} · batch {index + 1}/{total}",
+            tags=["cutline", f"job:{ctx.job_id}"],
+            idempotency_key=key,
+            timeout=0,
+            as_subflow=False,
+        )
+        if not run.state or not run.state.is_final() or run.state.is_completed():
+            return run.id
+        key = f"{key}:after-{str(run.id)[:8]}"  # that attempt failed: start a fresh one
+    return run.id
+
+
+def _collect(ctx: ShootContext, index: int, batch: list[ImageItem], run) -> list[ImageItem]:
+    """The batch's items as its run left them, or all failed with the run's end state."""
+    uri = batch_result_uri(ctx, index)
+    if run.state.is_completed() and storage.exists(uri):
+        payload = json.loads(storage.read_bytes(uri))
+        return [ImageItem.model_validate(item) for item in payload["items"]]
+    failed = []
+    for item in batch:
+        copy = item.model_copy(deep=True)
+        copy.fail(
+            "batch",
+            f"process-batch run '{run.name}' ended {run.state.name}: {run.state.message or ''}. "
+            "Rerun the job to retry.",
+        )
+        failed.append(copy)
+    return failed
+
+
+def run_batches_on_workers(
+    batches: list[list[ImageItem]],
+    ctx: ShootContext,
+    deployment: str,
+    on_progress: Callable[[int], None],
+) -> list[ImageItem]:
+    """Start one process-batch run per batch, wait for all, and gather every image back."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    ids = {
+        index: _start(deployment, ctx, index, batch, len(batches))
+        for index, batch in enumerate(batches)
+    }
+    results: dict[int, list[ImageItem]] = {}
+    while len(results) < len(batches):
+        pending = [i for i in ids if i not in results]
+        with get_client(sync_client=True) as client:
+            for start in range(0, len(pending), 200):
+                chunk = pending[start : start + 200]
+                runs = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[ids[i] for i in chunk])),
+                    limit=200,
+                )
+                by_id = {run.id: run for run in runs}
+                for index in chunk:
+                    run = by_id.get(ids[index])
+                    if run is not None and run.state is not None and run.state.is_final():
+                        results[index] = _collect(ctx, index, batches[index], run)
+        on_progress(len(results))
+        if len(results) < len(batches):
+            time.sleep(_POLL_SECONDS)
+    return [item for index in sorted(results) for item in results[index]]
