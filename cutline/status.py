@@ -75,9 +75,16 @@ def shoot_status(job_id: str) -> ShootStatus | None:
             sort=ArtifactSort.UPDATED_DESC,
             limit=1,
         )
-        task_runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
-        )
+        task_runs = []
+        while True:  # the API pages its answers: read them all
+            page = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+                limit=200,
+                offset=len(task_runs),
+            )
+            task_runs.extend(page)
+            if len(page) < 200:
+                break
     progress: Any = artifacts[0].data if artifacts else None
     counts = parse_progress_description(artifacts[0].description if artifacts else "")
     images, batches, size = counts if counts else (None, None, None)

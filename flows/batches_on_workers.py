@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from uuid import UUID
@@ -10,28 +9,20 @@ from uuid import UUID
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
-from cutline import storage
 from cutline.items import ImageItem
-from flows.process_batch import batch_result_uri
-from tasks.context import ShootContext
+from tasks.context import BatchRef, ShootContext, load_batch, save_batch
 
 _POLL_SECONDS = 2.0
 
 
-def _start(
-    deployment: str, ctx: ShootContext, index: int, batch: list[ImageItem], total: int
-) -> UUID:
+def _start(deployment: str, ctx: ShootContext, batch: BatchRef, total: int) -> UUID:
     """Start (or find again, on a retry of the shoot run) the run of one batch."""
-    key = f"batch:{flow_run.get_id()}:{index}"
+    key = f"batch:{flow_run.get_id()}:{batch.index}"
     for _ in range(3):
         run = run_deployment(
             deployment,
-            parameters={
-                "ctx": ctx.model_dump(mode="json"),
-                "index": index,
-                "items": [item.model_dump(mode="json") for item in batch],
-            },
-            flow_run_name=f"{ctx.job_id} · batch {index + 1}/{total}",
+            parameters={"ctx": ctx.model_dump(mode="json"), "batch": batch.model_dump(mode="json")},
+            flow_run_name=f"{ctx.job_id} · batch {batch.index + 1}/{total}",
             tags=["cutline", f"job:{ctx.job_id}"],
             idempotency_key=key,
             timeout=0,
@@ -43,38 +34,34 @@ def _start(
     return run.id
 
 
-def _collect(ctx: ShootContext, index: int, batch: list[ImageItem], run) -> list[ImageItem]:
-    """The batch's items as its run left them, or all failed with the run's end state."""
-    uri = batch_result_uri(ctx, index)
-    if run.state.is_completed() and storage.exists(uri):
-        payload = json.loads(storage.read_bytes(uri))
-        return [ImageItem.model_validate(item) for item in payload["items"]]
-    failed = []
-    for item in batch:
-        copy = item.model_copy(deep=True)
-        copy.fail(
-            "batch",
-            f"process-batch run '{run.name}' ended {run.state.name}: {run.state.message or ''}. "
-            "Rerun the job to retry.",
-        )
-        failed.append(copy)
-    return failed
+def _collect(batch: BatchRef, run) -> list[ImageItem]:
+    """The batch's items as its run left them; when the run did not complete, every image
+    not already failed is failed with the run's end state."""
+    items = load_batch(batch)
+    if run.state.is_completed():
+        return items
+    for item in items:
+        if not item.failed:
+            item.fail(
+                "batch",
+                f"process-batch run '{run.name}' ended {run.state.name}: {run.state.message or ''}. "
+                "Rerun the job to retry.",
+            )
+    return items
 
 
 def run_batches_on_workers(
     batches: list[list[ImageItem]],
     ctx: ShootContext,
     deployment: str,
-    on_progress: Callable[[int], None],
+    on_progress: Callable[[float], None],
 ) -> list[ImageItem]:
     """Start one process-batch run per batch, wait for all, and gather every image back."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    ids = {
-        index: _start(deployment, ctx, index, batch, len(batches))
-        for index, batch in enumerate(batches)
-    }
+    refs = [save_batch(ctx, index, batch) for index, batch in enumerate(batches)]
+    ids = {ref.index: _start(deployment, ctx, ref, len(refs)) for ref in refs}
     results: dict[int, list[ImageItem]] = {}
     while len(results) < len(batches):
         pending = [i for i in ids if i not in results]
@@ -89,8 +76,8 @@ def run_batches_on_workers(
                 for index in chunk:
                     run = by_id.get(ids[index])
                     if run is not None and run.state is not None and run.state.is_final():
-                        results[index] = _collect(ctx, index, batches[index], run)
-        on_progress(len(results))
+                        results[index] = _collect(refs[index], run)
+        on_progress(len(results) / len(batches))
         if len(results) < len(batches):
             time.sleep(_POLL_SECONDS)
     return [item for index in sorted(results) for item in results[index]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -34,7 +36,7 @@ from dam_adapters import DamAdapter, create_adapter
 from flows.batches_on_workers import run_batches_on_workers
 from rules.engine import load_rules
 from rules.presets import load_presets
-from tasks.context import ShootContext
+from tasks.context import BatchRef, ShootContext, load_batch, save_batch
 from tasks.cutout import cutout_batch
 from tasks.export import export_batch
 from tasks.ingest import ingest_batch, plan_shoot
@@ -58,9 +60,7 @@ def _batches(items: list[ImageItem], size: int) -> list[list[ImageItem]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _batch_outcome(
-    stages: list[tuple[str, PrefectFuture]], batch: list[ImageItem]
-) -> list[ImageItem]:
+def _batch_outcome(stages: list[tuple[str, PrefectFuture]], batch: BatchRef) -> list[ImageItem]:
     """The batch's items after the last stage; when a stage failed after its retries, the
     items as the last completed stage left them (masks, scores, PSDs kept), with every
     image not yet failed put in the failed lane with that stage's error.
@@ -68,11 +68,10 @@ def _batch_outcome(
     A batch must account for every image whatever happens to its tasks.
     """
     stages[-1][1].wait()
-    latest = batch
+    latest = load_batch(batch)  # each completed stage wrote its results back to the batch file
     for task_name, future in stages:
         state = future.state
         if state.is_completed():
-            latest = future.result()
             continue
         try:
             future.result(raise_on_failure=True)
@@ -92,25 +91,51 @@ def _batch_outcome(
     return latest
 
 
+def _progress_counter(total: int, report: Callable[[float], None]) -> Callable[[object], None]:
+    """A done-callback for stage futures that reports the finished share, at most every 2 s."""
+    lock = threading.Lock()
+    state = {"done": 0, "last": 0.0}
+
+    def on_done(_future: object) -> None:
+        with lock:
+            state["done"] += 1
+            now = time.monotonic()
+            if now - state["last"] < 2.0 and state["done"] < total:
+                return
+            state["last"] = now
+            fraction = state["done"] / total
+        try:
+            report(fraction)
+        except Exception:  # progress is informative; it must never fail the shoot
+            logging.getLogger("cutline").warning("progress update failed", exc_info=True)
+
+    return on_done
+
+
 def _run_batches_here(
-    batches: list[list[ImageItem]], ctx: ShootContext, report: Callable[[int], None]
+    batches: list[list[ImageItem]], ctx: ShootContext, report: Callable[[float], None]
 ) -> list[ImageItem]:
-    """Every stage as a task mapped over the batches, in this process's thread pool."""
+    """Every stage as a task mapped over the batches, in this process's thread pool; tasks
+    pass batch handles, the records stay in the job folder."""
+    refs = [save_batch(ctx, index, batch) for index, batch in enumerate(batches)]
     stages: list[list[PrefectFuture]] = []
-    previous: list = batches
+    previous: list = refs
+    on_done = _progress_counter(len(STAGE_TASKS) * len(batches), report)
     for stage_task in STAGE_TASKS:
         futures = stage_task.map(previous, unmapped(ctx))
+        for future in futures:
+            future.add_done_callback(on_done)
         stages.append(futures)
         previous = futures
     items: list[ImageItem] = []
-    for index, batch in enumerate(batches):
+    for index, ref in enumerate(refs):
         items.extend(
             _batch_outcome(
                 [(t.name, stage[index]) for t, stage in zip(STAGE_TASKS, stages, strict=True)],
-                batch,
+                ref,
             )
         )
-        report(index + 1)
+    report(1.0)
     return items
 
 
@@ -196,8 +221,8 @@ def process_shoot(
         description=progress_description(len(plan.items), len(batches), settings.batch_size),
     )
 
-    def report(done: int) -> None:
-        update_progress_artifact(progress, progress=100.0 * done / max(1, len(batches)))
+    def report(fraction: float) -> None:
+        update_progress_artifact(progress, progress=round(100.0 * fraction, 1))
 
     if settings.distribute_batches:
         items = run_batches_on_workers(batches, ctx, settings.batch_deployment, report)

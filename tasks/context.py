@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -51,6 +52,44 @@ class ShootContext(BaseModel):
 
 
 ImageWork = Callable[[ImageItem], None]
+
+
+class BatchRef(BaseModel):
+    """A batch of a shoot by reference: its images' records live in <job>/batches/NNNNN.json,
+    so tasks pass this small handle between stages instead of the records themselves."""
+
+    index: int
+    uri: str
+
+
+def batch_uri(ctx: ShootContext, index: int) -> str:
+    """Where a batch's image records are kept."""
+    return storage.join(ctx.job_root, "batches", f"{index:05d}.json")
+
+
+def save_batch(
+    ctx: ShootContext, index: int, items: list[ImageItem], extra: dict | None = None
+) -> BatchRef:
+    """Write a batch's records and return its handle."""
+    payload = {"index": index, **(extra or {}), "items": [i.model_dump(mode="json") for i in items]}
+    uri = storage.write_bytes(batch_uri(ctx, index), json.dumps(payload).encode("utf-8"))
+    return BatchRef(index=index, uri=uri)
+
+
+def load_batch(ref: BatchRef) -> list[ImageItem]:
+    """Read a batch's records as the last completed stage left them."""
+    payload = json.loads(storage.read_bytes(ref.uri))
+    return [ImageItem.model_validate(item) for item in payload["items"]]
+
+
+def run_stage(
+    ref: BatchRef, stage: str, work: ImageWork, *, lanes: frozenset | None = None
+) -> BatchRef:
+    """One stage over a batch: read its records, work on each image, write them back."""
+    items = for_each_image(load_batch(ref), stage, work, lanes=lanes)
+    payload = {"index": ref.index, "items": [i.model_dump(mode="json") for i in items]}
+    storage.write_bytes(ref.uri, json.dumps(payload).encode("utf-8"))
+    return ref
 
 
 def cutout_key(item: ImageItem, ctx: ShootContext) -> str:

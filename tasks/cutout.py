@@ -13,7 +13,7 @@ from cutline.limits import model_slot
 from cutline.segmenter import get_session, predict_alpha
 from cutline.settings import get_settings
 from cutline.workstate import WorkState
-from tasks.context import ImageWork, ShootContext, cutout_key, for_each_image
+from tasks.context import BatchRef, ImageWork, ShootContext, cutout_key, run_stage
 
 
 def full_resolution_mask(alpha: np.ndarray, size: tuple[int, int]) -> Image.Image:
@@ -59,7 +59,7 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
     retry_delay_seconds=5,
     cache_result_in_memory=False,
 )
-def cutout_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+def cutout_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
     """Run the background-removal model on each image (one session per process) and save its mask."""
     with model_slot():
-        return for_each_image(items, "cutout", make_cutout(ctx))
+        return run_stage(batch, "cutout", make_cutout(ctx))

@@ -15,7 +15,7 @@ from cutline.workstate import WorkState, file_fingerprint, stage_key
 from cutline.xmp import build_packet
 from rules.engine import Lane
 from rules.presets import PresetBook, load_presets
-from tasks.context import ImageWork, ShootContext, cutout_key, for_each_image
+from tasks.context import BatchRef, ImageWork, ShootContext, cutout_key, run_stage
 
 
 def load_full(item: ImageItem, mask_uri: str, max_pixels: int) -> tuple[Image.Image, Image.Image]:
@@ -137,6 +137,6 @@ def export_key(item: ImageItem, ctx: ShootContext, presets_version: str) -> str:
 
 
 @task(name="export-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
-def export_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+def export_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
     """Auto-lane images get every rendition; review-lane images get the PSD to start from."""
-    return for_each_image(items, "export", make_export(ctx), lanes=EXPORT_LANES)
+    return run_stage(batch, "export", make_export(ctx), lanes=EXPORT_LANES)

@@ -15,7 +15,7 @@ from cutline.naming import image_ids
 from cutline.settings import get_settings
 from cutline.workstate import WorkState
 from rules.presets import load_presets
-from tasks.context import ImageWork, ShootContext, for_each_image
+from tasks.context import BatchRef, ImageWork, ShootContext, run_stage
 
 
 class ShootPlan(BaseModel):
@@ -99,6 +99,6 @@ def make_ingest(ctx: ShootContext) -> ImageWork:
 
 
 @task(name="ingest-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
-def ingest_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+def ingest_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
     """Read each file, record its SHA-256 and upright size, and prove it decodes."""
-    return for_each_image(items, "ingest", make_ingest(ctx))
+    return run_stage(batch, "ingest", make_ingest(ctx))

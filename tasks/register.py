@@ -10,7 +10,7 @@ from cutline.settings import get_settings
 from cutline.workstate import WorkState, file_fingerprint, stage_key
 from dam_adapters import ApprovalState, AssetSubmission, DamAdapter, create_adapter, idempotency_key
 from rules.engine import Lane
-from tasks.context import ImageWork, ShootContext, for_each_image
+from tasks.context import BatchRef, ImageWork, ShootContext, run_stage
 from tasks.export import export_key
 
 
@@ -82,6 +82,6 @@ def make_register(ctx: ShootContext) -> ImageWork:
 @task(
     name="register-batch", retries=3, retry_delay_seconds=[2, 10, 30], cache_result_in_memory=False
 )
-def register_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+def register_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
     """Register each auto-lane image in the DAM named by settings."""
-    return for_each_image(items, "register", make_register(ctx), lanes=REGISTER_LANES)
+    return run_stage(batch, "register", make_register(ctx), lanes=REGISTER_LANES)

@@ -24,7 +24,7 @@ from cutline.settings import get_settings
 from dam_adapters import ApprovalState, create_adapter
 from rules.engine import Lane
 from rules.presets import load_presets
-from tasks.context import ShootContext, for_each_image
+from tasks.context import BatchRef, ImageWork, ShootContext, run_stage
 from tasks.export import load_full, write_final_renditions
 from tasks.register import register_item
 
@@ -220,11 +220,12 @@ def emit_review_event(
     )
 
 
-@task(
-    name="request-reviews", retries=3, retry_delay_seconds=[2, 10, 30], cache_result_in_memory=False
-)
-def request_reviews_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
-    """Start one review-cutout run per review-lane image (idempotent per job and image content)."""
+REVIEW_LANES = frozenset({Lane.REVIEW})
+
+
+def make_review_request(ctx: ShootContext) -> ImageWork:
+    """Per-image: start the review-cutout run of a review-lane image (idempotent per job,
+    content and file)."""
     settings = get_settings()
 
     def request(item: ImageItem) -> None:
@@ -239,7 +240,15 @@ def request_reviews_batch(items: list[ImageItem], ctx: ShootContext) -> list[Ima
         item.review_run_id = str(run.id)
         item.review_state = item.review_state or "queued"
 
-    return for_each_image(items, "review", request, lanes={Lane.REVIEW})
+    return request
+
+
+@task(
+    name="request-reviews", retries=3, retry_delay_seconds=[2, 10, 30], cache_result_in_memory=False
+)
+def request_reviews_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
+    """Start one review-cutout run per review-lane image of the batch."""
+    return run_stage(batch, "review", make_review_request(ctx), lanes=REVIEW_LANES)
 
 
 def _start_review(item: ImageItem, ctx: ShootContext, deployment: str, review_key: str):

@@ -8,7 +8,7 @@ from prefect import task
 
 from cutline.items import ImageItem
 from rules.engine import RoutingInput, load_rules, route
-from tasks.context import ImageWork, ShootContext, for_each_image
+from tasks.context import BatchRef, ImageWork, ShootContext, run_stage
 
 
 def make_route(ctx: ShootContext) -> ImageWork:
@@ -32,6 +32,6 @@ def make_route(ctx: ShootContext) -> ImageWork:
 
 
 @task(name="route-batch", retries=1, retry_delay_seconds=2, cache_result_in_memory=False)
-def route_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+def route_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
     """Decide each image's lane and record every rule that fired, in plain words."""
-    return for_each_image(items, "route", make_route(ctx))
+    return run_stage(batch, "route", make_route(ctx))

@@ -12,7 +12,7 @@ from cutline.imaging import decode_image, load_mask
 from cutline.items import ImageItem
 from cutline.settings import get_settings
 from cutline.workstate import WorkState, stage_key
-from tasks.context import ImageWork, ShootContext, cutout_key, for_each_image
+from tasks.context import BatchRef, ImageWork, ShootContext, cutout_key, run_stage
 
 _SCORE_SIDE = 512
 
@@ -46,6 +46,6 @@ def make_score(ctx: ShootContext) -> ImageWork:
 
 
 @task(name="score-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
-def score_batch(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+def score_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
     """Score each AI mask against its image at a small working size."""
-    return for_each_image(items, "score", make_score(ctx))
+    return run_stage(batch, "score", make_score(ctx))

@@ -1,4 +1,5 @@
-"""A batch whose task fails after its retries still accounts for every one of its images."""
+"""A batch whose task fails after its retries still accounts for every one of its images,
+and keeps what the stages before the failure produced."""
 
 from __future__ import annotations
 
@@ -8,44 +9,57 @@ from prefect import flow, task, unmapped
 from cutline.items import ImageItem
 from cutline.ledger import reconcile
 from flows.process_shoot import _batch_outcome, _batches
+from tasks.context import BatchRef, ShootContext, run_stage, save_batch
 
 pytestmark = pytest.mark.slow
 
 
-@task
-def passes(items: list[ImageItem], tag: str) -> list[ImageItem]:
-    for item in items:
-        item.reasons = tag
-        item.mask = f"/masks/{item.index}.png"  # work a later failure must not throw away
-    return items
+def _mark_mask(item: ImageItem) -> None:
+    item.reasons = "ok"
+    item.mask = f"/masks/{item.index}.png"  # work a later failure must not throw away
+
+
+def _auto_unless_unreachable(item: ImageItem) -> None:
+    if item.index in (2, 3):
+        raise ConnectionError("object store unreachable")  # transient: fails the whole batch
+    item.lane = "auto"
 
 
 @task
-def breaks_on_second_batch(items: list[ImageItem], _: str) -> list[ImageItem]:
-    if any(item.index in (2, 3) for item in items):
-        raise ConnectionError("object store unreachable")
-    for item in items:
-        item.lane = "auto"
-    return items
+def passes(batch: BatchRef, _: str) -> BatchRef:
+    return run_stage(batch, "passes", _mark_mask)
+
+
+@task
+def breaks_on_second_batch(batch: BatchRef, _: str) -> BatchRef:
+    return run_stage(batch, "breaks", _auto_unless_unreachable)
 
 
 @flow
-def two_stage(items: list[ImageItem]) -> list[ImageItem]:
-    batches = _batches(items, 2)
-    first = passes.map(batches, unmapped("ok"))
+def two_stage(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    refs = [save_batch(ctx, i, batch) for i, batch in enumerate(_batches(items, 2))]
+    first = passes.map(refs, unmapped("ok"))
     second = breaks_on_second_batch.map(first, unmapped("x"))
     out: list[ImageItem] = []
-    for index, batch in enumerate(batches):
-        out.extend(_batch_outcome([("passes", first[index]), ("breaks", second[index])], batch))
+    for index, ref in enumerate(refs):
+        out.extend(_batch_outcome([("passes", first[index]), ("breaks", second[index])], ref))
     return out
 
 
-def test_failed_batch_images_land_in_failed_with_the_error(prefect_server):
+def test_failed_batch_images_land_in_failed_with_the_error(prefect_server, tmp_path):
+    ctx = ShootContext(
+        job_id="FAIL-1",
+        shoot=str(tmp_path),
+        job_root=str(tmp_path / "job"),
+        model="u2netp",
+        rules_file="r",
+        presets_file="p",
+    )
     items = [
         ImageItem(index=i, source=f"/s/{i}.jpg", source_name=f"{i}.jpg", image_id=str(i))
         for i in range(5)
     ]
-    out = two_stage(items)
+    out = two_stage(items, ctx)
     lanes = reconcile([i.source for i in items], out)
     assert lanes == {"auto": 3, "review": 0, "failed": 2}
     failed = [i for i in out if i.lane == "failed"]

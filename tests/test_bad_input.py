@@ -1,0 +1,179 @@
+"""Bad and odd input: each bad file fails alone with a reason, odd ones are processed, nothing
+is written outside the output root, and the ledger reconciles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cutline.ledger import read_ledger
+from cutline.samples import Sample, render_sample
+from tests.images import encode
+
+pytestmark = pytest.mark.slow
+
+PRODUCT = Sample("x", "x", "homeware", "round", (40, 90, 160))
+
+
+def _product(size=(320, 240)) -> Image.Image:
+    return render_sample(PRODUCT, size)
+
+
+def _corpus(folder: Path) -> dict[str, str]:
+    """Write the corpus; return file -> expected lane ('failed' or 'processed')."""
+    folder.mkdir(parents=True)
+    (folder / "day1").mkdir()
+    (folder / "day2").mkdir()
+    product = _product()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    files: dict[str, tuple[bytes, str]] = {
+        "zero.jpg": (b"", "failed"),
+        "truncated.jpg": (encode(product, "JPEG")[:700], "failed"),
+        "notes-named.jpg": (b"Lighting notes for the Monday shoot.\n", "failed"),
+        "anim.gif": (
+            encode(
+                product.convert("P"),
+                "GIF",
+                save_all=True,
+                append_images=[product.convert("P").rotate(10)],
+            ),
+            "failed",
+        ),
+        "bomb.png": (encode(Image.new("L", (3000, 2000), 200), "PNG"), "failed"),
+        "cmyk.jpg": (encode(product.convert("CMYK"), "JPEG"), "processed"),
+        "gray16.png": (
+            encode(Image.fromarray(np.asarray(product.convert("L"), dtype=np.uint16) * 257), "PNG"),
+            "processed",
+        ),
+        "gray16.tif": (
+            encode(
+                Image.fromarray(np.asarray(product.convert("L"), dtype=np.uint16) * 257), "TIFF"
+            ),
+            "processed",
+        ),
+        "gray.jpg": (encode(product.convert("L"), "JPEG"), "processed"),
+        "palette-transparent.png": (
+            encode(product.convert("P"), "PNG", transparency=0),
+            "processed",
+        ),
+        "has-alpha.png": (encode(product.convert("RGBA"), "PNG"), "processed"),
+        "rotated.jpg": (encode(product, "JPEG", exif=exif.tobytes()), "processed"),
+        "tiny.png": (encode(product.resize((8, 8)), "PNG"), "processed"),
+        "wide.jpg": (encode(product.resize((4000, 60)), "JPEG"), "processed"),
+        "day1/IMG_0001.jpg": (encode(product, "JPEG"), "processed"),
+        "day2/IMG_0001.jpg": (encode(product.rotate(5), "JPEG"), "processed"),
+        "Crème brûlée — hero shot.jpg": (encode(product, "JPEG"), "processed"),
+        "passwd-sku.jpg": (encode(product, "JPEG"), "processed"),
+        "bad-date.jpg": (encode(product, "JPEG"), "failed"),
+        "unlisted.jpg": (encode(product, "JPEG"), "processed"),
+    }
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "manifest.csv").write_text(
+        "filename,sku,category,deadline\n"
+        "passwd-sku.jpg,../../etc/passwd,homeware,2026-12-01\n"
+        "bad-date.jpg,SKU-DATE,homeware,the day after tomorrow\n"
+        "missing-file.jpg,SKU-GONE,homeware,2026-12-01\n"
+        "day1/IMG_0001.jpg,SKU-D1,homeware,2026-12-01\n",
+        encoding="utf-8",
+    )
+    return {name: lane for name, (_, lane) in files.items()}
+
+
+@pytest.fixture(scope="module")
+def corpus_run(prefect_server, model_home, tmp_path_factory):
+    import os
+
+    from cutline.settings import reload_settings
+    from flows.process_shoot import process_shoot
+
+    root = tmp_path_factory.mktemp("corpus")
+    expected = _corpus(root / "shoot")
+    before = {p for p in root.rglob("*")}
+    os.environ["CUTLINE_MAX_PIXELS"] = "5000000"  # the 6 MP bomb is over, everything else under
+    reload_settings()
+    try:
+        summary = process_shoot(
+            shoot=str(root / "shoot"),
+            job_id="BAD-0001",
+            manifest=str(root / "shoot" / "manifest.csv"),
+            output_root=str(root / "out"),
+        )
+    finally:
+        os.environ.pop("CUTLINE_MAX_PIXELS")
+        reload_settings()
+    rows = {r["source_name"]: r for r in read_ledger(summary.ledger)}
+    created = {p for p in root.rglob("*")} - before
+    return summary, rows, expected, root, created
+
+
+def test_every_file_is_in_exactly_one_lane_and_the_ledger_reconciles(corpus_run):
+    summary, rows, expected, _, _ = corpus_run
+    assert sorted(rows) == sorted(expected)
+    assert sum(summary.lanes.values()) == len(expected) == summary.total
+    for name, lane in expected.items():
+        got = rows[name]["lane"]
+        assert (got == "failed") == (lane == "failed"), (name, got, rows[name]["error"])
+        assert rows[name]["reasons"], name
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("zero.jpg", "empty (0 bytes)"),
+        ("truncated.jpg", "damaged or incomplete"),
+        ("notes-named.jpg", "not a readable image"),
+        ("anim.gif", "animated GIF"),
+        ("bomb.png", "exceeds the limit of 5,000,000"),
+        ("bad-date.jpg", "deadline 'the day after tomorrow' is not a date"),
+    ],
+)
+def test_bad_files_fail_with_a_reason_a_producer_understands(corpus_run, name, words):
+    _, rows, _, _, _ = corpus_run
+    assert words in rows[name]["error"]
+
+
+def test_colour_images_come_out_in_srgb_rgb(corpus_run):
+    _, rows, _, _, _ = corpus_run
+    for name in (
+        "cmyk.jpg",
+        "gray16.png",
+        "gray16.tif",
+        "gray.jpg",
+        "palette-transparent.png",
+        "has-alpha.png",
+    ):
+        row = rows[name]
+        output = row["png"] or row["psd"]
+        assert output, name
+        if row["png"]:
+            png = Image.open(row["png"])
+            assert png.mode == "RGBA" and png.size == (int(row["width"]), int(row["height"])), name
+    assert (int(rows["rotated.jpg"]["width"]), int(rows["rotated.jpg"]["height"])) == (240, 320)
+
+
+def test_hostile_names_and_skus_stay_inside_the_output_root(corpus_run):
+    _, rows, _, root, created = corpus_run
+    out = (root / "out").resolve()
+    outside = [p for p in created if not p.resolve().is_relative_to(out)]
+    assert outside == []
+    passwd = rows["passwd-sku.jpg"]
+    assert passwd["sku"] == "../../etc/passwd"  # the original value is kept as metadata
+    for column in ("mask", "png", "psd"):
+        if passwd[column]:
+            assert Path(passwd[column]).resolve().is_relative_to(out)
+    assert rows["day1/IMG_0001.jpg"]["image_id"] != rows["day2/IMG_0001.jpg"]["image_id"]
+    assert (
+        rows["day1/IMG_0001.jpg"]["sku"] == "SKU-D1" and rows["day2/IMG_0001.jpg"]["sku"] == "IMG"
+    )
+    unicode_row = rows["Crème brûlée — hero shot.jpg"]
+    assert unicode_row["image_id"].isascii() and " " not in unicode_row["image_id"]
+
+
+def test_manifest_rows_without_files_are_reported(corpus_run):
+    summary, _, _, _, _ = corpus_run
+    assert summary.manifest_rows_without_files == ["missing-file.jpg"]
