@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-import threading
+import concurrent.futures
 import time
 from collections.abc import Callable
 
@@ -44,6 +43,8 @@ from tasks.register import register_batch
 from tasks.review import request_reviews_batch
 from tasks.route import route_batch
 from tasks.score import score_batch
+
+_PROGRESS_SECONDS = 3.0
 
 STAGE_TASKS = (
     ingest_batch,
@@ -91,25 +92,22 @@ def _batch_outcome(stages: list[tuple[str, PrefectFuture]], batch: BatchRef) -> 
     return latest
 
 
-def _progress_counter(total: int, report: Callable[[float], None]) -> Callable[[object], None]:
-    """A done-callback for stage futures that reports the finished share, at most every 2 s."""
-    lock = threading.Lock()
-    state = {"done": 0, "last": 0.0}
+def _report_until_done(stages: list[list[PrefectFuture]], report: Callable[[float], None]) -> None:
+    """Report the share of finished stage tasks every few seconds until the last stage is done.
 
-    def on_done(_future: object) -> None:
-        with lock:
-            state["done"] += 1
-            now = time.monotonic()
-            if now - state["last"] < 2.0 and state["done"] < total:
-                return
-            state["last"] = now
-            fraction = state["done"] / total
-        try:
-            report(fraction)
-        except Exception:  # progress is informative; it must never fail the shoot
-            logging.getLogger("cutline").warning("progress update failed", exc_info=True)
-
-    return on_done
+    Runs in the flow's own thread (its Prefect context and API), looking only at the local
+    futures, so a 20,000-image shoot costs no extra API reads.
+    """
+    every = [future.wrapped_future for stage in stages for future in stage]
+    last = [future.wrapped_future for future in stages[-1]]
+    while True:
+        finished = sum(1 for future in every if future.done())
+        report(finished / max(1, len(every)))
+        if all(future.done() for future in last):
+            return
+        concurrent.futures.wait(
+            last, timeout=_PROGRESS_SECONDS, return_when=concurrent.futures.ALL_COMPLETED
+        )
 
 
 def _run_batches_here(
@@ -120,13 +118,11 @@ def _run_batches_here(
     refs = [save_batch(ctx, index, batch) for index, batch in enumerate(batches)]
     stages: list[list[PrefectFuture]] = []
     previous: list = refs
-    on_done = _progress_counter(len(STAGE_TASKS) * len(batches), report)
     for stage_task in STAGE_TASKS:
         futures = stage_task.map(previous, unmapped(ctx))
-        for future in futures:
-            future.add_done_callback(on_done)
         stages.append(futures)
         previous = futures
+    _report_until_done(stages, report)
     items: list[ImageItem] = []
     for index, ref in enumerate(refs):
         items.extend(
