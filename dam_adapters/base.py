@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -151,3 +152,24 @@ class DamAdapter(ABC):
     def describe(self) -> str:
         """Where this adapter keeps assets, for summaries (no secrets)."""
         return self.name
+
+
+class FileRecordAdapter(DamAdapter):
+    """Shared behaviour of adapters that keep whole records themselves (local catalog,
+    object store): approval updates are read-modify-write of the record under a lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @abstractmethod
+    def _write(self, record: AssetRecord) -> None:
+        """Store a record (create or replace)."""
+
+    def update_approval(
+        self, dam_id: str, state: ApprovalState, *, by: str, note: str = ""
+    ) -> AssetRecord:
+        """Change the approval state and append it to the record's history."""
+        with self._lock:
+            updated = approval_update(self.get(dam_id), state, by, note)
+            self._write(updated)
+            return updated

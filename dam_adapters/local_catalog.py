@@ -12,16 +12,13 @@ import json
 import os
 import shutil
 import sqlite3
-import threading
 from pathlib import Path
 
 from cutline import storage
 from dam_adapters.base import (
-    ApprovalState,
     AssetRecord,
     AssetSubmission,
-    DamAdapter,
-    approval_update,
+    FileRecordAdapter,
     dam_id_for,
     next_record,
 )
@@ -40,7 +37,7 @@ CREATE INDEX IF NOT EXISTS assets_job ON assets(job_id, sku, source_name);
 """
 
 
-class LocalCatalog(DamAdapter):
+class LocalCatalog(FileRecordAdapter):
     """Assets as JSON records plus copies of their renditions in a local folder."""
 
     name = "local-catalog"
@@ -49,7 +46,7 @@ class LocalCatalog(DamAdapter):
         self.root = Path(root)
         (self.root / "records").mkdir(parents=True, exist_ok=True)
         (self.root / "files").mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        super().__init__()
         with self._connect() as db:
             db.executescript(_SCHEMA)
 
@@ -65,7 +62,7 @@ class LocalCatalog(DamAdapter):
     def _record_path(self, dam_id: str) -> Path:
         return self.root / "records" / f"{dam_id}.json"
 
-    def _write_record(self, record: AssetRecord) -> None:
+    def _write(self, record: AssetRecord) -> None:
         data = json.dumps(record.model_dump(mode="json"), indent=2, ensure_ascii=False)
         storage.write_bytes(str(self._record_path(record.dam_id)), data.encode("utf-8"))
         with self._connect() as db:
@@ -114,17 +111,8 @@ class LocalCatalog(DamAdapter):
             record = next_record(
                 existing, asset, self._store_files(dam_id, asset.renditions), dam_id
             )
-            self._write_record(record)
+            self._write(record)
             return record
-
-    def update_approval(
-        self, dam_id: str, state: ApprovalState, *, by: str, note: str = ""
-    ) -> AssetRecord:
-        """Change the approval state and append it to the record's history."""
-        with self._lock:
-            updated = approval_update(self.get(dam_id), state, by, note)
-            self._write_record(updated)
-            return updated
 
     def find(self, key: str) -> AssetRecord | None:
         """The asset registered under this idempotency key, if any."""

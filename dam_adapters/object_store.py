@@ -10,28 +10,25 @@ from __future__ import annotations
 
 import json
 import posixpath
-import threading
 
 from cutline import storage
 from dam_adapters.base import (
-    ApprovalState,
     AssetRecord,
     AssetSubmission,
-    DamAdapter,
-    approval_update,
+    FileRecordAdapter,
     dam_id_for,
     next_record,
 )
 
 
-class ObjectStoreCatalog(DamAdapter):
+class ObjectStoreCatalog(FileRecordAdapter):
     """Assets as JSON records in object storage; renditions stay where the pipeline wrote them."""
 
     name = "object-store"
 
     def __init__(self, root: str) -> None:
         self.root = storage.locate(root).uri()
-        self._lock = threading.Lock()
+        super().__init__()
 
     def describe(self) -> str:
         """Where the records live."""
@@ -63,15 +60,6 @@ class ObjectStoreCatalog(DamAdapter):
             record = next_record(existing, asset, renditions)
             self._write(record)
             return record
-
-    def update_approval(
-        self, dam_id: str, state: ApprovalState, *, by: str, note: str = ""
-    ) -> AssetRecord:
-        """Change the approval state and append it to the record's history."""
-        with self._lock:
-            updated = approval_update(self.get(dam_id), state, by, note)
-            self._write(updated)
-            return updated
 
     def find(self, key: str) -> AssetRecord | None:
         """The asset registered under this idempotency key, if any."""
