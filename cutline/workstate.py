@@ -41,6 +41,8 @@ class WorkState:
 
     def __init__(self, layout: JobLayout) -> None:
         self.layout = layout
+        # The record last read per image, so `remember` after a miss does not read it again.
+        self._read: dict[str, WorkRecord | None] = {}
 
     def _uri(self, image_id: str) -> str:
         return storage.join(self.layout.root, "state", f"{image_id}.json")
@@ -50,9 +52,12 @@ class WorkState:
         try:
             record = WorkRecord.model_validate_json(storage.read_bytes(self._uri(item.image_id)))
         except (FileNotFoundError, ValueError):
-            return None
-        if record.item.source != item.source or (item.sha256 and record.item.sha256 != item.sha256):
-            return None
+            record = None
+        if record is not None and (
+            record.item.source != item.source or (item.sha256 and record.item.sha256 != item.sha256)
+        ):
+            record = None
+        self._read[item.image_id] = record
         return record
 
     def reusable(
@@ -74,7 +79,12 @@ class WorkState:
 
     def remember(self, item: ImageItem, stage: str, key: str) -> None:
         """Record that ``stage`` produced the item's current state for ``key``."""
-        record = self.previous(item) or WorkRecord(item=item)
-        keys = {**record.keys, stage: key}
+        if item.image_id in self._read:
+            record = self._read.pop(item.image_id)
+            if record is not None and record.item.sha256 != item.sha256:
+                record = None
+        else:
+            record = self.previous(item)
+        keys = {**(record.keys if record else {}), stage: key}
         data = WorkRecord(item=item, keys=keys).model_dump_json()
         storage.write_bytes(self._uri(item.image_id), data.encode("utf-8"))

@@ -131,7 +131,6 @@ def _run_batches_here(
                 ref,
             )
         )
-    report(1.0)
     return items
 
 

@@ -67,13 +67,16 @@ def batch_uri(ctx: ShootContext, index: int) -> str:
     return storage.join(ctx.job_root, "batches", f"{index:05d}.json")
 
 
+def _write_batch(uri: str, index: int, items: list[ImageItem], extra: dict | None = None) -> str:
+    payload = {"index": index, **(extra or {}), "items": [i.model_dump(mode="json") for i in items]}
+    return storage.write_bytes(uri, json.dumps(payload).encode("utf-8"))
+
+
 def save_batch(
     ctx: ShootContext, index: int, items: list[ImageItem], extra: dict | None = None
 ) -> BatchRef:
     """Write a batch's records and return its handle."""
-    payload = {"index": index, **(extra or {}), "items": [i.model_dump(mode="json") for i in items]}
-    uri = storage.write_bytes(batch_uri(ctx, index), json.dumps(payload).encode("utf-8"))
-    return BatchRef(index=index, uri=uri)
+    return BatchRef(index=index, uri=_write_batch(batch_uri(ctx, index), index, items, extra))
 
 
 def load_batch(ref: BatchRef) -> list[ImageItem]:
@@ -86,9 +89,7 @@ def run_stage(
     ref: BatchRef, stage: str, work: ImageWork, *, lanes: frozenset | None = None
 ) -> BatchRef:
     """One stage over a batch: read its records, work on each image, write them back."""
-    items = for_each_image(load_batch(ref), stage, work, lanes=lanes)
-    payload = {"index": ref.index, "items": [i.model_dump(mode="json") for i in items]}
-    storage.write_bytes(ref.uri, json.dumps(payload).encode("utf-8"))
+    _write_batch(ref.uri, ref.index, for_each_image(load_batch(ref), stage, work, lanes=lanes))
     return ref
 
 
