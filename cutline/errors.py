@@ -27,3 +27,8 @@ class ConfigError(CutlineError):
 
 class ModelError(CutlineError):
     """The background-removal model cannot be provisioned or loaded."""
+
+
+class StorageFullError(CutlineError):
+    """The output storage has no space left; every later write would fail too, so the
+    batch stops (and is retried) instead of failing its images one by one."""

@@ -62,6 +62,10 @@ class ImageItem(BaseModel):
     reviewed_by: str = ""
     review_note: str = ""
     error: str = ""
+    reused: list[str] = Field(
+        default_factory=list,
+        description="Stages whose result an earlier run of this job left and this run reused.",
+    )
     seconds: dict[str, float] = Field(default_factory=dict, description="Wall seconds per stage.")
     cpu_seconds: dict[str, float] = Field(
         default_factory=dict,

@@ -44,6 +44,7 @@ LEDGER_COLUMNS = [
     "review_state",
     "reviewed_by",
     "review_note",
+    "reused",
     "stage_seconds",
     "cpu_seconds",
 ]
@@ -83,6 +84,7 @@ def ledger_row(item: ImageItem) -> dict[str, str]:
         "review_state": item.review_state,
         "reviewed_by": item.reviewed_by,
         "review_note": item.review_note,
+        "reused": ";".join(item.reused),
         "stage_seconds": json.dumps(item.seconds, sort_keys=True) if item.seconds else "",
         "cpu_seconds": json.dumps(item.cpu_seconds, sort_keys=True) if item.cpu_seconds else "",
     }

@@ -196,6 +196,36 @@ class CutlineSettings(BaseSettings):
         description="S3 secret access key. Never logged, never written to ledgers or artifacts.",
     )
     s3_profile: str | None = Field(default=None, description="AWS profile name for S3 credentials.")
+    storage_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description=(
+            "Attempts per S3 request (botocore, with backoff) before the stage sees the error; "
+            "the stage's own retries (stage_retry_delays) then retry the whole batch."
+        ),
+    )
+    stage_retry_delays: list[float] = Field(
+        default_factory=lambda: [5.0, 20.0, 60.0],
+        description=(
+            "Seconds to wait before each retry of a batch whose stage hit a transient error "
+            "(storage or DAM unreachable), as a JSON list; its length is the number of retries. "
+            "Together they are how long an outage a shoot rides out before it stops."
+        ),
+    )
+    allowed_roots: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Folders or URI prefixes that a run's shoot, manifest and output root must lie "
+            'under, as a JSON list (e.g. ["/mnt/shoots", "/mnt/cutline-out", "s3://studio-shoots"]). '
+            "Empty allows any location; '..' and schemes outside allowed_schemes are refused "
+            "either way."
+        ),
+    )
+    allowed_schemes: list[str] = Field(
+        default_factory=lambda: ["file", "s3"],
+        description="URI schemes a run's paths may use ('file' is a plain local path).",
+    )
     residency: Literal["eu", "any"] = Field(
         default="any",
         description=(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import uuid
@@ -12,7 +13,10 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from cutline.errors import StorageFullError
 from cutline.settings import get_settings
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,9 @@ def storage_options(protocol: str) -> dict[str, Any]:
         options["secret"] = settings.s3_secret_access_key.get_secret_value()
     if settings.s3_profile:
         options["profile"] = settings.s3_profile
-    options["config_kwargs"] = {"retries": {"max_attempts": 8, "mode": "adaptive"}}
+    options["config_kwargs"] = {
+        "retries": {"max_attempts": settings.storage_max_attempts, "mode": "standard"}
+    }
     return options
 
 
@@ -104,12 +110,21 @@ def write_bytes(uri: str, data: bytes) -> str:
     loc = locate(uri)
     if loc.is_local:
         folder = os.path.dirname(loc.path)
-        os.makedirs(folder, exist_ok=True)
         tmp = os.path.join(folder, f".{os.path.basename(loc.path)}.{uuid.uuid4().hex}.part")
         try:
+            os.makedirs(folder, exist_ok=True)
             with open(tmp, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, loc.path)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise StorageFullError(
+                    f"No space left on the output storage writing {loc.path} "
+                    f"({len(data):,} bytes); nothing was left under that name.",
+                    hint="Free space there (or point CUTLINE_OUTPUT_ROOT at a larger disk) and "
+                    "rerun the job; finished images are kept.",
+                ) from exc
+            raise
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)

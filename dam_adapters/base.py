@@ -75,14 +75,26 @@ class AssetRecord(AssetSubmission):
     )
 
 
+def unchanged(existing: AssetRecord, asset: AssetSubmission, renditions: dict[str, str]) -> bool:
+    """Whether registering ``asset`` again would leave ``existing`` as it is."""
+    fields = set(AssetSubmission.model_fields) - {"renditions"}
+    return existing.renditions == renditions and existing.model_dump(
+        include=fields
+    ) == asset.model_dump(include=fields)
+
+
 def next_record(
     existing: AssetRecord | None,
     asset: AssetSubmission,
     renditions: dict[str, str],
     dam_id: str | None = None,
 ) -> AssetRecord:
-    """The record a registration produces: a new one, or the existing one updated in place
-    (same id and creation time, revision + 1, approval changes appended to history)."""
+    """The record a registration produces: a new one, the existing one updated in place
+    (same id and creation time, revision + 1, approval changes appended to history), or the
+    existing one itself when the submission changes nothing (a rerun re-registering an
+    image it was interrupted after registering): callers skip the write then."""
+    if existing is not None and unchanged(existing, asset, renditions):
+        return existing
     now = utc_now()
     history = list(existing.history) if existing else []
     if existing is None or existing.approval_state != asset.approval_state:

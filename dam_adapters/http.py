@@ -222,13 +222,8 @@ class HttpDam(DamAdapter):
     def register(self, asset: AssetSubmission) -> AssetRecord:
         """Create the asset, or update it when the DAM already has its idempotency key."""
         existing = self.find(asset.key)
-        draft = next_record(
-            existing,
-            asset,
-            dict(asset.renditions),
-            dam_id=existing.dam_id if existing else "pending",
-        )
         if existing is None:
+            draft = next_record(None, asset, dict(asset.renditions), dam_id="pending")
             response = self._request(
                 self.mapping.endpoints.create,
                 {"key": asset.key},
@@ -241,9 +236,8 @@ class HttpDam(DamAdapter):
                 return self._put(created.model_copy(update={"renditions": renditions}))
             return created
         renditions = self._upload(existing.dam_id, asset.renditions, asset.key)
-        return self._put(
-            draft.model_copy(update={"renditions": renditions, "dam_id": existing.dam_id})
-        )
+        record = next_record(existing, asset, renditions, dam_id=existing.dam_id)
+        return existing if record is existing else self._put(record)
 
     def _put(self, record: AssetRecord) -> AssetRecord:
         body = self._body(record)

@@ -111,7 +111,8 @@ class LocalCatalog(FileRecordAdapter):
             record = next_record(
                 existing, asset, self._store_files(dam_id, asset.renditions), dam_id
             )
-            self._write(record)
+            if record is not existing:
+                self._write(record)
             return record
 
     def find(self, key: str) -> AssetRecord | None:

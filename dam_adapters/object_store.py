@@ -58,7 +58,8 @@ class ObjectStoreCatalog(FileRecordAdapter):
             existing = self.find(asset.key)
             renditions = {kind: storage.locate(uri).uri() for kind, uri in asset.renditions.items()}
             record = next_record(existing, asset, renditions)
-            self._write(record)
+            if record is not existing:
+                self._write(record)
             return record
 
     def find(self, key: str) -> AssetRecord | None:

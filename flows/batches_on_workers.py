@@ -10,7 +10,8 @@ from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
 from cutline.items import ImageItem
-from tasks.context import BatchRef, ShootContext, load_batch, save_batch
+from flows.outcomes import BatchOutcome, settle_batch
+from tasks.context import BatchRef, ShootContext, save_batch
 
 _POLL_SECONDS = 2.0
 
@@ -34,20 +35,11 @@ def _start(deployment: str, ctx: ShootContext, batch: BatchRef, total: int) -> U
     return run.id
 
 
-def _collect(batch: BatchRef, run) -> list[ImageItem]:
-    """The batch's items as its run left them; when the run did not complete, every image
-    not already failed is failed with the run's end state."""
-    items = load_batch(batch)
+def _problem(run) -> str | None:
+    """Why a batch's run did not finish, or None when it completed."""
     if run.state.is_completed():
-        return items
-    for item in items:
-        if not item.failed:
-            item.fail(
-                "batch",
-                f"process-batch run '{run.name}' ended {run.state.name}: {run.state.message or ''}. "
-                "Rerun the job to retry.",
-            )
-    return items
+        return None
+    return f"process-batch run '{run.name}' ended {run.state.name} ({run.state.message or 'no message'})"
 
 
 def run_batches_on_workers(
@@ -55,14 +47,14 @@ def run_batches_on_workers(
     ctx: ShootContext,
     deployment: str,
     on_progress: Callable[[float], None],
-) -> list[ImageItem]:
+) -> list[BatchOutcome]:
     """Start one process-batch run per batch, wait for all, and gather every image back."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     refs = [save_batch(ctx, index, batch) for index, batch in enumerate(batches)]
     ids = {ref.index: _start(deployment, ctx, ref, len(refs)) for ref in refs}
-    results: dict[int, list[ImageItem]] = {}
+    results: dict[int, BatchOutcome] = {}
     while len(results) < len(batches):
         pending = [i for i in ids if i not in results]
         with get_client(sync_client=True) as client:
@@ -76,8 +68,8 @@ def run_batches_on_workers(
                 for index in chunk:
                     run = by_id.get(ids[index])
                     if run is not None and run.state is not None and run.state.is_final():
-                        results[index] = _collect(refs[index], run)
+                        results[index] = settle_batch(refs[index], batches[index], _problem(run))
         on_progress(len(results) / len(batches))
         if len(results) < len(batches):
             time.sleep(_POLL_SECONDS)
-    return [item for index in sorted(results) for item in results[index]]
+    return [results[index] for index in sorted(results)]

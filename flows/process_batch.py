@@ -12,6 +12,8 @@ import socket
 
 from prefect import flow
 
+from cutline.errors import ConfigError
+from cutline.locations import check_location
 from tasks.context import BatchRef, ShootContext, for_each_image, load_batch, save_batch
 from tasks.pipeline import run_stages
 from tasks.review import REVIEW_LANES, make_review_request
@@ -25,6 +27,13 @@ def process_batch(ctx: ShootContext, batch: BatchRef) -> int:
         ctx: The shoot the batch belongs to.
         batch: The batch's handle; its image records are in the job folder.
     """
+    ctx.check_locations()
+    check_location(batch.uri, "batch file")
+    if not batch.uri.startswith(ctx.job_root.rstrip("/") + "/"):
+        raise ConfigError(
+            f"Batch file {batch.uri} is not in the job folder {ctx.job_root}.",
+            hint="Start process-batch runs from process-shoot, not by hand.",
+        )
     items = run_stages(load_batch(batch), ctx)
     items = for_each_image(items, "review", make_review_request(ctx), lanes=REVIEW_LANES)
     worker = {"host": socket.gethostname(), "worker_pid": os.getppid(), "pid": os.getpid()}

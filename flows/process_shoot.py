@@ -6,7 +6,7 @@ import concurrent.futures
 import time
 from collections.abc import Callable
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import Task, flow, get_run_logger, unmapped
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -20,8 +20,9 @@ from cutline import model_store, residency, storage
 from cutline.cost import cost_report, time_chart_png
 from cutline.errors import ConfigError
 from cutline.items import ImageItem, JobLayout, validate_job_id
-from cutline.ledger import reconcile, write_ledger
+from cutline.ledger import reconcile
 from cutline.limits import ensure_limits
+from cutline.locations import check_location
 from cutline.residency import ResidencyReport
 from cutline.settings import get_settings
 from cutline.summary import (
@@ -33,9 +34,16 @@ from cutline.summary import (
 )
 from dam_adapters import DamAdapter, create_adapter
 from flows.batches_on_workers import run_batches_on_workers
+from flows.outcomes import (
+    BatchOutcome,
+    ShootIncomplete,
+    incomplete_error,
+    settle_batch,
+    write_ledger_safely,
+)
 from rules.engine import load_rules
 from rules.presets import load_presets
-from tasks.context import BatchRef, ShootContext, load_batch, save_batch
+from tasks.context import ShootContext, save_batch
 from tasks.cutout import cutout_batch
 from tasks.export import export_batch
 from tasks.ingest import ingest_batch, plan_shoot
@@ -61,15 +69,10 @@ def _batches(items: list[ImageItem], size: int) -> list[list[ImageItem]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _batch_outcome(stages: list[tuple[str, PrefectFuture]], batch: BatchRef) -> list[ImageItem]:
-    """The batch's items after the last stage; when a stage failed after its retries, the
-    items as the last completed stage left them (masks, scores, PSDs kept), with every
-    image not yet failed put in the failed lane with that stage's error.
-
-    A batch must account for every image whatever happens to its tasks.
-    """
+def _stage_problem(stages: list[tuple[str, PrefectFuture]]) -> str | None:
+    """Why a batch did not get through every stage (the first stage that did not complete
+    after its retries), or None when it did."""
     stages[-1][1].wait()
-    latest = load_batch(batch)  # each completed stage wrote its results back to the batch file
     for task_name, future in stages:
         state = future.state
         if state.is_completed():
@@ -79,21 +82,17 @@ def _batch_outcome(stages: list[tuple[str, PrefectFuture]], batch: BatchRef) -> 
             reason = state.message or state.name
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-        failed = []
-        for item in latest:
-            copy = item.model_copy(deep=True)
-            if not copy.failed:
-                copy.fail(
-                    "batch",
-                    f"{task_name} failed for this batch ({reason}). Rerun the job to retry.",
-                )
-            failed.append(copy)
-        return failed
-    return latest
+        return f"{task_name} failed for this batch ({reason})"
+    return None
 
 
-def _report_until_done(stages: list[list[PrefectFuture]], report: Callable[[float], None]) -> None:
-    """Report the share of finished stage tasks every few seconds until the last stage is done.
+def _report_until_done(
+    stages: list[list[PrefectFuture]],
+    report: Callable[[float], None],
+    on_tick: Callable[[], None],
+) -> None:
+    """Report the share of finished stage tasks every few seconds until the last stage is
+    done, calling ``on_tick`` each time (to settle the batches that finished).
 
     Runs in the flow's own thread (its Prefect context and API), looking only at the local
     futures, so a 20,000-image shoot costs no extra API reads.
@@ -103,6 +102,7 @@ def _report_until_done(stages: list[list[PrefectFuture]], report: Callable[[floa
     while True:
         finished = sum(1 for future in every if future.done())
         report(finished / max(1, len(every)))
+        on_tick()
         if all(future.done() for future in last):
             return
         concurrent.futures.wait(
@@ -110,28 +110,40 @@ def _report_until_done(stages: list[list[PrefectFuture]], report: Callable[[floa
         )
 
 
+def _stage_tasks_with_retries() -> list[Task]:
+    """The stage tasks, retried on transient errors as long as settings say."""
+    delays = get_settings().stage_retry_delays
+    return [t.with_options(retries=len(delays), retry_delay_seconds=delays) for t in STAGE_TASKS]
+
+
 def _run_batches_here(
     batches: list[list[ImageItem]], ctx: ShootContext, report: Callable[[float], None]
-) -> list[ImageItem]:
+) -> list[BatchOutcome]:
     """Every stage as a task mapped over the batches, in this process's thread pool; tasks
-    pass batch handles, the records stay in the job folder."""
+    pass batch handles, the records stay in the job folder. Each batch is read back as
+    soon as it is through, so a later storage outage cannot hide finished work."""
     refs = [save_batch(ctx, index, batch) for index, batch in enumerate(batches)]
+    stage_tasks = _stage_tasks_with_retries()
     stages: list[list[PrefectFuture]] = []
     previous: list = refs
-    for stage_task in STAGE_TASKS:
+    for stage_task in stage_tasks:
         futures = stage_task.map(previous, unmapped(ctx))
         stages.append(futures)
         previous = futures
-    _report_until_done(stages, report)
-    items: list[ImageItem] = []
-    for index, ref in enumerate(refs):
-        items.extend(
-            _batch_outcome(
-                [(t.name, stage[index]) for t, stage in zip(STAGE_TASKS, stages, strict=True)],
-                ref,
+    outcomes: dict[int, BatchOutcome] = {}
+
+    def settle_finished() -> None:
+        for index, ref in enumerate(refs):
+            if index in outcomes or not stages[-1][index].wrapped_future.done():
+                continue
+            problem = _stage_problem(
+                [(t.name, stage[index]) for t, stage in zip(stage_tasks, stages, strict=True)]
             )
-        )
-    return items
+            outcomes[index] = settle_batch(ref, batches[index], problem)
+
+    _report_until_done(stages, report, settle_finished)
+    settle_finished()
+    return [outcomes[index] for index in range(len(refs))]
 
 
 def preflight(
@@ -144,6 +156,9 @@ def preflight(
     """
     settings = get_settings()
     validate_job_id(job_id)
+    check_location(shoot, "shoot", settings)
+    if manifest:
+        check_location(manifest, "manifest", settings)
     loc = storage.locate(shoot)
     if not loc.fs.isdir(loc.path):
         raise ConfigError(
@@ -193,7 +208,9 @@ def process_shoot(
     started = time.perf_counter()
     logger = get_run_logger()
     settings = get_settings()
-    out_root = storage.locate(output_root or str(settings.resolved_output_root)).uri()
+    out_root = output_root or str(settings.resolved_output_root)
+    check_location(out_root, "output root", settings)
+    out_root = storage.locate(out_root).uri()
     rules_version, model_label, adapter, where = preflight(job_id, shoot, manifest, out_root)
     logger.info(where.describe())
     layout = JobLayout.for_job(out_root, job_id)
@@ -220,12 +237,17 @@ def process_shoot(
         update_progress_artifact(progress, progress=round(100.0 * fraction, 1))
 
     if settings.distribute_batches:
-        items = run_batches_on_workers(batches, ctx, settings.batch_deployment, report)
+        outcomes = run_batches_on_workers(batches, ctx, settings.batch_deployment, report)
     else:
-        items = _run_batches_here(batches, ctx, report)
+        outcomes = _run_batches_here(batches, ctx, report)
+    items = [item for outcome in outcomes for item in outcome.items]
     inputs = [item.source for item in plan.items]
-    ledger_uri = write_ledger(items, layout)
+    ledger_uri, ledger_problem = write_ledger_safely(items, layout, job_id)
     lanes = reconcile(inputs, items)
+    if any(outcome.problem for outcome in outcomes):
+        error = incomplete_error(job_id, outcomes, ledger_uri, ledger_problem)
+        _publish_incomplete(job_id, error, items)
+        raise error
     summary = summarize(
         items,
         lanes,
@@ -253,12 +275,28 @@ def process_shoot(
 TABLE_ROWS = 5000  # a larger table slows the UI; the ledger always has every row
 
 
-def _publish_artifacts(summary: ShootSummary, items: list[ImageItem]) -> None:
-    key = artifact_key(summary.job_id)
-    shown = sorted(items, key=lambda i: i.index)[:TABLE_ROWS]
+def _publish_incomplete(job_id: str, error: ShootIncomplete, items: list[ImageItem]) -> None:
+    """Tell the UI why the shoot stopped and which images are not finished."""
     create_markdown_artifact(
-        markdown=summary_markdown(summary), key=key, description=f"Shoot {summary.job_id}"
+        markdown=f"# Shoot {job_id} did not finish\n\n{error.message}\n\n**Next:** {error.hint}\n",
+        key=artifact_key(job_id),
+        description=f"Shoot {job_id} (incomplete)",
     )
+    _publish_table(job_id, items)
+
+
+def _publish_artifacts(summary: ShootSummary, items: list[ImageItem]) -> None:
+    create_markdown_artifact(
+        markdown=summary_markdown(summary),
+        key=artifact_key(summary.job_id),
+        description=f"Shoot {summary.job_id}",
+    )
+    _publish_table(summary.job_id, items)
+
+
+def _publish_table(job_id: str, items: list[ImageItem]) -> None:
+    key = artifact_key(job_id)
+    shown = sorted(items, key=lambda i: i.index)[:TABLE_ROWS]
     create_table_artifact(
         table=[
             {
@@ -273,9 +311,9 @@ def _publish_artifacts(summary: ShootSummary, items: list[ImageItem]) -> None:
         ],
         key=f"{key}-images",
         description=(
-            f"Every image of shoot {summary.job_id} and its lane"
+            f"Every image of shoot {job_id} and its lane"
             if len(shown) == len(items)
-            else f"First {len(shown)} of {len(items)} images of shoot {summary.job_id}; see the ledger for all"
+            else f"First {len(shown)} of {len(items)} images of shoot {job_id}; see the ledger for all"
         ),
     )
 

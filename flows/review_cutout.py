@@ -47,6 +47,7 @@ def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
         item: The image under review, as the shoot run recorded it (SKU, reasons, files).
         ctx: The shoot it belongs to (job ID, output folder, model, rules and presets).
     """
+    ctx.check_locations()
     logger = get_run_logger()
     run_id = str(flow_run.get_id())
     if _once("requested-event"):

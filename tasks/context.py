@@ -7,22 +7,28 @@ import logging
 import time
 from collections.abc import Callable
 
+import botocore.exceptions
 import httpx
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field, model_validator
 
 from cutline import storage
-from cutline.errors import CutlineError, ImageInputError, ModelError
+from cutline.errors import CutlineError, ImageInputError, ModelError, StorageFullError
 from cutline.items import ImageItem, JobLayout
+from cutline.locations import check_location
 from cutline.settings import get_settings
 from cutline.workstate import stage_key
 
-# Errors that mean "try the batch again later", not "this image is bad".
+# Errors that mean "try the batch again later", not "this image is bad": the storage or
+# the DAM could not be reached (botocore's own connection errors do not derive from
+# the built-in ConnectionError).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     httpx.TransportError,
+    botocore.exceptions.ConnectionError,
+    botocore.exceptions.HTTPClientError,
 )
 
 
@@ -43,6 +49,14 @@ class ShootContext(BaseModel):
     def _default_output_root(self) -> ShootContext:
         if not self.output_root:
             self.output_root = storage.parent(self.job_root)
+        return self
+
+    def check_locations(self) -> ShootContext:
+        """Refuse a context (e.g. typed into a run's parameters in the UI) whose shoot or
+        output folders break the studio's location rules; see `cutline.locations`."""
+        check_location(self.shoot, "shoot")
+        check_location(self.output_root, "output root")
+        check_location(self.job_root, "job folder")
         return self
 
     @property
@@ -111,7 +125,8 @@ def for_each_image(
     """Run ``work`` on each image still in play; a bad image fails alone, with its reason.
 
     ``lanes`` restricts the stage to images in those lanes. Transient infrastructure
-    errors and model errors propagate so Prefect retries (or fails) the whole batch.
+    errors, a full output disk and model errors propagate so Prefect retries (or fails)
+    the whole batch.
     """
     logger = _logger()
     for item in items:
@@ -120,7 +135,7 @@ def for_each_image(
         started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             work(item)
-        except (*TRANSIENT_ERRORS, ModelError):
+        except (*TRANSIENT_ERRORS, ModelError, StorageFullError):
             raise
         except ImageInputError as exc:
             item.fail(stage, f"{exc.problem} {exc.hint}".strip())

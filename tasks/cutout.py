@@ -32,6 +32,7 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
         done = state.reusable(item, "cutout", key, lambda prior: [prior.mask])
         if done is not None:
             item.mask = done.mask
+            item.reused.append("cutout")
             return
         session = get_session(ctx.model, settings.resolved_model_home, settings.onnx_threads)
         data = storage.read_bytes(item.source)

@@ -100,6 +100,7 @@ def make_export(ctx: ShootContext) -> ImageWork:
         done = state.reusable(item, "export", key, _rendition_files)
         if done is not None:
             item.png, item.psd, item.jpg = done.png, done.psd, list(done.jpg)
+            item.reused.append("export")
             return
         rgb, mask = load_full(item, item.mask, settings.max_pixels)
         if item.lane == Lane.AUTO:

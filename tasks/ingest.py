@@ -85,6 +85,7 @@ def make_ingest(ctx: ShootContext) -> ImageWork:
         done = state.reusable(item, "ingest", item.sha256)
         if done is not None and done.width:
             item.width, item.height = done.width, done.height  # decoded before: same bytes
+            item.reused.append("ingest")
             return
         _, info = decode_image(
             data,

@@ -71,6 +71,7 @@ def make_register(ctx: ShootContext) -> ImageWork:
             and adapter.find(idempotency_key(ctx.job_id, item.sha256))
         ):
             item.dam_id = done.dam_id  # registered by an earlier run, and still in the DAM
+            item.reused.append("register")
             return
         dam_write_slot()
         register_item(adapter, item, ctx.job_id, ApprovalState.AUTO_APPROVED, by="cutline-auto")

@@ -15,10 +15,12 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from cutline import storage
+from cutline.errors import ConfigError
 from cutline.imaging import load_mask, mask_to_png_bytes
 from cutline.items import ImageItem
 from cutline.ledger import record_review_outcome
 from cutline.limits import dam_write_slot, ensure_limits
+from cutline.locations import check_location
 from cutline.naming import short_hash
 from cutline.settings import get_settings
 from dam_adapters import ApprovalState, create_adapter
@@ -114,6 +116,10 @@ def validate_decision(decision: ReviewDecision, item: ImageItem) -> str:
     uri = decision.retouched_file.strip()
     if not uri:
         return "replace needs the retouched file's path or URI."
+    try:
+        check_location(uri, "retouched file")
+    except ConfigError as exc:
+        return str(exc)
     try:
         data = storage.read_bytes(uri)
     except (FileNotFoundError, IsADirectoryError):

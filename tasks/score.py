@@ -27,6 +27,7 @@ def make_score(ctx: ShootContext) -> ImageWork:
         done = state.reusable(item, "score", key)
         if done is not None and done.confidence is not None:
             item.confidence, item.signals = done.confidence, done.signals
+            item.reused.append("score")
             return
         small, _ = decode_image(
             storage.read_bytes(item.source),

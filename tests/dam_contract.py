@@ -66,6 +66,13 @@ class DamAdapterContract:
         assert second.revision == first.revision + 1
         assert [r.sku for r in adapter.list_job("SS26-0142")] == ["SKU-100-B"]
 
+    def test_registering_the_identical_image_again_changes_nothing(self, adapter, rendition_uri):
+        first = adapter.register(self.submission(rendition_uri))
+        again = adapter.register(self.submission(rendition_uri))
+        assert again.dam_id == first.dam_id
+        assert again.revision == first.revision and again.updated_at == first.updated_at
+        assert adapter.get(first.dam_id).revision == first.revision
+
     def test_find_by_idempotency_key(self, adapter, rendition_uri):
         submission = self.submission(rendition_uri)
         assert adapter.find(submission.key) is None

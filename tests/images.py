@@ -28,3 +28,17 @@ def centred_mask(width: int, height: int, fraction: float = 0.5) -> Image.Image:
     dx, dy = int(width * (1 - fraction) / 2), int(height * (1 - fraction) / 2)
     mask[dy : height - dy, dx : width - dx] = 255
     return Image.fromarray(mask)
+
+
+def product_shoot(folder, count: int, size: tuple[int, int] = (320, 240)) -> list[str]:
+    """``count`` distinct product photos (no manifest; SKUs come from the file names)."""
+    from cutline.samples import DEFAULT_SAMPLES, render_sample
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for index in range(count):
+        sample = DEFAULT_SAMPLES[index % 2]  # a box and a round product: no always-review category
+        name = f"K-{index:03d}_front.jpg"
+        (folder / name).write_bytes(encode(render_sample(sample, size, seed=index), "JPEG"))
+        names.append(name)
+    return names

@@ -48,6 +48,17 @@ class SeaweedS3:
     endpoint: str
     process: subprocess.Popen[bytes]
     log: Path
+    args: list[str]
+
+    def restart(self, timeout: float = 90.0) -> None:
+        """Start it again with the same ports and data (after `stop`), and wait for S3."""
+        self.process = _launch(self.args, self.log, self.endpoint, timeout)
+
+    def kill(self) -> None:
+        """Stop it at once, as a crash or a pulled cable would (SIGKILL), and wait."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop it by its process id and wait (it ignores SIGTERM for a while)."""
@@ -105,11 +116,16 @@ def start(workdir: Path, s3_port: int | None = None, timeout: float = 90.0) -> S
     ]
     (workdir / "data").mkdir(exist_ok=True)
     log = workdir / "weed.log"
+    endpoint = f"http://127.0.0.1:{s3_port}"
+    return SeaweedS3(endpoint, _launch(args, log, endpoint, timeout), log, args)
+
+
+def _launch(args: list[str], log: Path, endpoint: str, timeout: float) -> subprocess.Popen[bytes]:
+    """Start `weed` and return its process once S3 answers."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir
+            args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=log.parent
         )
-    endpoint = f"http://127.0.0.1:{s3_port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -117,9 +133,10 @@ def start(workdir: Path, s3_port: int | None = None, timeout: float = 90.0) -> S
         try:
             urllib.request.urlopen(endpoint, timeout=1)
         except urllib.error.HTTPError:
-            return SeaweedS3(endpoint, proc, log)  # answers (403 for anonymous): S3 is up
+            return proc  # answers (403 for anonymous): S3 is up
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
-    SeaweedS3(endpoint, proc, log).stop()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
     raise RuntimeError(f"SeaweedFS did not answer on {endpoint} within {timeout:.0f} s; see {log}")

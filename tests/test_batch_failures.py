@@ -8,7 +8,8 @@ from prefect import flow, task, unmapped
 
 from cutline.items import ImageItem
 from cutline.ledger import reconcile
-from flows.process_shoot import _batch_outcome, _batches
+from flows.outcomes import settle_batch
+from flows.process_shoot import _batches, _stage_problem
 from tasks.context import BatchRef, ShootContext, run_stage, save_batch
 
 pytestmark = pytest.mark.slow
@@ -37,12 +38,14 @@ def breaks_on_second_batch(batch: BatchRef, _: str) -> BatchRef:
 
 @flow
 def two_stage(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
-    refs = [save_batch(ctx, i, batch) for i, batch in enumerate(_batches(items, 2))]
+    batches = _batches(items, 2)
+    refs = [save_batch(ctx, i, batch) for i, batch in enumerate(batches)]
     first = passes.map(refs, unmapped("ok"))
     second = breaks_on_second_batch.map(first, unmapped("x"))
     out: list[ImageItem] = []
     for index, ref in enumerate(refs):
-        out.extend(_batch_outcome([("passes", first[index]), ("breaks", second[index])], ref))
+        problem = _stage_problem([("passes", first[index]), ("breaks", second[index])])
+        out.extend(settle_batch(ref, batches[index], problem).items)
     return out
 
 

@@ -1,0 +1,294 @@
+"""Faults lose nothing: a worker killed mid-shoot, the S3 server stopping during a run (and
+coming back, or not), and a full output disk. Real Prefect server, real SeaweedFS, real model."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cutline import storage
+from cutline.ledger import read_ledger
+from tests import s3server
+from tests.images import product_shoot
+
+pytestmark = pytest.mark.slow
+
+ALL_AUTO_RULES = 'version: "faults"\nconfidence: {review_below: 0.0}\n'
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cutline", *args]
+
+
+def _env(tmp_path: Path, **values: str) -> dict[str, str]:
+    """The test session's environment plus Cutline settings for one faulty run."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(ALL_AUTO_RULES)
+    env = {**os.environ, "CUTLINE_RULES_FILE": str(rules), "CUTLINE_BATCH_SIZE": "4"}
+    env.update({f"CUTLINE_{key.upper()}": value for key, value in values.items()})
+    return env
+
+
+def _wait_for(condition, timeout: float, what: str, process: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            out = process.stdout.read() if process.stdout else ""
+            pytest.fail(f"the run ended (code {process.returncode}) before {what}:\n{out}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def restore_limits(settings):
+    """The tests below slow DAM writes down in their runs; put the shared limit back after."""
+    yield
+    from cutline import limits
+    from cutline.settings import reload_settings
+
+    limits._ensured.clear()
+    limits.ensure_limits(reload_settings())
+
+
+def test_a_worker_killed_mid_shoot_reruns_without_recomputing_or_registering_twice(
+    prefect_server, model_home, tmp_path, restore_limits
+):
+    from dam_adapters.local_catalog import LocalCatalog
+
+    shoot, out, catalog_dir = tmp_path / "shoot", tmp_path / "out", tmp_path / "catalog"
+    names = product_shoot(shoot, 16)
+    # Two DAM writes a second, so the kill lands while registrations are under way.
+    env = _env(tmp_path, catalog_dir=str(catalog_dir), dam_writes_per_second="2")
+    command = _cli("run", str(shoot), "--job-id", "KILL-1", "--out", str(out))
+    worker = subprocess.Popen(
+        command,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    records = catalog_dir / "records"
+    _wait_for(
+        lambda: records.is_dir() and len(list(records.glob("*.json"))) >= 3,
+        300,
+        "the first DAM registrations",
+        worker,
+    )
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=30)
+
+    state = out / "KILL-1" / "state"
+    cut_before = {
+        p.stem for p in state.glob("*.json") if "cutout" in json.loads(p.read_text())["keys"]
+    }
+    registered_before = {r.dam_id for r in LocalCatalog(catalog_dir).list_job("KILL-1")}
+    assert 3 <= len(registered_before) < len(names), "the kill must land mid-registration"
+    assert not (out / "KILL-1" / "ledger.csv").exists()
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+
+    rows = read_ledger(str(out / "KILL-1" / "ledger.csv"))
+    assert sorted(r["source_name"] for r in rows) == names
+    assert all(r["lane"] == "auto" for r in rows), [r["error"] for r in rows if r["error"]]
+    for row in rows:  # finished work is reused, not recomputed
+        if row["image_id"] in cut_before:
+            assert "cutout" in row["reused"].split(";"), row
+    assert len(cut_before) >= len(registered_before)
+    assert sum("register" in r["reused"].split(";") for r in rows) >= len(registered_before) - 2
+    assets = LocalCatalog(catalog_dir).list_job("KILL-1")
+    assert len(assets) == len(names)  # one asset per image
+    assert {a.dam_id for a in assets} == {r["dam_id"] for r in rows}
+    assert registered_before <= {a.dam_id for a in assets}
+    assert all(a.revision == 1 for a in assets), "an asset was registered twice"
+
+
+@pytest.fixture
+def own_s3(tmp_path) -> s3server.SeaweedS3:
+    """A SeaweedFS of this test's own, so stopping it does not disturb other tests."""
+    server = s3server.start(tmp_path / "seaweedfs")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _s3_shoot(server: s3server.SeaweedS3, tmp_path: Path, count: int) -> tuple[str, list[str]]:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(
+        key=s3server.ACCESS_KEY,
+        secret=s3server.SECRET_KEY,
+        client_kwargs={"endpoint_url": server.endpoint},
+    )
+    fs.mkdir("faults")
+    local = tmp_path / "local-shoot"
+    names = product_shoot(local, count)
+    fs.put(str(local) + "/", "faults/shoot/", recursive=True)
+    return "s3://faults", names
+
+
+def _s3_files(server: s3server.SeaweedS3, prefix: str) -> list[str]:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(
+        key=s3server.ACCESS_KEY,
+        secret=s3server.SECRET_KEY,
+        client_kwargs={"endpoint_url": server.endpoint},
+        skip_instance_cache=True,
+    )
+    try:
+        return fs.find(prefix)
+    except FileNotFoundError:
+        return []
+
+
+def test_s3_stopping_mid_run_is_ridden_out_when_it_comes_back(
+    own_s3, prefect_server, model_home, tmp_path, override_settings
+):
+    override_settings(s3_endpoint_url=own_s3.endpoint)  # for reading the outputs back here
+    bucket, names = _s3_shoot(own_s3, tmp_path, 12)
+    env = _env(
+        tmp_path,
+        s3_endpoint_url=own_s3.endpoint,
+        catalog_dir=str(tmp_path / "catalog"),
+        stage_retry_delays="[5, 10, 20, 30]",
+    )
+    run = subprocess.Popen(
+        _cli("run", f"{bucket}/shoot", "--job-id", "S3DOWN-1", "--out", f"{bucket}/out"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _wait_for(lambda: _s3_files(own_s3, "faults/out/S3DOWN-1/masks"), 300, "the first masks", run)
+    own_s3.kill()  # the S3 server goes away mid-run
+    time.sleep(5)
+    assert run.poll() is None
+    own_s3.restart()
+    output, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, output
+    rows = read_ledger(f"{bucket}/out/S3DOWN-1/ledger.csv")
+    assert sorted(r["source_name"] for r in rows) == names
+    assert all(r["lane"] == "auto" for r in rows), [r["error"] for r in rows if r["error"]]
+    for row in rows:
+        png = Image.open(io.BytesIO(storage.read_bytes(row["png"])))
+        png.load()
+        assert png.mode == "RGBA"
+
+
+def test_s3_that_does_not_come_back_fails_the_run_with_a_ledger_of_unfinished_images(
+    own_s3, prefect_server, model_home, tmp_path, settings
+):
+    bucket, names = _s3_shoot(own_s3, tmp_path, 12)
+    env = _env(
+        tmp_path,
+        s3_endpoint_url=own_s3.endpoint,
+        catalog_dir=str(tmp_path / "catalog"),
+        stage_retry_delays="[1, 2]",
+    )
+    run = subprocess.Popen(
+        _cli("run", f"{bucket}/shoot", "--job-id", "S3GONE-1", "--out", f"{bucket}/out"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _wait_for(lambda: _s3_files(own_s3, "faults/out/S3GONE-1/masks"), 300, "the first masks", run)
+    own_s3.kill()
+    output, _ = run.communicate(timeout=600)
+    assert run.returncode == 1, output
+    assert "did not finish" in output and "not finished" in output
+    ledger = settings.data_root / "unfinished-ledgers" / "S3GONE-1" / "ledger.csv"
+    assert str(ledger) in output, output
+    assert "rerun the job" in output.lower()
+    rows = read_ledger(str(ledger))
+    assert sorted(r["source_name"] for r in rows) == names  # every image accounted for
+    unfinished = [r for r in rows if "not finished" in r["error"]]
+    assert unfinished and all(r["lane"] == "failed" for r in unfinished)
+    assert all(r["lane"] in {"auto", "failed"} for r in rows)
+    assert s3server.SECRET_KEY not in output
+
+
+def _mount_tmpfs(target: Path, size: str) -> None:
+    target.mkdir(parents=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {result.stderr.strip()}")
+
+
+def test_a_full_output_disk_stops_the_run_clearly_and_leaves_no_half_written_file(
+    prefect_server, model_home, tmp_path, override_settings, settings
+):
+    from psd_tools import PSDImage
+
+    from flows.process_shoot import process_shoot
+
+    shoot, out = tmp_path / "shoot", tmp_path / "small-disk"
+    names = product_shoot(shoot, 12, size=(640, 480))
+    _mount_tmpfs(out, "6m")
+    try:
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(ALL_AUTO_RULES)
+        override_settings(
+            rules_file=str(rules),
+            batch_size="4",
+            stage_retry_delays="[1]",
+            catalog_dir=str(tmp_path / "catalog"),
+        )
+        state = process_shoot(
+            shoot=str(shoot), job_id="FULL-1", output_root=str(out), return_state=True
+        )
+        assert state.is_failed()
+        with pytest.raises(Exception) as info:
+            state.result()
+        message = str(info.value)
+        assert "did not finish" in message and "No space left on the output storage" in message
+        assert "Free space there" in message or "rerun the job" in message.lower()
+
+        leftovers = [p for p in out.rglob("*") if p.is_file() and p.name.endswith(".part")]
+        assert leftovers == []
+        for path in (p for p in out.rglob("*") if p.is_file()):
+            if path.suffix in {".png", ".jpg"}:
+                Image.open(path).load()  # complete, or it would not decode
+            elif path.suffix == ".psd":
+                psd = PSDImage.open(path)
+                assert [layer.name for layer in psd] == ["Original", "Cutout"]
+            elif path.suffix == ".json":
+                json.loads(path.read_text())
+
+        # The ledger goes to the job folder if it still fits, else under the data root.
+        found = re.search(r"The ledger (\S+) lists them|it is at (\S+?)\.(?: |$)", message)
+        assert found, message
+        ledger = found.group(1) or found.group(2)
+        assert ledger in {
+            str(out / "FULL-1" / "ledger.csv"),
+            str(settings.data_root / "unfinished-ledgers" / "FULL-1" / "ledger.csv"),
+        }
+        rows = read_ledger(ledger)
+        assert sorted(r["source_name"] for r in rows) == names
+        done = [r for r in rows if r["lane"] == "auto"]
+        assert done, "the disk should fill part-way through the shoot, not at once"
+        assert any("not finished" in r["error"] for r in rows)
+        for row in done:
+            assert Path(row["png"]).is_file() and Path(row["psd"]).is_file()
+    finally:
+        subprocess.run(["umount", "-l", str(out)], check=False)

@@ -1,0 +1,132 @@
+"""Paths and URIs given to a run (UI form, CLI, deployment) stay inside the studio's storage:
+no '..', no schemes outside the allow-list, and inside allowed_roots when they are set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cutline.errors import ConfigError
+from cutline.locations import check_location
+from cutline.settings import CutlineSettings
+
+
+@pytest.fixture
+def confined(tmp_path: Path) -> CutlineSettings:
+    (tmp_path / "shoots" / "SS26").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    return CutlineSettings(allowed_roots=[str(tmp_path / "shoots"), "s3://studio-shoots/"])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "../etc/passwd",
+        "/mnt/shoots/SS26/../../../etc",
+        "s3://studio-shoots/SS26/../../other-bucket",
+        "C:\\shoots\\..\\windows",
+    ],
+)
+def test_dot_dot_is_refused_everywhere(value: str):
+    with pytest.raises(ConfigError, match=r"contains '\.\.'"):
+        check_location(value, "shoot", CutlineSettings())
+
+
+@pytest.mark.parametrize(
+    ("value", "scheme"),
+    [
+        ("http://attacker.example/shoot", "http"),
+        ("ftp://host/shoot", "ftp"),
+        ("memory://shoot", "memory"),
+        ("simplecache::s3://studio-shoots/SS26", "simplecache::s3"),
+        ("ssh://host/etc", "ssh"),
+    ],
+)
+def test_schemes_outside_the_allow_list_are_refused(value: str, scheme: str):
+    with pytest.raises(ConfigError) as info:
+        check_location(value, "manifest", CutlineSettings())
+    assert f"scheme '{scheme}'" in str(info.value) and "CUTLINE_ALLOWED_SCHEMES" in str(info.value)
+
+
+def test_control_characters_are_refused():
+    with pytest.raises(ConfigError, match="control characters"):
+        check_location("/mnt/shoots/SS26\n/etc", "shoot", CutlineSettings())
+
+
+def test_without_roots_any_plain_path_or_s3_uri_is_accepted(tmp_path: Path):
+    settings = CutlineSettings()
+    assert check_location(str(tmp_path), "shoot", settings) == str(tmp_path)
+    assert check_location("s3://any-bucket/x", "shoot", settings) == "s3://any-bucket/x"
+
+
+def test_roots_confine_local_paths_and_uris(confined: CutlineSettings, tmp_path: Path):
+    check_location(str(tmp_path / "shoots" / "SS26"), "shoot", confined)
+    check_location("s3://studio-shoots/SS26", "shoot", confined)
+    for outside in (
+        str(tmp_path / "elsewhere"),
+        str(tmp_path / "shoots-evil"),  # a sibling whose name starts like a root
+        "s3://studio-shoots-evil/SS26",
+        "s3://other/SS26",
+    ):
+        with pytest.raises(ConfigError, match="outside the folders this studio allows"):
+            check_location(outside, "shoot", confined)
+
+
+def test_a_symlink_inside_a_root_that_points_outside_is_refused(
+    confined: CutlineSettings, tmp_path: Path
+):
+    link = tmp_path / "shoots" / "sneaky"
+    link.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="outside the folders"):
+        check_location(str(link), "shoot", confined)
+
+
+@pytest.mark.slow
+def test_process_shoot_refuses_bad_parameters_before_reading_anything(
+    prefect_server, model_home, tmp_path: Path, override_settings
+):
+    from flows.process_shoot import process_shoot
+
+    shoot = tmp_path / "shoots" / "SS26"
+    shoot.mkdir(parents=True)
+    (shoot / "a.jpg").write_bytes(b"x")
+    out = tmp_path / "out"
+    cases = [
+        ({"output_root": f"{out}/../../escape"}, "contains '..'"),
+        ({"output_root": "http://attacker.example/drop"}, "scheme 'http'"),
+        ({"manifest": "ftp://host/manifest.csv", "output_root": str(out)}, "scheme 'ftp'"),
+    ]
+    for params, expected in cases:
+        state = process_shoot(shoot=str(shoot), job_id="LOC-1", return_state=True, **params)
+        assert state.is_failed()
+        with pytest.raises(ConfigError, match=expected.replace(".", r"\.")):
+            state.result()
+    override_settings(allowed_roots=json.dumps([str(tmp_path / "shoots"), str(out)]))
+    state = process_shoot(
+        shoot=str(tmp_path), job_id="LOC-2", output_root=str(out), return_state=True
+    )
+    with pytest.raises(ConfigError, match="outside the folders this studio allows"):
+        state.result()
+    assert not out.exists() and not (tmp_path / "escape").exists()
+
+
+def test_a_retouched_file_outside_the_roots_is_refused_in_the_review_form(
+    confined: CutlineSettings, tmp_path: Path, override_settings
+):
+    from cutline.items import ImageItem
+    from tasks.review import ReviewDecision, validate_decision
+
+    override_settings(allowed_roots=json.dumps(confined.allowed_roots))
+    item = ImageItem(index=0, source="/s/a.jpg", source_name="a.jpg", image_id="a")
+    secret = tmp_path / "elsewhere" / "id_rsa.png"
+    secret.write_bytes(b"not for retouchers")
+    for path, expected in (
+        (str(secret), "outside the folders"),
+        ("http://attacker.example/mask.png", "scheme 'http'"),
+    ):
+        problem = validate_decision(
+            ReviewDecision(decision="replace", retouched_file=path, retoucher="Ana"), item
+        )
+        assert expected in problem
