@@ -3,6 +3,8 @@ is written outside the output root, and the ledger reconciles."""
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,22 @@ PRODUCT = Sample("x", "x", "homeware", "round", (40, 90, 160))
 
 def _product(size=(320, 240)) -> Image.Image:
     return render_sample(PRODUCT, size)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims a huge canvas: the classic decompression bomb."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * (width + 1) * 4)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", pixels)
+
+
+def _psd_header(width: int, height: int) -> bytes:
+    """A valid PSD file header (RGB, 8 bits) with nothing sensible after it."""
+    return b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, height, width, 8, 3)
 
 
 def _corpus(folder: Path) -> dict[str, str]:
@@ -44,6 +62,9 @@ def _corpus(folder: Path) -> dict[str, str]:
             "failed",
         ),
         "bomb.png": (encode(Image.new("L", (3000, 2000), 200), "PNG"), "failed"),
+        "header-bomb.png": (_png_claiming(60_000, 60_000), "failed"),
+        "truncated.tif": (encode(product, "TIFF")[:5000], "failed"),
+        "corrupt.psd": (_psd_header(320, 240) + b"\x00\x07garbage" * 40, "failed"),
         "cmyk.jpg": (encode(product.convert("CMYK"), "JPEG"), "processed"),
         "gray16.png": (
             encode(Image.fromarray(np.asarray(product.convert("L"), dtype=np.uint16) * 257), "PNG"),
@@ -129,6 +150,9 @@ def test_every_file_is_in_exactly_one_lane_and_the_ledger_reconciles(corpus_run)
         ("notes-named.jpg", "not a readable image"),
         ("anim.gif", "animated GIF"),
         ("bomb.png", "exceeds the limit of 5,000,000"),
+        ("header-bomb.png", "60000x60000"),
+        ("truncated.tif", "damaged or incomplete"),
+        ("corrupt.psd", "not a readable image"),
         ("bad-date.jpg", "deadline 'the day after tomorrow' is not a date"),
     ],
 )
