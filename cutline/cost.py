@@ -6,8 +6,8 @@ import io
 
 from pydantic import BaseModel
 
-from cutline.items import ImageItem
 from cutline.settings import CutlineSettings
+from cutline.tally import ShootTally
 from rules.engine import Lane
 
 
@@ -33,26 +33,16 @@ class CostReport(BaseModel):
     cpu_seconds_by_stage: dict[str, float]
 
 
-def cost_report(
-    items: list[ImageItem], wall_seconds: float, settings: CutlineSettings
-) -> CostReport:
+def cost_report(tally: ShootTally, wall_seconds: float, settings: CutlineSettings) -> CostReport:
     """Machine cost is the run's wall time at the machine rate, shared between lanes by the
     stage time their images used; the review lane adds estimated retoucher time."""
     machine_cost = wall_seconds / 3600 * settings.machine_hourly_rate
-    stage_time = {lane: 0.0 for lane in Lane}
-    counts = {lane: 0 for lane in Lane}
-    cpu: dict[str, float] = {}
-    for item in items:
-        lane = item.lane or Lane.FAILED
-        counts[lane] += 1
-        stage_time[lane] += sum(item.seconds.values())
-        for stage, seconds in item.cpu_seconds.items():
-            cpu[stage] = cpu.get(stage, 0.0) + seconds
-    total_time = sum(stage_time.values()) or 1.0
+    counts = {lane: tally.lanes.get(lane.value, 0) for lane in Lane}
+    total_time = sum(tally.lane_seconds.values()) or 1.0
     review_minutes = counts[Lane.REVIEW] * settings.review_seconds_per_image / 60
     lanes = {}
     for lane in Lane:
-        machine = machine_cost * stage_time[lane] / total_time
+        machine = machine_cost * tally.lane_seconds.get(lane.value, 0.0) / total_time
         retouch = (
             review_minutes / 60 * settings.retoucher_hourly_rate if lane == Lane.REVIEW else 0.0
         )
@@ -63,14 +53,15 @@ def cost_report(
             total=round(machine + retouch, 2),
             per_image=round((machine + retouch) / counts[lane], 4) if counts[lane] else 0.0,
         )
+    total = tally.total
     return CostReport(
         currency=settings.currency,
         wall_minutes=round(wall_seconds / 60, 2),
         review_minutes=round(review_minutes, 2),
         machine_cost=round(machine_cost, 4),
-        per_image=round(machine_cost / len(items), 5) if items else 0.0,
+        per_image=round(machine_cost / total, 5) if total else 0.0,
         lanes=lanes,
-        cpu_seconds_by_stage={k: round(v, 2) for k, v in sorted(cpu.items())},
+        cpu_seconds_by_stage={k: round(v, 2) for k, v in sorted(tally.cpu_seconds.items())},
     )
 
 

@@ -112,43 +112,58 @@ def _render(rows: list[dict[str, str]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def _review_outcomes(layout: JobLayout, items: list[ImageItem]) -> dict[str, dict[str, str]]:
-    """Decided reviews recorded by review runs, keyed by image id (only for current content)."""
+def _decided_reviews(layout: JobLayout) -> set[str]:
+    """Image ids with a review outcome record in the job folder."""
     loc = storage.locate(layout.reviews)
     if not loc.fs.exists(loc.path):
-        return {}
+        return set()
     loc.fs.invalidate_cache(loc.path)
-    present = {
-        posixpath.basename(p.replace(os.sep, "/")) for p in loc.fs.ls(loc.path, detail=False)
+    return {
+        posixpath.basename(p.replace(os.sep, "/")).removesuffix(".json")
+        for p in loc.fs.ls(loc.path, detail=False)
     }
-    outcomes = {}
-    for item in items:
-        if item.lane != Lane.REVIEW or f"{item.image_id}.json" not in present:
-            continue
-        record = json.loads(storage.read_bytes(layout.review_record(item.image_id)))
-        if record.get("source") == item.source and record.get("sha256") == item.sha256:
-            outcomes[item.image_id] = record
-    return outcomes
 
 
-def write_ledger(items: Iterable[ImageItem], layout: JobLayout) -> str:
-    """Write the job's ledger CSV atomically, rows in shoot order.
+def _with_review_outcomes(
+    rows: Iterable[dict[str, str]], layout: JobLayout
+) -> Iterator[dict[str, str]]:
+    """The rows with decided reviews (recorded by review runs, for the same file content)
+    merged in."""
+    decided = _decided_reviews(layout)
+    for row in rows:
+        if row.get("lane") == Lane.REVIEW.value and row.get("image_id") in decided:
+            record = json.loads(storage.read_bytes(layout.review_record(row["image_id"])))
+            if record.get("source") == row.get("source") and record.get("sha256") == row.get(
+                "sha256"
+            ):
+                row = {**row, **{field: record.get(field, "") for field in REVIEW_FIELDS}}
+        yield row
+
+
+def write_ledger_rows(rows: Iterable[dict[str, str]], layout: JobLayout) -> str:
+    """Write the job's ledger CSV atomically from rows already in shoot order, streaming,
+    so a 20,000-image ledger is never held in memory whole.
 
     Review decisions recorded by review runs (for the same file content) are merged in,
     so a review decided while the shoot was still running, or before a rerun of it, is
     never forgotten.
     """
+    with _ledger_lock(layout.ledger), storage.open_for_writing(layout.ledger) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        writer = csv.DictWriter(
+            text, fieldnames=LEDGER_COLUMNS, lineterminator="\n", extrasaction="ignore"
+        )
+        writer.writeheader()
+        writer.writerows(_with_review_outcomes(rows, layout))
+        text.flush()
+        text.detach()
+    return storage.locate(layout.ledger).uri()
+
+
+def write_ledger(items: Iterable[ImageItem], layout: JobLayout) -> str:
+    """Write the job's ledger CSV atomically, rows in shoot order (see `write_ledger_rows`)."""
     ordered = sorted(items, key=lambda i: i.index)
-    with _ledger_lock(layout.ledger):
-        outcomes = _review_outcomes(layout, ordered)
-        rows = []
-        for item in ordered:
-            row = ledger_row(item)
-            outcome = outcomes.get(item.image_id)
-            if outcome is not None:
-                row.update({field: outcome.get(field, "") for field in REVIEW_FIELDS})
-            rows.append(row)
-        return storage.write_bytes(layout.ledger, _render(rows))
+    return write_ledger_rows((ledger_row(item) for item in ordered), layout)
 
 
 @contextlib.contextmanager
@@ -198,32 +213,10 @@ def read_ledger(uri: str) -> list[dict[str, str]]:
 
 
 def reconcile(inputs: list[str], items: list[ImageItem]) -> Counter[str]:
-    """Check inputs = auto + review + failed, each exactly once; return the lane counts.
+    """Check inputs = auto + review + failed, each exactly once; return the lane counts
+    (see `ShootTally.check`)."""
+    from cutline.tally import ShootTally
 
-    Raises ReconciliationError naming the files that are missing, duplicated or
-    without a lane, because a silently lost image is the worst outcome for a studio.
-    """
-    seen = Counter(item.source for item in items)
-    duplicated = sorted(s for s, n in seen.items() if n > 1)
-    missing = sorted(set(inputs) - set(seen))
-    unexpected = sorted(set(seen) - set(inputs))
-    laneless = sorted(
-        i.source for i in items if i.lane not in (Lane.AUTO, Lane.REVIEW, Lane.FAILED)
-    )
-    failed_without_reason = sorted(i.source for i in items if i.lane == Lane.FAILED and not i.error)
-    problems = []
-    for label, names in (
-        ("missing from the ledger", missing),
-        ("listed more than once", duplicated),
-        ("not among the inputs", unexpected),
-        ("without a lane", laneless),
-        ("failed without a reason", failed_without_reason),
-    ):
-        if names:
-            problems.append(f"{len(names)} {label}: {', '.join(names[:10])}")
-    if problems:
-        raise ReconciliationError(
-            "Ledger does not reconcile with the inputs: " + "; ".join(problems)
-        )
-    counts = Counter(item.lane.value for item in items if item.lane)
-    return Counter({lane.value: counts.get(lane.value, 0) for lane in Lane})
+    with ShootTally() as tally:
+        tally.add(0, items)
+        return tally.check(inputs)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import os
 import posixpath
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -102,35 +105,46 @@ def read_bytes(uri: str) -> bytes:
 
 
 def write_bytes(uri: str, data: bytes) -> str:
-    """Write a file so that it appears complete under its final name or not at all.
+    """Write a file so that it appears complete under its final name or not at all."""
+    with open_for_writing(uri) as fh:
+        fh.write(data)
+    return locate(uri).uri()
+
+
+@contextlib.contextmanager
+def open_for_writing(uri: str) -> Iterator[BinaryIO]:
+    """A binary stream whose content appears under ``uri`` only once it is complete.
 
     Locally the bytes go to a temporary name in the same folder and are renamed into
-    place; object stores publish a PUT atomically already.
+    place when the block ends without error (the temporary file is removed otherwise);
+    for object stores the bytes are buffered and PUT whole when the block ends without
+    error. A full disk raises StorageFullError, which says what to do.
     """
     loc = locate(uri)
-    if loc.is_local:
-        folder = os.path.dirname(loc.path)
-        tmp = os.path.join(folder, f".{os.path.basename(loc.path)}.{uuid.uuid4().hex}.part")
-        try:
-            os.makedirs(folder, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, loc.path)
-        except OSError as exc:
-            if exc.errno in _NO_SPACE:
-                raise StorageFullError(
-                    f"No space left on the output storage writing {loc.path} "
-                    f"({len(data):,} bytes); nothing was left under that name.",
-                    hint="Free space there (or point CUTLINE_OUTPUT_ROOT at a larger disk) and "
-                    "rerun the job; finished images are kept.",
-                ) from exc
-            raise
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    else:
-        loc.fs.pipe_file(loc.path, data)
-    return loc.uri()
+    if not loc.is_local:
+        buffer = io.BytesIO()
+        yield buffer
+        loc.fs.pipe_file(loc.path, buffer.getvalue())
+        return
+    folder = os.path.dirname(loc.path)
+    tmp = os.path.join(folder, f".{os.path.basename(loc.path)}.{uuid.uuid4().hex}.part")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            yield fh
+        os.replace(tmp, loc.path)
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise StorageFullError(
+                f"No space left on the output storage writing {loc.path}; nothing was left "
+                "under that name.",
+                hint="Free space there (or point CUTLINE_OUTPUT_ROOT at a larger disk) and "
+                "rerun the job; finished images are kept.",
+            ) from exc
+        raise
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 SIDECAR_SUFFIXES = frozenset({".csv", ".xmp", ".json", ".txt", ".md", ".yaml", ".yml", ".log"})

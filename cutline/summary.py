@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 
 from pydantic import BaseModel
 
 from cutline.cost import CostReport
-from cutline.items import ImageItem
-from rules.engine import Lane
+from cutline.tally import ShootTally
 
 STAGES = ("ingest", "cutout", "score", "route", "export", "register", "review")
 
@@ -38,7 +37,7 @@ class ShootSummary(BaseModel):
 
 
 def summarize(
-    items: list[ImageItem],
+    tally: ShootTally,
     lanes: Counter[str],
     *,
     job_id: str,
@@ -52,42 +51,20 @@ def summarize(
     dam: str,
     residency: str = "",
 ) -> ShootSummary:
-    """Build the summary from the reconciled items."""
-    categories: dict[str, Counter[str]] = defaultdict(Counter)
-    stage_seconds: Counter[str] = Counter()
-    for item in items:
-        categories[item.category or "(none)"][item.lane.value if item.lane else "?"] += 1
-        stage_seconds.update(item.seconds)
-    reviews = sorted(
-        (i for i in items if i.lane == Lane.REVIEW),
-        key=lambda i: (i.deadline or "9999", i.priority or 99, i.sku),
-    )
+    """Build the summary from the reconciled shoot's tally."""
     return ShootSummary(
         job_id=job_id,
         shoot=shoot,
         ledger=ledger,
-        total=len(items),
+        total=tally.total,
         lanes=dict(lanes),
-        categories={k: dict(v) for k, v in sorted(categories.items())},
-        stage_seconds={s: round(stage_seconds.get(s, 0.0), 3) for s in STAGES},
+        categories={k: dict(v) for k, v in sorted(tally.categories.items())},
+        stage_seconds={s: round(tally.stage_seconds.get(s, 0.0), 3) for s in STAGES},
         wall_seconds=round(wall_seconds, 3),
         ignored_files=ignored,
         manifest_rows_without_files=unused_rows,
-        failures=[
-            {"file": i.source_name, "reason": i.error} for i in items if i.lane == Lane.FAILED
-        ],
-        reviews=[
-            {
-                "file": i.source_name,
-                "sku": i.sku,
-                "category": i.category,
-                "deadline": i.deadline,
-                "queue": i.queue,
-                "reasons": i.reasons,
-                "review_run_id": i.review_run_id,
-            }
-            for i in reviews
-        ],
+        failures=tally.failure_rows(),
+        reviews=tally.review_rows(),
         model=model,
         rules_version=rules_version,
         dam=dam,
@@ -112,6 +89,15 @@ def parse_progress_description(text: str) -> tuple[int, int, int] | None:
     """(images, batches, batch size) from a progress description, if it is one of ours."""
     match = _PROGRESS.search(text or "")
     return (int(match["images"]), int(match["batches"]), int(match["size"])) if match else None
+
+
+LISTED_ROWS = 200  # rows per list in the markdown summary; the ledger has them all
+
+
+def _more(count: int) -> list[str]:
+    return (
+        ["", f"... and {count - LISTED_ROWS} more: see the ledger."] if count > LISTED_ROWS else []
+    )
 
 
 def summary_markdown(summary: ShootSummary) -> str:
@@ -170,11 +156,13 @@ def summary_markdown(summary: ShootSummary) -> str:
         lines += [
             f"| {r['deadline'] or '-'} | {r['sku']} | {r['category'] or '-'} | {r['file']} | {r['reasons']} "
             f"| {r['review_run_id'] or '-'} |"
-            for r in summary.reviews
+            for r in summary.reviews[:LISTED_ROWS]
         ]
+        lines += _more(len(summary.reviews))
     if summary.failures:
         lines += ["", "## Failed", "", "| file | reason |", "|---|---|"]
-        lines += [f"| {f['file']} | {f['reason']} |" for f in summary.failures]
+        lines += [f"| {f['file']} | {f['reason']} |" for f in summary.failures[:LISTED_ROWS]]
+        lines += _more(len(summary.failures))
     if summary.ignored_files:
         lines += ["", f"Ignored (sidecar files, not images): {len(summary.ignored_files)}"]
     if summary.manifest_rows_without_files:

@@ -9,9 +9,9 @@ from uuid import UUID
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
-from cutline.items import ImageItem
-from flows.outcomes import BatchOutcome, settle_batch
-from tasks.context import BatchRef, ShootContext, save_batch
+from cutline.tally import ShootTally
+from flows.outcomes import BatchOutcome, PlannedImage, settle_batch
+from tasks.context import BatchRef, ShootContext
 
 _POLL_SECONDS = 2.0
 
@@ -43,19 +43,21 @@ def _problem(run) -> str | None:
 
 
 def run_batches_on_workers(
-    batches: list[list[ImageItem]],
+    refs: list[BatchRef],
+    planned: list[list[PlannedImage]],
     ctx: ShootContext,
     deployment: str,
     on_progress: Callable[[float], None],
+    tally: ShootTally,
 ) -> list[BatchOutcome]:
-    """Start one process-batch run per batch, wait for all, and gather every image back."""
+    """Start one process-batch run per batch, wait for all, and fold every image back into
+    the tally as its batch ends."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    refs = [save_batch(ctx, index, batch) for index, batch in enumerate(batches)]
     ids = {ref.index: _start(deployment, ctx, ref, len(refs)) for ref in refs}
     results: dict[int, BatchOutcome] = {}
-    while len(results) < len(batches):
+    while len(results) < len(refs):
         pending = [i for i in ids if i not in results]
         with get_client(sync_client=True) as client:
             for start in range(0, len(pending), 200):
@@ -68,8 +70,10 @@ def run_batches_on_workers(
                 for index in chunk:
                     run = by_id.get(ids[index])
                     if run is not None and run.state is not None and run.state.is_final():
-                        results[index] = settle_batch(refs[index], batches[index], _problem(run))
-        on_progress(len(results) / len(batches))
-        if len(results) < len(batches):
+                        results[index] = settle_batch(
+                            refs[index], planned[index], _problem(run), tally
+                        )
+        on_progress(len(results) / len(refs))
+        if len(results) < len(refs):
             time.sleep(_POLL_SECONDS)
     return [results[index] for index in sorted(results)]

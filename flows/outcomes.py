@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from cutline.errors import CutlineError, StorageFullError
 from cutline.items import ImageItem, JobLayout
-from cutline.ledger import write_ledger
 from cutline.settings import get_settings
+from cutline.tally import ShootTally
 from tasks.context import TRANSIENT_ERRORS, BatchRef, load_batch
 
 
@@ -16,16 +16,51 @@ class ShootIncomplete(CutlineError):
     lost); the ledger lists their images as failed 'not finished'."""
 
 
-@dataclass
+@dataclass(frozen=True)
+class PlannedImage:
+    """What the flow keeps of each planned image, to account for it if its batch's records
+    cannot be read back (a few hundred bytes, not the whole record)."""
+
+    index: int
+    source: str
+    source_name: str
+    image_id: str
+    sku: str
+    category: str
+
+    @classmethod
+    def of(cls, item: ImageItem) -> PlannedImage:
+        """The planned image of an item."""
+        return cls(
+            item.index, item.source, item.source_name, item.image_id, item.sku, item.category
+        )
+
+    def item(self) -> ImageItem:
+        """A record of this image as planned."""
+        return ImageItem(
+            index=self.index,
+            source=self.source,
+            source_name=self.source_name,
+            image_id=self.image_id,
+            sku=self.sku,
+            category=self.category,
+        )
+
+
+@dataclass(frozen=True)
 class BatchOutcome:
-    """A batch's images as they ended, and why the batch did not finish (None if it did)."""
+    """How a batch ended: why it did not finish (None if it did) and how many of its images
+    were left unfinished. Its records went into the shoot's tally."""
 
-    items: list[ImageItem]
     problem: str | None = None
+    unfinished: int = 0
 
 
-def settle_batch(ref: BatchRef, planned: list[ImageItem], problem: str | None) -> BatchOutcome:
-    """The batch's images as its last completed stage left them (masks, scores, PSDs kept).
+def settle_batch(
+    ref: BatchRef, planned: list[PlannedImage], problem: str | None, tally: ShootTally
+) -> BatchOutcome:
+    """Fold the batch's images, as its last completed stage left them (masks, scores, PSDs
+    kept), into the tally.
 
     When the batch did not finish (``problem``), or its records cannot be read back, every
     image not already failed goes to the failed lane marked as not finished, so the batch
@@ -34,34 +69,36 @@ def settle_batch(ref: BatchRef, planned: list[ImageItem], problem: str | None) -
     try:
         items = load_batch(ref)
     except Exception as exc:  # storage down: fall back to what the flow planned
-        items = [item.model_copy(deep=True) for item in planned]
+        items = [p.item() for p in planned]
         problem = problem or (
             f"its records could not be read back ({type(exc).__name__}: {exc}), so its outcome "
             "is unknown"
         )
-    if problem is None:
-        return BatchOutcome(items)
-    for item in items:
-        if not item.failed:
-            item.fail(
-                "batch",
-                f"{problem}; the image was not finished. Rerun the job to retry it "
-                "(finished work is kept and not recomputed).",
-            )
-    return BatchOutcome(items, problem)
+    unfinished = 0
+    if problem is not None:
+        for item in items:
+            if not item.failed:
+                item.fail(
+                    "batch",
+                    f"{problem}; the image was not finished. Rerun the job to retry it "
+                    "(finished work is kept and not recomputed).",
+                )
+                unfinished += 1
+    tally.add(ref.index, items)
+    return BatchOutcome(problem, unfinished)
 
 
-def write_ledger_safely(items: list[ImageItem], layout: JobLayout, job_id: str) -> tuple[str, str]:
+def write_ledger_safely(tally: ShootTally, layout: JobLayout, job_id: str) -> tuple[str, str]:
     """Write the ledger in the job folder; when the output storage cannot be reached, write
     it under the data root instead, so a failed run still says what happened to each image.
 
     Returns the ledger's location and, when it had to fall back, why.
     """
     try:
-        return write_ledger(items, layout), ""
+        return tally.write_ledger(layout), ""
     except (*TRANSIENT_ERRORS, OSError, StorageFullError) as exc:
         fallback = JobLayout.for_job(str(get_settings().data_root / "unfinished-ledgers"), job_id)
-        return write_ledger(items, fallback), f"{type(exc).__name__}: {exc}"
+        return tally.write_ledger(fallback), f"{type(exc).__name__}: {exc}"
 
 
 def incomplete_error(
@@ -70,12 +107,7 @@ def incomplete_error(
     """The error that ends a run whose batches did not all finish: what, how many, where the
     ledger is, and what to do."""
     broken = [o for o in outcomes if o.problem]
-    unfinished = sum(
-        1
-        for o in broken
-        for i in o.items
-        if i.error.startswith("batch:") and "not finished" in i.error
-    )
+    unfinished = sum(o.unfinished for o in broken)
     where = (
         f"The ledger could not be written to the output storage ({ledger_problem}); it is at {ledger}."
         if ledger_problem

@@ -20,7 +20,6 @@ from cutline import model_store, residency, storage
 from cutline.cost import cost_report, time_chart_png
 from cutline.errors import ConfigError
 from cutline.items import ImageItem, JobLayout, validate_job_id
-from cutline.ledger import reconcile
 from cutline.limits import ensure_limits
 from cutline.locations import check_location
 from cutline.residency import ResidencyReport
@@ -32,10 +31,12 @@ from cutline.summary import (
     summarize,
     summary_markdown,
 )
+from cutline.tally import ShootTally
 from dam_adapters import DamAdapter, create_adapter
 from flows.batches_on_workers import run_batches_on_workers
 from flows.outcomes import (
     BatchOutcome,
+    PlannedImage,
     ShootIncomplete,
     incomplete_error,
     settle_batch,
@@ -43,7 +44,7 @@ from flows.outcomes import (
 )
 from rules.engine import load_rules
 from rules.presets import load_presets
-from tasks.context import ShootContext, save_batch
+from tasks.context import BatchRef, ShootContext, save_batch
 from tasks.cutout import cutout_batch
 from tasks.export import export_batch
 from tasks.ingest import ingest_batch, plan_shoot
@@ -117,12 +118,16 @@ def _stage_tasks_with_retries() -> list[Task]:
 
 
 def _run_batches_here(
-    batches: list[list[ImageItem]], ctx: ShootContext, report: Callable[[float], None]
+    refs: list[BatchRef],
+    planned: list[list[PlannedImage]],
+    ctx: ShootContext,
+    report: Callable[[float], None],
+    tally: ShootTally,
 ) -> list[BatchOutcome]:
     """Every stage as a task mapped over the batches, in this process's thread pool; tasks
-    pass batch handles, the records stay in the job folder. Each batch is read back as
-    soon as it is through, so a later storage outage cannot hide finished work."""
-    refs = [save_batch(ctx, index, batch) for index, batch in enumerate(batches)]
+    pass batch handles, the records stay in the job folder. Each batch is read back into
+    the tally as soon as it is through, so a later storage outage cannot hide finished work
+    and the flow never holds every record at once."""
     stage_tasks = _stage_tasks_with_retries()
     stages: list[list[PrefectFuture]] = []
     previous: list = refs
@@ -139,7 +144,7 @@ def _run_batches_here(
             problem = _stage_problem(
                 [(t.name, stage[index]) for t, stage in zip(stage_tasks, stages, strict=True)]
             )
-            outcomes[index] = settle_batch(ref, batches[index], problem)
+            outcomes[index] = settle_batch(ref, planned[index], problem, tally)
 
     _report_until_done(stages, report, settle_finished)
     settle_finished()
@@ -227,93 +232,85 @@ def process_shoot(
     plan = plan_shoot(ctx, manifest)
     logger.info("Shoot %s: %d input files, %d ignored", job_id, len(plan.items), len(plan.ignored))
     batches = _batches(plan.items, settings.batch_size)
+    refs = [save_batch(ctx, index, batch) for index, batch in enumerate(batches)]
+    planned = [[PlannedImage.of(item) for item in batch] for batch in batches]
+    inputs = [item.source for item in plan.items]
+    ignored, unused_rows = plan.ignored, plan.manifest_rows_without_files
+    del plan, batches  # the records live in the batch files from here on
     progress = create_progress_artifact(
         progress=0.0,
         key=f"{artifact_key(job_id)}-progress",
-        description=progress_description(len(plan.items), len(batches), settings.batch_size),
+        description=progress_description(len(inputs), len(refs), settings.batch_size),
     )
 
     def report(fraction: float) -> None:
         update_progress_artifact(progress, progress=round(100.0 * fraction, 1))
 
-    if settings.distribute_batches:
-        outcomes = run_batches_on_workers(batches, ctx, settings.batch_deployment, report)
-    else:
-        outcomes = _run_batches_here(batches, ctx, report)
-    items = [item for outcome in outcomes for item in outcome.items]
-    inputs = [item.source for item in plan.items]
-    ledger_uri, ledger_problem = write_ledger_safely(items, layout, job_id)
-    lanes = reconcile(inputs, items)
-    if any(outcome.problem for outcome in outcomes):
-        error = incomplete_error(job_id, outcomes, ledger_uri, ledger_problem)
-        _publish_incomplete(job_id, error, items)
-        raise error
-    summary = summarize(
-        items,
-        lanes,
-        job_id=job_id,
-        shoot=ctx.shoot,
-        ledger=ledger_uri,
-        wall_seconds=time.perf_counter() - started,
-        ignored=plan.ignored,
-        unused_rows=plan.manifest_rows_without_files,
-        model=model_label,
-        rules_version=rules_version,
-        dam=adapter.describe(),
-        residency=where.describe(),
-    )
-    summary.cost = cost_report(items, summary.wall_seconds, settings)
+    with ShootTally(settings.data_root / "tmp") as tally:
+        if settings.distribute_batches:
+            outcomes = run_batches_on_workers(
+                refs, planned, ctx, settings.batch_deployment, report, tally
+            )
+        else:
+            outcomes = _run_batches_here(refs, planned, ctx, report, tally)
+        ledger_uri, ledger_problem = write_ledger_safely(tally, layout, job_id)
+        lanes = tally.check(inputs)
+        if any(outcome.problem for outcome in outcomes):
+            error = incomplete_error(job_id, outcomes, ledger_uri, ledger_problem)
+            _publish_incomplete(job_id, error, tally)
+            raise error
+        summary = summarize(
+            tally,
+            lanes,
+            job_id=job_id,
+            shoot=ctx.shoot,
+            ledger=ledger_uri,
+            wall_seconds=time.perf_counter() - started,
+            ignored=ignored,
+            unused_rows=unused_rows,
+            model=model_label,
+            rules_version=rules_version,
+            dam=adapter.describe(),
+            residency=where.describe(),
+        )
+        summary.cost = cost_report(tally, summary.wall_seconds, settings)
+        _publish_artifacts(summary, tally)
     summary.time_chart = storage.write_bytes(
         storage.join(layout.root, "time-chart.png"), time_chart_png(summary.cost, job_id)
     )
     storage.write_bytes(layout.summary, summary.model_dump_json(indent=2).encode("utf-8"))
-    _publish_artifacts(summary, items)
     logger.info("Shoot %s done: %s; ledger %s", job_id, dict(lanes), ledger_uri)
     return summary
 
 
-TABLE_ROWS = 5000  # a larger table slows the UI; the ledger always has every row
-
-
-def _publish_incomplete(job_id: str, error: ShootIncomplete, items: list[ImageItem]) -> None:
+def _publish_incomplete(job_id: str, error: ShootIncomplete, tally: ShootTally) -> None:
     """Tell the UI why the shoot stopped and which images are not finished."""
     create_markdown_artifact(
         markdown=f"# Shoot {job_id} did not finish\n\n{error.message}\n\n**Next:** {error.hint}\n",
         key=artifact_key(job_id),
         description=f"Shoot {job_id} (incomplete)",
     )
-    _publish_table(job_id, items)
+    _publish_table(job_id, tally)
 
 
-def _publish_artifacts(summary: ShootSummary, items: list[ImageItem]) -> None:
+def _publish_artifacts(summary: ShootSummary, tally: ShootTally) -> None:
     create_markdown_artifact(
         markdown=summary_markdown(summary),
         key=artifact_key(summary.job_id),
         description=f"Shoot {summary.job_id}",
     )
-    _publish_table(summary.job_id, items)
+    _publish_table(summary.job_id, tally)
 
 
-def _publish_table(job_id: str, items: list[ImageItem]) -> None:
-    key = artifact_key(job_id)
-    shown = sorted(items, key=lambda i: i.index)[:TABLE_ROWS]
+def _publish_table(job_id: str, tally: ShootTally) -> None:
+    shown = tally.table_rows()
     create_table_artifact(
-        table=[
-            {
-                "file": i.source_name,
-                "sku": i.sku,
-                "category": i.category,
-                "lane": i.lane.value if i.lane else "",
-                "confidence": i.confidence,
-                "reasons": i.reasons,
-            }
-            for i in shown
-        ],
-        key=f"{key}-images",
+        table=shown,
+        key=f"{artifact_key(job_id)}-images",
         description=(
             f"Every image of shoot {job_id} and its lane"
-            if len(shown) == len(items)
-            else f"First {len(shown)} of {len(items)} images of shoot {job_id}; see the ledger for all"
+            if len(shown) == tally.total
+            else f"First {len(shown)} of {tally.total} images of shoot {job_id}; see the ledger for all"
         ),
     )
 

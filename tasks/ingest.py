@@ -26,7 +26,7 @@ class ShootPlan(BaseModel):
     manifest_rows_without_files: list[str]
 
 
-@task(name="plan-shoot", retries=2, retry_delay_seconds=[2, 10])
+@task(name="plan-shoot", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
 def plan_shoot(ctx: ShootContext, manifest_uri: str | None) -> ShootPlan:
     """List every input file of the shoot and give each its manifest data (or derived SKU)."""
     settings = get_settings()

@@ -8,7 +8,8 @@ from prefect import flow, task, unmapped
 
 from cutline.items import ImageItem
 from cutline.ledger import reconcile
-from flows.outcomes import settle_batch
+from cutline.tally import ShootTally
+from flows.outcomes import PlannedImage, settle_batch
 from flows.process_shoot import _batches, _stage_problem
 from tasks.context import BatchRef, ShootContext, run_stage, save_batch
 
@@ -42,11 +43,25 @@ def two_stage(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
     refs = [save_batch(ctx, i, batch) for i, batch in enumerate(batches)]
     first = passes.map(refs, unmapped("ok"))
     second = breaks_on_second_batch.map(first, unmapped("x"))
-    out: list[ImageItem] = []
-    for index, ref in enumerate(refs):
-        problem = _stage_problem([("passes", first[index]), ("breaks", second[index])])
-        out.extend(settle_batch(ref, batches[index], problem).items)
-    return out
+    with ShootTally() as tally:
+        for index, ref in enumerate(refs):
+            problem = _stage_problem([("passes", first[index]), ("breaks", second[index])])
+            planned = [PlannedImage.of(item) for item in batches[index]]
+            settle_batch(ref, planned, problem, tally)
+        return [ImageItem.model_validate(_typed(row)) for row in tally.ledger_rows()]
+
+
+def _typed(row: dict[str, str]) -> dict:
+    """A ledger row as ImageItem fields (the few this test looks at)."""
+    return {
+        "index": int(row["image_id"]),
+        "source": row["source"],
+        "source_name": row["source_name"],
+        "image_id": row["image_id"],
+        "lane": row["lane"],
+        "error": row["error"],
+        "mask": row["mask"],
+    }
 
 
 def test_failed_batch_images_land_in_failed_with_the_error(prefect_server, tmp_path):
@@ -72,3 +87,17 @@ def test_failed_batch_images_land_in_failed_with_the_error(prefect_server, tmp_p
     assert [i.mask for i in sorted(out, key=lambda i: i.index)] == [
         f"/masks/{n}.png" for n in range(5)
     ]
+
+
+def test_a_batch_whose_records_cannot_be_read_is_accounted_for_from_the_plan(tmp_path):
+    planned = [
+        PlannedImage(i, f"/s/{i}.jpg", f"{i}.jpg", str(i), f"SKU-{i}", "homeware") for i in range(3)
+    ]
+    gone = BatchRef(index=0, uri=str(tmp_path / "vanished" / "00000.json"))
+    with ShootTally() as tally:
+        outcome = settle_batch(gone, planned, None, tally)
+        assert tally.check([p.source for p in planned]) == {"auto": 0, "review": 0, "failed": 3}
+        rows = list(tally.ledger_rows())
+    assert outcome.unfinished == 3 and "could not be read back" in outcome.problem
+    assert [r["sku"] for r in rows] == ["SKU-0", "SKU-1", "SKU-2"]
+    assert all("not finished" in r["error"] and r["lane"] == "failed" for r in rows)
