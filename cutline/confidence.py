@@ -1,9 +1,13 @@
 """A per-image confidence in [0, 1] that the AI mask is usable, with the signals behind it.
 
-Each signal is in [0, 1] (1 = looks right) and is kept in the ledger so a retoucher
-can see why an image was flagged. The score is a weighted geometric mean, so one bad
-signal pulls the score down hard. Weights are data (``SIGNAL_WEIGHTS``); a later
-calibration against ground truth (``cutline eval``) tunes them.
+Each signal is in [0, 1] (1 = looks right) and is kept in the ledger so a retoucher can
+see why an image was flagged. The score is a weighted geometric mean, so one bad signal
+pulls the score down hard. The strongest signal is ``view_agreement``: the model is run a
+second time on a padded (rescaled) view of the image, and a cutout the model cannot
+reproduce from a slightly different framing is usually wrong (glass, plants, subjects it
+half-recognises). ``boundary_certainty`` measures how much of the soft mask is undecided.
+The ramps and weights were set on ../shared/evaldata-dev with `cutline eval` (see
+docs/confidence.md); the routing threshold comes from the same evaluation.
 """
 
 from __future__ import annotations
@@ -13,15 +17,16 @@ from pydantic import BaseModel, Field
 from scipy import ndimage
 
 SIGNAL_WEIGHTS: dict[str, float] = {
-    "edge_decisiveness": 2.0,
-    "area_sanity": 1.0,
+    "view_agreement": 3.0,
+    "boundary_certainty": 1.5,
     "coherence": 1.0,
-    "border_clearance": 1.0,
-    "edge_contrast": 1.0,
+    "area_sanity": 1.0,
+    "border_clearance": 0.5,
+    "edge_contrast": 0.5,
 }
 _WORK_SIDE = 512
 # Bump when signals or weights change: reruns then rescore instead of reusing scores.
-CONFIDENCE_VERSION = "1"
+CONFIDENCE_VERSION = "2"
 
 
 class Confidence(BaseModel):
@@ -33,6 +38,13 @@ class Confidence(BaseModel):
     def weakest(self) -> str:
         """The signal that pulled the score down most."""
         return min(self.signals, key=self.signals.get)
+
+
+def mask_agreement(alpha: np.ndarray, other: np.ndarray) -> float:
+    """IoU of two soft masks of the same image thresholded at 0.5 (1 when both are empty)."""
+    a, b = alpha >= 0.5, other >= 0.5
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def _downsample(arr: np.ndarray, side: int) -> np.ndarray:
@@ -47,17 +59,16 @@ def _ramp(x: float, lo: float, hi: float) -> float:
     return float(np.clip((x - lo) / (hi - lo), 0.0, 1.0))
 
 
-def edge_decisiveness(alpha: np.ndarray, hard: np.ndarray) -> float:
-    """How crisp the mask is where it matters: few undecided pixels around the outline."""
-    radius = max(2, round(0.01 * float(np.hypot(*alpha.shape))))
-    band = ndimage.binary_dilation(hard, iterations=radius) & ~ndimage.binary_erosion(
-        hard, iterations=radius
-    )
-    uncertain = (alpha > 0.1) & (alpha < 0.9)
-    region = band | uncertain
-    if not region.any():
-        return 0.0
-    return float(1.0 - uncertain.sum() / region.sum())
+def view_agreement(agreement: float) -> float:
+    """The mask and the second view's mask agree (IoU >= 0.97 is full marks, <= 0.80 none)."""
+    return _ramp(agreement, 0.80, 0.97)
+
+
+def boundary_certainty(alpha: np.ndarray, hard: np.ndarray) -> float:
+    """Few undecided pixels (alpha between 0.05 and 0.95) for the subject's size."""
+    undecided = float(((alpha > 0.05) & (alpha < 0.95)).sum())
+    share = undecided / max(1.0, float(hard.sum()))
+    return 1.0 - _ramp(share, 0.08, 0.40)
 
 
 def area_sanity(hard: np.ndarray) -> float:
@@ -92,16 +103,21 @@ def edge_contrast(rgb: np.ndarray, hard: np.ndarray) -> float:
     return _ramp(float(diff), 4.0, 40.0)
 
 
-def score_mask(alpha: np.ndarray, rgb: np.ndarray | None = None) -> Confidence:
-    """Score a soft alpha (float [0, 1], HxW) and optionally the RGB image it came from."""
+def score_mask(
+    alpha: np.ndarray, rgb: np.ndarray | None = None, agreement: float | None = None
+) -> Confidence:
+    """Score a soft alpha (float [0, 1], HxW), optionally with the RGB image it came from
+    and the IoU between it and the model's second-view mask."""
     small = _downsample(alpha, _WORK_SIDE).astype(np.float32)
     hard = small >= 0.5
     signals = {
-        "edge_decisiveness": edge_decisiveness(small, hard),
+        "boundary_certainty": boundary_certainty(small, hard),
         "area_sanity": area_sanity(hard),
         "coherence": coherence(hard),
         "border_clearance": border_clearance(hard),
     }
+    if agreement is not None:
+        signals["view_agreement"] = view_agreement(agreement)
     if rgb is not None:
         rgb_small = _downsample(rgb, _WORK_SIDE).astype(np.float32)
         if rgb_small.shape[:2] != hard.shape:

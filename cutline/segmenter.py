@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from cutline import model_store
 from cutline.errors import ModelError
@@ -79,3 +79,15 @@ def predict_alpha(session, image: Image.Image) -> np.ndarray:
     """The model's soft alpha for ``image`` as float32 in [0, 1], at the image's size."""
     mask = session.predict(image)[0]
     return np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
+
+
+def second_view_alpha(session, image: Image.Image, pad: float = 0.15) -> np.ndarray:
+    """The model's alpha for the image framed differently (padded by ``pad`` of its long side
+    with its median colour, so the subject appears smaller to the model), cropped back to
+    the image. Its agreement with the first view is the confidence score's strongest signal."""
+    rgb = image.convert("RGB")
+    border = round(pad * max(rgb.size))
+    fill = tuple(int(v) for v in np.median(np.asarray(rgb).reshape(-1, 3), axis=0))
+    framed = ImageOps.expand(rgb, border=border, fill=fill)
+    alpha = predict_alpha(session, framed)
+    return alpha[border : border + rgb.height, border : border + rgb.width]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rules._yaml import load_model
+from cutline.errors import ConfigError
+from rules._yaml import load_yaml, validate_model
 
 
 class Lane(StrEnum):
@@ -26,6 +27,11 @@ class _Strict(BaseModel):
 class ConfidenceRule(_Strict):
     review_below: float = Field(
         ge=0, le=1, description="Cutouts whose confidence is below this go to review."
+    )
+    calibration: dict[str, str | float | int | None] | None = Field(
+        default=None,
+        description="Where the threshold came from (written by `cutline eval`): model, "
+        "confidence version, target and measured precision, images, date.",
     )
 
 
@@ -45,6 +51,11 @@ class RuleSet(_Strict):
 
     version: str = Field(
         min_length=1, description="Bump on every change; reruns re-route when it changes."
+    )
+    include: list[str] = Field(
+        default_factory=list,
+        description="Rules fragments (paths relative to this file) merged over it, in order; "
+        "e.g. the confidence threshold `cutline eval` recommends.",
     )
     confidence: ConfidenceRule
     review_categories: dict[str, CategoryRule] = Field(default_factory=dict)
@@ -104,11 +115,39 @@ class RouteDecision(BaseModel):
         return " | ".join(h.reason for h in self.hits)
 
 
+def _merged(base: dict, fragment: dict) -> dict:
+    """``base`` with ``fragment``'s keys laid over it (nested mappings merged key by key)."""
+    out = dict(base)
+    for key, value in fragment.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def load_rules(path: Path) -> RuleSet:
-    """Load and validate a rules file; errors name the bad key."""
-    rules = load_model(Path(path), RuleSet, "Rules")
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-    return rules.model_copy(update={"fingerprint": f"{rules.version}+{digest}"})
+    """Load and validate a rules file and the fragments it includes; errors name the bad
+    key. The fingerprint covers every file, so editing a fragment re-routes on rerun."""
+    path = Path(path)
+    raw = load_yaml(path, "Rules") or {}
+    digest = hashlib.sha256(path.read_bytes())
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Rules file {path} is not a mapping of rule names to rules.")
+    merged = raw
+    for name in raw.get("include") or []:
+        fragment_path = (path.parent / str(name)).resolve()
+        fragment = load_yaml(fragment_path, "Rules fragment") or {}
+        if not isinstance(fragment, dict) or "include" in fragment or "version" in fragment:
+            raise ConfigError(
+                f"Rules fragment {fragment_path} (included by {path}) must be a mapping "
+                "without its own 'include' or 'version'.",
+                hint="Keep the version in the main rules file; bump it when fragments change.",
+            )
+        merged = _merged(merged, fragment)
+        digest.update(fragment_path.read_bytes())
+    rules = validate_model(merged, RuleSet, "Rules", path)
+    return rules.model_copy(update={"fingerprint": f"{rules.version}+{digest.hexdigest()[:12]}"})
 
 
 def route(rules: RuleSet, item: RoutingInput) -> RouteDecision:

@@ -108,8 +108,16 @@ def run_stage(
 
 
 def cutout_key(item: ImageItem, ctx: ShootContext) -> str:
-    """What shapes an image's AI mask: its content, the model and the inference size."""
-    return stage_key("cutout-v1", item.sha256, ctx.model, get_settings().model_input_max_side)
+    """What shapes an image's AI mask (and its views' agreement): its content, the model,
+    the inference size and whether the second view runs."""
+    settings = get_settings()
+    return stage_key(
+        "cutout-v2",
+        item.sha256,
+        ctx.model,
+        settings.model_input_max_side,
+        settings.confidence_second_view,
+    )
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:

@@ -7,10 +7,11 @@ from PIL import Image
 from prefect import task
 
 from cutline import storage
+from cutline.confidence import mask_agreement
 from cutline.imaging import decode_image, mask_to_png_bytes
 from cutline.items import ImageItem
 from cutline.limits import model_slot
-from cutline.segmenter import get_session, predict_alpha
+from cutline.segmenter import get_session, predict_alpha, second_view_alpha
 from cutline.settings import get_settings
 from cutline.workstate import WorkState
 from tasks.context import BatchRef, ImageWork, ShootContext, cutout_key, run_stage
@@ -32,6 +33,7 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
         done = state.reusable(item, "cutout", key, lambda prior: [prior.mask])
         if done is not None:
             item.mask = done.mask
+            _keep_agreement(item, done.signals.get(AGREEMENT))
             item.reused.append("cutout")
             return
         session = get_session(ctx.model, settings.resolved_model_home, settings.onnx_threads)
@@ -43,6 +45,9 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
             max_side=settings.model_input_max_side,
         )
         alpha = predict_alpha(session, small)
+        if settings.confidence_second_view:
+            agreement = mask_agreement(alpha, second_view_alpha(session, small))
+            _keep_agreement(item, round(agreement, 4))
         mask = full_resolution_mask(alpha, (info.width, info.height))
         target = ctx.layout.path("masks", item.image_id, ".png")
         item.mask = storage.write_bytes(
@@ -51,6 +56,15 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
         state.remember(item, "cutout", key)
 
     return cut
+
+
+AGREEMENT = "view_agreement_iou"  # raw IoU of the two views, kept with the item's signals
+
+
+def _keep_agreement(item: ImageItem, agreement: float | None) -> None:
+    """Record the two views' IoU for the score stage (and the ledger)."""
+    if agreement is not None:
+        item.signals = {**item.signals, AGREEMENT: agreement}
 
 
 @task(

@@ -13,6 +13,7 @@ from cutline.items import ImageItem
 from cutline.settings import get_settings
 from cutline.workstate import WorkState, stage_key
 from tasks.context import BatchRef, ImageWork, ShootContext, cutout_key, run_stage
+from tasks.cutout import AGREEMENT
 
 _SCORE_SIDE = 512
 
@@ -38,9 +39,15 @@ def make_score(ctx: ShootContext) -> ImageWork:
         mask = load_mask(storage.read_bytes(item.mask), item.mask).resize(
             small.size, Image.Resampling.BILINEAR
         )
-        result = score_mask(np.asarray(mask, dtype=np.float32) / 255.0, np.asarray(small))
+        agreement = item.signals.get(AGREEMENT)
+        result = score_mask(
+            np.asarray(mask, dtype=np.float32) / 255.0, np.asarray(small), agreement
+        )
         item.confidence = result.score
-        item.signals = result.signals
+        item.signals = {
+            **({AGREEMENT: agreement} if agreement is not None else {}),
+            **result.signals,
+        }
         state.remember(item, "score", key)
 
     return score
