@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cutline import model_store, stack
+from cutline import model_store, stack, storage
 from cutline.errors import CutlineError
 from cutline.settings import get_settings
 
@@ -116,6 +116,46 @@ def run(
     except CutlineError as exc:
         raise _fail(exc) from None
     raise typer.Exit(code)
+
+
+@app.command("eval")
+def evaluate(
+    data: Annotated[str, typer.Argument(help="Folder with images, ground truth and index.csv.")],
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="Model name or ONNX path; repeat to compare several."),
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Report folder (default: <data root>/eval/<name>).")
+    ] = None,
+    target_precision: Annotated[
+        float, typer.Option(help="Share of auto-lane cutouts that must be good.", min=0, max=1)
+    ] = 0.98,
+) -> None:
+    """Measure models and the confidence score on your own images; recommend a threshold."""
+    from flows.evaluate_cutouts import evaluate_cutouts
+
+    try:
+        with stack.using_stack(get_settings()):
+            report = evaluate_cutouts(
+                data=data, models=model or None, out=out, target_precision=target_precision
+            )
+    except CutlineError as exc:
+        raise _fail(exc) from None
+    for m in report.models:
+        rec = m.calibration.recommended
+        typer.echo(
+            f"{m.model}: {m.overall.count} images, mean IoU {m.overall.means['iou']:.3f}, "
+            f"confidence ROC AUC {m.calibration.roc_auc}, "
+            + (
+                f"threshold {rec.threshold} -> auto precision {rec.precision:.0%}, "
+                f"{rec.coverage:.0%} of good cutouts kept; fragment {m.rules_fragment}"
+                if rec
+                else "no threshold reaches the target precision"
+            )
+        )
+    report_dir = storage.parent(report.plots["roc"])
+    typer.echo(f"report: {storage.join(report_dir, 'report.md')}")
 
 
 @app.command()

@@ -80,6 +80,14 @@ def _background(width: int, height: int, seed: int) -> np.ndarray:
 
 def render_sample(sample: Sample, size: tuple[int, int] = (960, 720), seed: int = 0) -> Image.Image:
     """A product on a seamless background with a soft contact shadow."""
+    return render_sample_with_mask(sample, size, seed)[0]
+
+
+def render_sample_with_mask(
+    sample: Sample, size: tuple[int, int] = (960, 720), seed: int = 0
+) -> tuple[Image.Image, Image.Image]:
+    """A product shot and its true alpha (the product's shape, shadow excluded), for
+    evaluations whose answer is known."""
     width, height = size
     canvas = Image.fromarray(np.clip(_background(width, height, seed), 0, 255).astype(np.uint8))
     cx, base = width // 2, int(height * 0.86)
@@ -107,8 +115,9 @@ def render_sample(sample: Sample, size: tuple[int, int] = (960, 720), seed: int 
     shading = np.linspace(1.15, 0.75, width, dtype=np.float32)[None, :, None]
     body = np.clip(np.array(sample.colour, dtype=np.float32)[None, None, :] * shading, 0, 255)
     body_img = Image.fromarray(np.repeat(body, height, axis=0).astype(np.uint8))
-    canvas.paste(body_img, (0, 0), subject.filter(ImageFilter.GaussianBlur(radius=1)))
-    return canvas
+    alpha = subject.filter(ImageFilter.GaussianBlur(radius=1))
+    canvas.paste(body_img, (0, 0), alpha)
+    return canvas, alpha
 
 
 def write_sample_shoot(

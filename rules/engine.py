@@ -137,6 +137,12 @@ def load_rules(path: Path) -> RuleSet:
     merged = raw
     for name in raw.get("include") or []:
         fragment_path = (path.parent / str(name)).resolve()
+        if not fragment_path.is_file():
+            raise ConfigError(
+                f"Rules fragment {fragment_path} (included by {path}) does not exist.",
+                hint="Paths in 'include' are relative to the rules file: copy the fragment "
+                "next to your copy of the rules (e.g. its calibration/ folder) or fix the path.",
+            )
         fragment = load_yaml(fragment_path, "Rules fragment") or {}
         if not isinstance(fragment, dict) or "include" in fragment or "version" in fragment:
             raise ConfigError(

@@ -19,11 +19,13 @@ def test_stack_serves_every_deployment_declared_in_prefect_yaml(prefect_server):
         "review-cutout/review",
         "process-batch/batch",
         "escalate-reviews/escalate",
+        "evaluate-cutouts/eval",
     ]
     with get_client(sync_client=True) as client:
         shoot = client.read_deployment_by_name("process-shoot/shoot")
         review = client.read_deployment_by_name("review-cutout/review")
         escalate = client.read_deployment_by_name("escalate-reviews/escalate")
+        evaluate = client.read_deployment_by_name("evaluate-cutouts/eval")
     props = shoot.parameter_openapi_schema["properties"]
     assert set(shoot.parameter_openapi_schema["required"]) == {"shoot", "job_id"}
     for name in ("shoot", "job_id", "manifest", "output_root"):
@@ -33,6 +35,8 @@ def test_stack_serves_every_deployment_declared_in_prefect_yaml(prefect_server):
     assert shoot.concurrency_options.collision_strategy == "ENQUEUE"
     assert {"item", "ctx"} <= set(review.parameter_openapi_schema["properties"])
     assert escalate.schedules, "escalation must run on a schedule"
+    assert evaluate.parameter_openapi_schema["required"] == ["data"]
+    assert evaluate.parameter_openapi_schema["properties"]["models"].get("description")
 
 
 def test_producer_triggers_a_shoot_through_the_deployment(prefect_server, model_home, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,9 @@ RULES = load_rules(DEFAULT_RULES_FILE)
         ("hair_beauty", "", 0.99, Lane.REVIEW, ["category:hair-beauty"]),
         # Low confidence alone sends an ordinary product to review.
         ("homeware", "", 0.40, Lane.REVIEW, ["confidence"]),
-        # Exactly at the threshold is good enough (below means strictly below).
-        ("homeware", "", 0.72, Lane.AUTO, ["auto"]),
+        # Exactly at the (calibrated) threshold is good enough (below means strictly below).
+        ("homeware", "", 0.7253, Lane.AUTO, ["auto"]),
+        ("homeware", "", 0.7252, Lane.REVIEW, ["confidence"]),
         # A high-value campaign is reviewed regardless of score (case-insensitive name).
         ("footwear", "HERO", 0.99, Lane.REVIEW, ["campaign:hero"]),
         # Every reason is recorded, not just the first: glass, hero campaign and low score.
@@ -78,10 +80,11 @@ def test_bad_rules_file_names_the_key(tmp_path: Path, text: str, names: str):
 def test_rules_fingerprint_changes_with_content(tmp_path: Path):
     path = tmp_path / "rules.yaml"
     path.write_text(DEFAULT_RULES_FILE.read_text())
+    with pytest.raises(ConfigError, match="copy the fragment next to your copy"):
+        load_rules(path)  # the copy needs its calibration/ folder too
+    shutil.copytree(DEFAULT_RULES_FILE.parent / "calibration", tmp_path / "calibration")
     before = load_rules(path).fingerprint
-    path.write_text(
-        DEFAULT_RULES_FILE.read_text().replace("review_below: 0.72", "review_below: 0.8")
-    )
+    path.write_text(DEFAULT_RULES_FILE.read_text().replace("senior: 1", "senior: 0"))
     assert load_rules(path).fingerprint != before
 
 
@@ -102,3 +105,33 @@ def test_bad_preset_names_the_key(tmp_path: Path):
     with pytest.raises(ConfigError) as info:
         load_presets(path)
     assert "presets.web.background" in str(info.value)
+
+
+def test_an_included_fragment_sets_the_threshold_and_changes_the_fingerprint(tmp_path: Path):
+    main = tmp_path / "rules.yaml"
+    main.write_text(
+        'version: "v1"\ninclude: [calibration/threshold.yaml]\nconfidence: {review_below: 0.5}\n'
+    )
+    fragment = tmp_path / "calibration" / "threshold.yaml"
+    fragment.parent.mkdir()
+    fragment.write_text(
+        "confidence:\n  review_below: 0.8\n  calibration: {model: u2netp, images: 22}\n"
+    )
+    rules = load_rules(main)
+    assert rules.confidence.review_below == 0.8
+    assert rules.confidence.calibration == {"model": "u2netp", "images": 22}
+    assert route(rules, RoutingInput(confidence=0.7)).lane == Lane.REVIEW
+    before = rules.fingerprint
+    fragment.write_text("confidence: {review_below: 0.6}\n")
+    assert load_rules(main).fingerprint != before  # reruns re-route after a new calibration
+
+
+def test_a_fragment_may_not_carry_its_own_version_or_includes(tmp_path: Path):
+    main = tmp_path / "rules.yaml"
+    main.write_text('version: "v1"\ninclude: [frag.yaml]\nconfidence: {review_below: 0.5}\n')
+    (tmp_path / "frag.yaml").write_text('version: "sneaky"\n')
+    with pytest.raises(ConfigError, match="without its own 'include' or 'version'"):
+        load_rules(main)
+    (tmp_path / "frag.yaml").unlink()
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_rules(main)

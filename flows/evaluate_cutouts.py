@@ -1,0 +1,105 @@
+"""evaluate-cutouts: measure models and the confidence score on a studio's own reference
+images (mapped over images), and recommend the threshold to route on."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.artifacts import create_markdown_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from cutline import model_store, storage
+from cutline.calibration import rules_fragment
+from cutline.confidence import CONFIDENCE_VERSION
+from cutline.eval_report import (
+    EvalReport,
+    fragment_name,
+    model_report,
+    report_markdown,
+    write_plots,
+)
+from cutline.eval_set import EvalCase, load_eval_set
+from cutline.evaluate import ImageEval, evaluate_case
+from cutline.locations import check_location
+from cutline.settings import get_settings
+
+
+@task(name="evaluate-image", retries=1, retry_delay_seconds=5)
+def evaluate_image(case: EvalCase, model: str, out_dir: str, rules_file: str) -> ImageEval:
+    """One image with one model: metrics against the ground truth, confidence, lane."""
+    return evaluate_case(case, model, out_dir, rules_file)
+
+
+@flow(
+    name="evaluate-cutouts",
+    task_runner=ThreadPoolTaskRunner(max_workers=get_settings().workers),
+    log_prints=True,
+)
+def evaluate_cutouts(
+    data: str,
+    models: list[str] | None = None,
+    out: str | None = None,
+    target_precision: float = 0.98,
+) -> EvalReport:
+    """Measure cutout accuracy per category and the confidence score's calibration on a
+    folder of reference images with ground truth, for one or more models.
+
+    Args:
+        data: Folder with images, ground-truth alpha mattes or masks and an index.csv
+            (image, alpha, category; paths relative to the folder).
+        models: rembg model names or ONNX paths to compare; empty means CUTLINE_MODEL.
+        out: Folder for the report (markdown, PNG plots, JSON, rules fragments); empty means
+            <data root>/eval/<folder name>.
+        target_precision: Share of auto-lane cutouts that must be good (IoU >= 0.90) at the
+            recommended threshold.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    check_location(data, "evaluation folder", settings)
+    models = list(models or [settings.model])
+    out = out or str(
+        settings.data_root / "eval" / storage.locate(data).path.rstrip("/").rsplit("/", 1)[-1]
+    )
+    check_location(out, "report folder", settings)
+    cases = load_eval_set(data)
+    for model in models:
+        model_store.ensure(model_store.parse_model(model), settings.resolved_model_home)
+    results: list[ImageEval] = []
+    reports = []
+    for model in models:
+        futures = evaluate_image.map(
+            cases, unmapped(model), unmapped(out), unmapped(str(settings.rules_file))
+        )
+        got = [f.result() for f in futures]
+        results += got
+        report = model_report(model, got, target_precision)
+        if report.calibration.recommended is not None:
+            text = rules_fragment(
+                report.calibration,
+                model=model,
+                confidence_version=CONFIDENCE_VERSION,
+                evaluated_on=data,
+            )
+            report.rules_fragment = storage.write_bytes(
+                storage.join(out, fragment_name(model)), text.encode("utf-8")
+            )
+        reports.append(report)
+        logger.info(
+            "%s: mean IoU %.3f, confidence ROC AUC %s, recommended threshold %s",
+            model,
+            report.overall.means["iou"],
+            report.calibration.roc_auc,
+            report.calibration.recommended.threshold if report.calibration.recommended else None,
+        )
+    report = EvalReport(
+        data=data, target_precision=target_precision, models=reports, images=results
+    )
+    report.plots = write_plots(report, out)
+    markdown = report_markdown(report)
+    storage.write_bytes(storage.join(out, "report.md"), markdown.encode("utf-8"))
+    storage.write_bytes(
+        storage.join(out, "report.json"), report.model_dump_json(indent=2).encode("utf-8")
+    )
+    create_markdown_artifact(
+        markdown=markdown, key="cutout-evaluation", description=f"Evaluation of {data}"
+    )
+    return report

@@ -1,0 +1,69 @@
+"""Matte metrics and confidence calibration on hand-made cases whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cutline.calibration import calibrate, roc_auc, rules_fragment
+from cutline.eval_metrics import boundary_f, iou, matte_metrics
+
+
+def _square(size: int = 100, lo: int = 20, hi: int = 80) -> np.ndarray:
+    alpha = np.zeros((size, size), dtype=np.float32)
+    alpha[lo:hi, lo:hi] = 1.0
+    return alpha
+
+
+def test_a_perfect_matte_scores_perfectly():
+    truth = _square()
+    m = matte_metrics(truth, truth)
+    assert (m.iou, m.mae, m.sad, m.gradient_error, m.boundary_f) == (1.0, 0.0, 0.0, 0.0, 1.0)
+    assert m.good
+
+
+def test_iou_and_errors_of_a_shifted_square():
+    truth, pred = _square(), _square(lo=30, hi=90)  # 60x60 squares overlapping 50x50
+    assert iou(pred, truth) == pytest.approx(2500 / (3600 + 3600 - 2500))
+    m = matte_metrics(pred, truth)
+    assert m.mae == pytest.approx(2 * (3600 - 2500) / 10000, abs=1e-4)
+    assert m.sad == pytest.approx(2 * 1.1, abs=1e-3)  # thousands of pixels
+    assert m.gradient_error > 0 and not m.good
+
+
+def test_boundary_f_tolerates_a_one_pixel_shift_but_not_a_far_one():
+    truth = _square()
+    assert boundary_f(_square(lo=21, hi=81), truth) == pytest.approx(1.0, abs=0.01)
+    assert boundary_f(_square(lo=40, hi=60), truth) == 0.0
+    assert matte_metrics(np.zeros((50, 50)), np.zeros((50, 50))).boundary_f == 1.0
+
+
+def test_mismatched_sizes_are_refused():
+    with pytest.raises(ValueError, match="differ in size"):
+        matte_metrics(np.zeros((10, 10)), np.zeros((10, 12)))
+
+
+def test_roc_auc_counts_pairs_and_ties():
+    assert roc_auc([0.9, 0.8, 0.2, 0.1], [True, True, False, False]) == 1.0
+    assert roc_auc([0.1, 0.2, 0.8, 0.9], [True, True, False, False]) == 0.0
+    assert roc_auc([0.5, 0.5], [True, False]) == 0.5
+    assert roc_auc([0.5, 0.7], [True, True]) is None
+
+
+def test_recommended_threshold_is_the_lowest_that_meets_the_target():
+    scores = [0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5]
+    good = [True, True, True, False, True, False, False]
+    c = calibrate(scores, good, target_precision=0.98)
+    assert c.recommended is not None and c.recommended.threshold == 0.85
+    assert (c.recommended.auto, c.recommended.precision) == (3, 1.0)
+    assert c.recommended.coverage == pytest.approx(3 / 4)
+    assert c.recommended.precision_lower_95 < 1.0  # three images prove little
+    lenient = calibrate(scores, good, target_precision=0.75)
+    assert lenient.recommended.threshold == 0.7  # 4 good of 5
+
+
+def test_no_recommendation_when_the_best_cutout_is_bad():
+    c = calibrate([0.9, 0.5], [False, True], target_precision=0.98)
+    assert c.recommended is None
+    with pytest.raises(ValueError, match="no threshold"):
+        rules_fragment(c, model="u2netp", confidence_version="2", evaluated_on="x")

@@ -1,0 +1,92 @@
+"""`cutline eval` on a small set made here: two models compared in one Prefect flow run,
+per-image and per-category figures, calibration, plots, and a rules fragment routing reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cutline.samples import DEFAULT_SAMPLES, render_sample_with_mask
+
+pytestmark = pytest.mark.slow
+
+
+def _eval_set(folder: Path) -> int:
+    """Products on a studio sweep (easy) and on busy noise (hard for a colour threshold)."""
+    (folder / "images").mkdir(parents=True)
+    (folder / "truth").mkdir()
+    rows = ["image,alpha,category,notes"]
+    rng = np.random.default_rng(7)
+    for index in range(6):
+        sample = DEFAULT_SAMPLES[index % 2]
+        image, alpha = render_sample_with_mask(sample, (320, 240), seed=index)
+        category = "homeware"
+        if index >= 4:  # paste the product onto a busy background
+            noise = Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
+            noise.paste(image, (0, 0), alpha)
+            image, category = noise, "busy_background"
+        image.save(folder / "images" / f"p{index}.jpg", quality=92)
+        alpha.save(folder / "truth" / f"p{index}.png")
+        rows.append(f"images/p{index}.jpg,truth/p{index}.png,{category},made by the test")
+    (folder / "index.csv").write_text("\n".join(rows) + "\n")
+    return 6
+
+
+def test_eval_compares_models_and_writes_a_report_and_a_usable_rules_fragment(
+    prefect_server, model_home, tmp_path
+):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    from rules.engine import load_rules
+
+    count = _eval_set(tmp_path / "set")
+    out = tmp_path / "report"
+    command = [sys.executable, "-m", "cutline", "eval", str(tmp_path / "set"), "--out", str(out)]
+    command += ["--model", "u2netp", "--model", "bench-threshold-not-ai"]
+    run = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ), timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "u2netp: 6 images, mean IoU" in run.stdout and "report:" in run.stdout
+
+    report = json.loads((out / "report.json").read_text())
+    assert [m["model"] for m in report["models"]] == ["u2netp", "bench-threshold-not-ai"]
+    assert len(report["images"]) == 2 * count
+    for image in report["images"]:
+        assert set(image["metrics"]) == {"iou", "mae", "sad", "gradient_error", "boundary_f"}
+        assert 0 <= image["confidence"] <= 1 and image["lane"] in {"auto", "review"}
+        assert "view_agreement" in image["signals"] and Path(image["overlay"]).is_file()
+    u2netp = report["models"][0]
+    assert set(u2netp["categories"]) == {"homeware", "busy_background"}
+    assert u2netp["categories"]["homeware"]["count"] == 4
+    assert u2netp["categories"]["homeware"]["means"]["iou"] > 0.9  # the real model cuts these
+    assert u2netp["calibration"]["curve"] and u2netp["median_inference_seconds"] > 0
+    for name in ("categories", "roc", "precision_coverage", "worst"):
+        assert Image.open(out / f"{name}.png").format == "PNG"
+    markdown = (out / "report.md").read_text()
+    assert "| u2netp | 6 |" in markdown and "## bench-threshold-not-ai" in markdown
+
+    fragments = [m["rules_fragment"] for m in report["models"] if m["rules_fragment"]]
+    assert fragments, "the real model's easy cutouts should give a threshold"
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f'version: "eval"\ninclude: ["{fragments[0]}"]\nconfidence: {{review_below: 0.1}}\n'
+    )
+    loaded = load_rules(rules)
+    recommended = next(m for m in report["models"] if m["rules_fragment"] == fragments[0])
+    assert loaded.confidence.review_below == recommended["calibration"]["recommended"]["threshold"]
+    assert loaded.confidence.calibration["images"] == count
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["evaluate-cutouts"]))
+        )
+        assert runs and runs[0].state.is_completed()
+        tasks = client.read_task_runs(flow_run_filter=None)
+    assert sum(1 for t in tasks if t.name.startswith("evaluate-image")) >= 2 * count
