@@ -27,6 +27,15 @@ class GroupFigures(BaseModel):
     mean_confidence: float
 
 
+class RefinementEffect(BaseModel):
+    """Mean figures of a category without and with edge refinement, and its cost."""
+
+    count: int
+    without: dict[str, float]
+    with_refinement: dict[str, float]
+    median_ms: float
+
+
 class ModelReport(BaseModel):
     """Everything measured for one model."""
 
@@ -36,6 +45,9 @@ class ModelReport(BaseModel):
     lanes: dict[str, int] = Field(description="Lanes the rules would choose.")
     calibration: Calibration
     median_inference_seconds: float
+    refinement: dict[str, RefinementEffect] = Field(
+        default_factory=dict, description="Edge refinement's effect per category."
+    )
     rules_fragment: str = ""
 
 
@@ -74,6 +86,21 @@ def model_report(model: str, results: list[ImageEval], target_precision: float) 
             [r.confidence for r in results], [r.good for r in results], target_precision
         ),
         median_inference_seconds=round(statistics.median(r.inference_seconds for r in results), 4),
+        refinement={c: _refinement(rs) for c, rs in sorted(by_category.items())},
+    )
+
+
+def _refinement(results: list[ImageEval]) -> RefinementEffect:
+    shown = ("iou", "mae", "gradient_error")
+    return RefinementEffect(
+        count=len(results),
+        without={
+            m: round(statistics.fmean(getattr(r.metrics, m) for r in results), 4) for m in shown
+        },
+        with_refinement={
+            m: round(statistics.fmean(getattr(r.refined, m) for r in results), 4) for m in shown
+        },
+        median_ms=round(1000 * statistics.median(r.refine_seconds for r in results), 1),
     )
 
 
@@ -230,6 +257,20 @@ def report_markdown(report: EvalReport) -> str:
             "",
             "Lanes the rules would choose: "
             + ", ".join(f"{lane} {n}" for lane, n in sorted(m.lanes.items())),
+        ]
+        lines += [
+            "",
+            "Edge refinement (guided filter; `edge_refinement` in the rules), per category:",
+            "",
+            "| category | images | IoU without -> with | MAE without -> with | gradient error without -> with | ms / image |",
+            "|---|---|---|---|---|---|",
+            *[
+                f"| {c} | {e.count} | {e.without['iou']:.3f} -> {e.with_refinement['iou']:.3f} "
+                f"| {e.without['mae']:.4f} -> {e.with_refinement['mae']:.4f} "
+                f"| {e.without['gradient_error']:.2f} -> {e.with_refinement['gradient_error']:.2f} "
+                f"| {e.median_ms:.0f} |"
+                for c, e in m.refinement.items()
+            ],
         ]
         if m.rules_fragment:
             lines += ["", f"Rules fragment with the recommended threshold: `{m.rules_fragment}`"]

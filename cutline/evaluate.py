@@ -1,5 +1,6 @@
 """Evaluate one image of an evaluation set with one model: the pipeline's own decode,
-inference, confidence score and routing, compared with the ground truth."""
+inference, confidence score and routing, compared with the ground truth (and the same after
+the optional edge refinement, so its effect and cost are measured, not guessed)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from cutline.eval_metrics import MatteMetrics, matte_metrics
 from cutline.eval_set import EvalCase
 from cutline.imaging import decode_image, load_mask, mask_to_png_bytes
 from cutline.naming import safe_component
+from cutline.refine import refine_alpha
 from cutline.segmenter import get_session, predict_alpha, second_view_alpha
 from cutline.settings import get_settings
 from rules.engine import RoutingInput, load_rules, route
@@ -35,6 +37,8 @@ class ImageEval(BaseModel):
     lane: str = Field(description="The lane the rules would choose for this image.")
     rules: list[str]
     inference_seconds: float = Field(description="Model time, both views.")
+    refined: MatteMetrics = Field(description="The same figures after edge refinement.")
+    refine_seconds: float = Field(description="Time of the edge refinement.")
     overlay: str = Field(description="PNG: missed subject in blue, extra background in red.")
 
 
@@ -76,6 +80,9 @@ def evaluate_case(case: EvalCase, model: str, out_dir: str, rules_file: str) -> 
     truth_img = load_mask(storage.read_bytes(case.alpha), case.alpha)
     truth = np.asarray(truth_img.resize(small.size, Image.Resampling.BILINEAR), np.float32) / 255
     metrics = matte_metrics(alpha, truth)
+    started = time.perf_counter()
+    refined = refine_alpha(alpha, np.asarray(small))
+    refine_seconds = time.perf_counter() - started
     confidence = score_mask(alpha, np.asarray(small), agreement)
     decision = route(
         load_rules(rules_file),
@@ -98,5 +105,7 @@ def evaluate_case(case: EvalCase, model: str, out_dir: str, rules_file: str) -> 
         lane=decision.lane.value,
         rules=[hit.rule for hit in decision.hits],
         inference_seconds=round(inference, 4),
+        refined=matte_metrics(refined, truth),
+        refine_seconds=round(refine_seconds, 4),
         overlay=overlay,
     )

@@ -52,6 +52,9 @@ class ImageItem(BaseModel):
     reasons: str = ""
     queue: str = ""
     priority: int | None = None
+    refinement: str = Field(
+        default="", description="Edge refinement the rules applied to the AI mask ('' for none)."
+    )
     mask: str = ""
     png: str = ""
     psd: str = ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -46,6 +47,17 @@ class CampaignRule(_Strict):
     queue: str = Field(default="standard", description="Review queue the images go to.")
 
 
+class EdgeRefinement(_Strict):
+    method: Literal["guided-filter"] = Field(
+        default="guided-filter", description="How the AI mask's edge band is refined."
+    )
+    categories: list[str] = Field(
+        default_factory=list,
+        description="Categories (or aliases) whose masks are refined; `cutline eval` shows "
+        "the effect per category and the cost.",
+    )
+
+
 class RuleSet(_Strict):
     """A validated rules file."""
 
@@ -62,6 +74,9 @@ class RuleSet(_Strict):
     category_aliases: dict[str, str] = Field(default_factory=dict)
     review_campaigns: list[CampaignRule] = Field(default_factory=list)
     queue_priority: dict[str, int] = Field(default_factory=lambda: {"senior": 1, "standard": 2})
+    edge_refinement: EdgeRefinement | None = Field(
+        default=None, description="Optional edge refinement of the AI mask, per category."
+    )
     fingerprint: str = Field(default="", description="Hash of the file's content (set on load).")
 
     @model_validator(mode="after")
@@ -78,6 +93,14 @@ class RuleSet(_Strict):
         """The category name rules use for a manifest spelling (case and alias folded)."""
         key = category.strip().lower().replace("_", "-").replace(" ", "-")
         return self.category_aliases.get(key, key)
+
+    def refinement_for(self, category: str) -> str:
+        """The edge refinement the rules ask for this category ('' for none)."""
+        refine = self.edge_refinement
+        if refine is None:
+            return ""
+        wanted = {self.canonical_category(c) for c in refine.categories}
+        return refine.method if self.canonical_category(category) in wanted else ""
 
     def priority(self, queue: str) -> int:
         """Sort key of a review queue (lower first); unknown queues go last."""

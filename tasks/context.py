@@ -117,6 +117,7 @@ def cutout_key(item: ImageItem, ctx: ShootContext) -> str:
         ctx.model,
         settings.model_input_max_side,
         settings.confidence_second_view,
+        item.refinement,
     )
 
 

@@ -11,9 +11,11 @@ from cutline.confidence import mask_agreement
 from cutline.imaging import decode_image, mask_to_png_bytes
 from cutline.items import ImageItem
 from cutline.limits import model_slot
+from cutline.refine import refine_alpha
 from cutline.segmenter import get_session, predict_alpha, second_view_alpha
 from cutline.settings import get_settings
 from cutline.workstate import WorkState
+from rules.engine import load_rules
 from tasks.context import BatchRef, ImageWork, ShootContext, cutout_key, run_stage
 
 
@@ -27,8 +29,10 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
     """Per-image cutout with the process's model session: the mask at full resolution, saved."""
     settings = get_settings()
     state = WorkState(ctx.layout)
+    rules = load_rules(ctx.rules_file)
 
     def cut(item: ImageItem) -> None:
+        item.refinement = rules.refinement_for(item.category)
         key = cutout_key(item, ctx)
         done = state.reusable(item, "cutout", key, lambda prior: [prior.mask])
         if done is not None:
@@ -48,6 +52,8 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
         if settings.confidence_second_view:
             agreement = mask_agreement(alpha, second_view_alpha(session, small))
             _keep_agreement(item, round(agreement, 4))
+        if item.refinement:
+            alpha = refine_alpha(alpha, np.asarray(small), item.refinement)
         mask = full_resolution_mask(alpha, (info.width, info.height))
         target = ctx.layout.path("masks", item.image_id, ".png")
         item.mask = storage.write_bytes(

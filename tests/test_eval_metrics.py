@@ -67,3 +67,17 @@ def test_no_recommendation_when_the_best_cutout_is_bad():
     assert c.recommended is None
     with pytest.raises(ValueError, match="no threshold"):
         rules_fragment(c, model="u2netp", confidence_version="2", evaluated_on="x")
+
+
+def test_edge_refinement_changes_only_the_edge_band():
+    from cutline.refine import refine_alpha
+
+    alpha = np.zeros((120, 160), dtype=np.float32)
+    alpha[30:90, 40:120] = 1.0
+    rgb = np.zeros((120, 160, 3), dtype=np.uint8)
+    rgb[28:92, 38:122] = 200  # the photo's edge sits 2 px outside the mask's
+    refined = refine_alpha(alpha, rgb)
+    assert refined[60, 80] == 1.0 and refined[5, 5] == 0.0  # solid inside, clear outside
+    assert refined[29, 80] > 0.2  # the edge moved towards the photo's edge
+    with pytest.raises(ValueError, match="unknown edge refinement"):
+        refine_alpha(alpha, rgb, "magic")

@@ -67,6 +67,10 @@ def test_eval_compares_models_and_writes_a_report_and_a_usable_rules_fragment(
     assert u2netp["categories"]["homeware"]["count"] == 4
     assert u2netp["categories"]["homeware"]["means"]["iou"] > 0.9  # the real model cuts these
     assert u2netp["calibration"]["curve"] and u2netp["median_inference_seconds"] > 0
+    effect = u2netp["refinement"]["homeware"]  # edge refinement measured, not guessed
+    assert effect["count"] == 4 and effect["median_ms"] > 0
+    assert set(effect["with_refinement"]) == {"iou", "mae", "gradient_error"}
+    assert "Edge refinement (guided filter" in (out / "report.md").read_text()
     for name in ("categories", "roc", "precision_coverage", "worst"):
         assert Image.open(out / f"{name}.png").format == "PNG"
     markdown = (out / "report.md").read_text()

@@ -274,3 +274,28 @@ def test_cli_demo_runs_a_sample_shoot_and_says_where_things_are(
     assert "Prefect UI: http://127.0.0.1:" in result.stdout
     ledgers = list((tmp_path / "demo-out").glob("DEMO-*/ledger.csv"))
     assert len(ledgers) == 1 and len(read_ledger(str(ledgers[0]))) == len(DEFAULT_SAMPLES)
+
+
+def test_edge_refinement_switched_on_by_category_in_the_rules(
+    prefect_server, model_home, tmp_path, override_settings
+):
+    from flows.process_shoot import process_shoot
+
+    shoot = tmp_path / "shoot"
+    write_sample_shoot(shoot, DEFAULT_SAMPLES[:2], size=(320, 240))  # footwear, homeware
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        'version: "refine"\nconfidence: {review_below: 0.0}\n'
+        "edge_refinement: {method: guided-filter, categories: [homeware]}\n"
+    )
+    override_settings(rules_file=str(rules))
+    summary = process_shoot(
+        shoot=str(shoot),
+        job_id="REFINE-1",
+        manifest=str(shoot / "manifest.csv"),
+        output_root=str(tmp_path / "out"),
+    )
+    rows = {r["sku"]: r for r in read_ledger(summary.ledger)}
+    assert rows["SKU-1002"]["refinement"] == "guided-filter"
+    assert rows["SKU-1001"]["refinement"] == ""
+    assert all(r["lane"] == "auto" and Path(r["mask"]).is_file() for r in rows.values())

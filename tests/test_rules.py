@@ -135,3 +135,16 @@ def test_a_fragment_may_not_carry_its_own_version_or_includes(tmp_path: Path):
     (tmp_path / "frag.yaml").unlink()
     with pytest.raises(ConfigError, match="does not exist"):
         load_rules(main)
+
+
+def test_edge_refinement_is_chosen_per_category(tmp_path: Path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        'version: "r"\nconfidence: {review_below: 0.5}\n'
+        "review_categories: {hair-beauty: {reason: Hair.}}\ncategory_aliases: {hair: hair-beauty}\n"
+        "edge_refinement: {method: guided-filter, categories: [hair]}\n"
+    )
+    rules = load_rules(path)
+    assert rules.refinement_for("Hair-Beauty") == "guided-filter"
+    assert rules.refinement_for("footwear") == ""
+    assert RULES.refinement_for("hair-beauty") == ""  # off unless a studio switches it on
