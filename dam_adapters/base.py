@@ -17,6 +17,7 @@ class ApprovalState(StrEnum):
     AUTO_APPROVED = "auto-approved"  # published by the rules without a person
     APPROVED = "approved"  # a retoucher approved or replaced the mask
     REJECTED = "rejected"  # a retoucher asked for a reshoot
+    SIGNED_OFF = "signed-off"  # the producer (or client) signed the shoot off
 
 
 def idempotency_key(job_id: str, source_sha256: str) -> str:

@@ -1,0 +1,65 @@
+"""The contact sheet a producer signs off from: every auto and approved asset, paginated,
+as HTML pages and PNG pages, with SKU, lane, confidence and who approved it."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from PIL import Image
+
+from cutline import contact_sheet
+from cutline.contact_sheet import build_contact_sheet
+from cutline.settings import DEFAULT_PRESETS_FILE
+from dam_adapters import ApprovalState, AssetSubmission
+from dam_adapters.local_catalog import LocalCatalog
+from rules.presets import load_presets
+
+
+def _register(catalog: LocalCatalog, tmp_path: Path, n: int, state: ApprovalState, by: str):
+    png = tmp_path / f"cut-{n}.png"
+    image = Image.new("RGBA", (120, 90), (0, 0, 0, 0))
+    image.paste((200, 40 + n, 40, 255), (30, 20, 90, 70))
+    image.save(png)
+    return catalog.register(
+        AssetSubmission(
+            job_id="SIGN-1",
+            sku=f"SKU-{n:03d}",
+            category="homeware",
+            channels=["social"] if n % 2 else ["web"],
+            source=f"/shoot/{n}.jpg",
+            source_name=f"{n}.jpg",
+            content_hash=f"{n:064x}",
+            approval_state=state,
+            approved_by=by,
+            confidence=0.5 + n / 100,
+            renditions={"png": str(png)},
+        )
+    )
+
+
+def test_sheet_lists_every_auto_and_approved_asset_on_paginated_pages(tmp_path, monkeypatch):
+    monkeypatch.setattr(contact_sheet, "PER_PAGE", 4)
+    catalog = LocalCatalog(tmp_path / "catalog")
+    for n in range(7):
+        _register(catalog, tmp_path, n, ApprovalState.AUTO_APPROVED, "cutline-auto")
+    _register(catalog, tmp_path, 7, ApprovalState.APPROVED, "Ana <retouch>")
+    records = catalog.list_job("SIGN-1")
+    sheet = build_contact_sheet(
+        records, "SIGN-1", str(tmp_path / "sheet"), load_presets(DEFAULT_PRESETS_FILE)
+    )
+    assert sheet.assets == 8 and len(sheet.html_pages) == 2 and len(sheet.png_pages) == 2
+    pages = "".join(Path(p).read_text() for p in sheet.html_pages)
+    for n in range(8):
+        assert f"SKU-{n:03d}" in pages
+    assert html.escape("Ana <retouch>") in pages and "<retouch>" not in pages
+    assert "(review, approved)" in pages and "(auto, auto-approved)" in pages
+    assert "confidence 0.57" in pages
+    for page in sheet.png_pages:
+        assert Image.open(page).format == "PNG"
+    index = Path(sheet.index).read_text()
+    assert "8 assets" in index and "page-002.html" in index
+    thumbs = sorted((tmp_path / "sheet" / "thumbs").glob("*.png"))
+    assert len(thumbs) == 16  # on a checkerboard and on the channel background
+    channel = Image.open(next(t for t in thumbs if "SKU-001" in t.name and "channel" in t.name))
+    assert channel.getpixel((2, 2)) == (0xF2, 0xF2, 0xF2)  # the social preset's background
