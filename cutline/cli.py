@@ -27,6 +27,10 @@ review_app = typer.Typer(
 )
 app.add_typer(dam_app, name="dam")
 app.add_typer(review_app, name="review")
+signoff_app = typer.Typer(
+    help="Producer sign-off of shoots whose assets are in the DAM.", no_args_is_help=True
+)
+app.add_typer(signoff_app, name="signoff")
 
 
 def _fail(exc: Exception, code: int = 2) -> typer.Exit:
@@ -397,6 +401,78 @@ def review_escalate() -> None:
     with stack.using_stack(get_settings()):
         escalated = escalate_reviews()
     typer.echo(f"escalated {len(escalated)} review(s)")
+
+
+@signoff_app.command("list")
+def signoff_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of objects.")] = False,
+) -> None:
+    """Shoots waiting for sign-off, newest first, with the UI link of each."""
+    from cutline.signoff_queue import waiting_signoffs
+
+    with stack.using_stack(get_settings()) as current:
+        entries = waiting_signoffs(current.ui_url)
+    if as_json:
+        typer.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return
+    if not entries:
+        typer.echo("no shoots waiting for sign-off")
+    for e in entries:
+        typer.echo(f"{e.job_id:16} waiting since {e.waiting_since}  {e.run_id}\n    {e.ui_url}")
+
+
+@signoff_app.command("resume")
+def signoff_resume(
+    job: Annotated[str, typer.Argument(help="Job ID of the shoot to sign off.")],
+    approve: Annotated[bool, typer.Option("--approve", help="Sign off every asset.")] = False,
+    send_back: Annotated[
+        str | None,
+        typer.Option("--send-back", help="SKUs to send back to review, comma-separated."),
+    ] = None,
+    note: Annotated[str, typer.Option("--note", help="For the retoucher of sent-back SKUs.")] = "",
+    comment: Annotated[str, typer.Option("--comment", help="Comment kept with the sign-off.")] = "",
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by", envvar="CUTLINE_PRODUCER", help="Your name (default: $CUTLINE_PRODUCER)."
+        ),
+    ] = "",
+) -> None:
+    """Sign a shoot off from the terminal, through the same input as the UI form."""
+    from cutline.review_queue import resume_review, wait_for_outcome
+    from cutline.signoff_queue import signoff_run_for
+    from tasks.signoff import SignOffDecision
+
+    if approve == (send_back is not None):
+        raise _fail("choose exactly one of --approve, --send-back SKU,...")
+    if not by.strip():
+        raise _fail("say who signs off: --by NAME (or set CUTLINE_PRODUCER)")
+    decision = SignOffDecision(
+        decision="approve" if approve else "send-back",
+        send_back=send_back or "",
+        note=note,
+        producer=by,
+        comment=comment,
+    )
+    with stack.using_stack(get_settings()) as current:
+        entry = signoff_run_for(job, current.ui_url)
+        if entry is None:
+            raise _fail(f"no sign-off is waiting for shoot {job} (see `cutline signoff list`)")
+        resume_review(entry.run_id, decision.model_dump())
+        run = wait_for_outcome(entry.run_id)
+    if run.state.is_completed():
+        typer.echo(f"shoot {job} signed off ({decision.decision}) by {by}")
+        return
+    if run.state.is_paused():
+        typer.secho(
+            "the answer was not accepted; the sign-off is waiting again (see its form text)",
+            fg="yellow",
+        )
+    else:
+        typer.secho(
+            f"sign-off run is {run.state.name}: {run.state.message or ''}", fg="red", err=True
+        )
+    raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - console entry

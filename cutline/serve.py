@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from cutline.settings import PROJECT_ROOT, get_settings
+from cutline.share import start_share_server
 
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
 
@@ -91,6 +92,11 @@ def main() -> None:
     from prefect import serve
 
     os.chdir(PROJECT_ROOT)
+    settings = get_settings()
+    try:
+        start_share_server(settings)
+    except OSError as exc:  # the port is taken: sign-off still works, without client links
+        print(f"contact-sheet links unavailable on port {settings.resolved_share_port}: {exc}")
     serve(*build_deployments(), pause_on_shutdown=False, print_starting_message=True)
 
 

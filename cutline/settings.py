@@ -178,6 +178,26 @@ class CutlineSettings(BaseSettings):
         default="review-cutout/review",
         description="Deployment started for each image routed to review (flow/deployment).",
     )
+    signoff_deployment: str = Field(
+        default="signoff-shoot/signoff",
+        description="Deployment started when a shoot's assets are in the DAM (flow/deployment); "
+        "empty turns automatic sign-off requests off.",
+    )
+    signoff_webhook_url: str | None = Field(
+        default=None,
+        description="Called (POST, JSON, no secrets) once per signed-off shoot, so the studio's "
+        "own tools can react.",
+    )
+    signoff_webhook_retries: int = Field(
+        default=4, ge=0, le=10, description="Retries of the sign-off webhook, with backoff."
+    )
+    share_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the read-only contact-sheet links (0.0.0.0 to reach clients on the network).",
+    )
+    share_port: int | None = Field(
+        default=None, description="Port of the contact-sheet links; empty means server_port + 1."
+    )
     runner_poll_seconds: int = Field(
         default=2,
         ge=1,
@@ -349,6 +369,11 @@ class CutlineSettings(BaseSettings):
     def ui_url(self) -> str:
         """The embedded Prefect UI."""
         return f"http://{self.server_host}:{self.server_port}"
+
+    @property
+    def resolved_share_port(self) -> int:
+        """Port of the read-only contact-sheet links."""
+        return self.share_port or self.server_port + 1
 
     @property
     def api_url(self) -> str:

@@ -34,6 +34,8 @@ class ShootSummary(BaseModel):
     residency: str = ""
     cost: CostReport | None = None
     time_chart: str = ""
+    signoff_run_id: str | None = None
+    contact_sheet: str = ""
 
 
 def summarize(
@@ -145,6 +147,12 @@ def summary_markdown(summary: ShootSummary) -> str:
         ]
         if summary.time_chart:
             lines += ["", f"Time chart: `{summary.time_chart}`"]
+    if summary.signoff_run_id:
+        lines += [
+            "",
+            f"Sign-off: run `{summary.signoff_run_id}` waits for the producer; contact sheet "
+            f"`{summary.contact_sheet}` (`cutline signoff list`).",
+        ]
     if summary.reviews:
         lines += [
             "",

@@ -18,6 +18,7 @@ class ApprovalState(StrEnum):
     APPROVED = "approved"  # a retoucher approved or replaced the mask
     REJECTED = "rejected"  # a retoucher asked for a reshoot
     SIGNED_OFF = "signed-off"  # the producer (or client) signed the shoot off
+    SENT_BACK = "sent-back"  # the producer sent it back to the review lane
 
 
 def idempotency_key(job_id: str, source_sha256: str) -> str:

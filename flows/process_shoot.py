@@ -14,6 +14,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from cutline import model_store, residency, storage
@@ -52,6 +53,7 @@ from tasks.register import register_batch
 from tasks.review import request_reviews_batch
 from tasks.route import route_batch
 from tasks.score import score_batch
+from tasks.signoff import request_signoff
 
 _PROGRESS_SECONDS = 3.0
 
@@ -274,6 +276,14 @@ def process_shoot(
             residency=where.describe(),
         )
         summary.cost = cost_report(tally, summary.wall_seconds, settings)
+        try:
+            summary.signoff_run_id = request_signoff(
+                job_id, out_root, reason=f"shoot:{flow_run.get_id()}"
+            )
+        except Exception as exc:  # the shoot is done; sign-off can be requested by hand
+            logger.warning("Could not request sign-off for %s: %s", job_id, exc)
+        if summary.signoff_run_id:
+            summary.contact_sheet = storage.join(layout.root, "contact-sheet", "index.html")
         _publish_artifacts(summary, tally)
     summary.time_chart = storage.write_bytes(
         storage.join(layout.root, "time-chart.png"), time_chart_png(summary.cost, job_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.flow_runs import suspend_flow_run
-from prefect.input import create_flow_run_input, read_flow_run_input
 from prefect.runtime import flow_run
 
 from cutline.items import ImageItem
@@ -17,25 +16,8 @@ from tasks.review import (
     review_description,
     validate_decision,
 )
-
-
-def _once(key: str) -> bool:
-    """True the first time ``key`` is seen in this run: suspended runs replay from the top."""
-    if read_flow_run_input(key) is not None:
-        return False
-    create_flow_run_input(key, True)
-    return True
-
-
-def _verdict(attempt: int, decision: ReviewDecision, item: ImageItem) -> str:
-    """Validate an answer once and remember the verdict, so a replay judges it the same way."""
-    key = f"verdict-{attempt}"
-    stored = read_flow_run_input(key)
-    if stored is not None:
-        return stored
-    problem = validate_decision(decision, item)
-    create_flow_run_input(key, problem)
-    return problem
+from tasks.run_inputs import judged_once, once
+from tasks.signoff import request_signoff
 
 
 @flow(name="review-cutout", persist_result=True, log_prints=True)
@@ -50,7 +32,7 @@ def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
     ctx.check_locations()
     logger = get_run_logger()
     run_id = str(flow_run.get_id())
-    if _once("requested-event"):
+    if once("requested-event"):
         emit_review_event("requested", item, ctx, run_id)
     problem = ""
     attempt = 0
@@ -59,7 +41,10 @@ def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
             description=review_description(item, ctx, problem), decision="approve"
         )
         decision = suspend_flow_run(wait_for_input=form, key=f"decision-{attempt}", timeout=None)
-        problem = _verdict(attempt, decision, item)
+        problem = judged_once(
+            f"verdict-{attempt}",
+            lambda: validate_decision(decision, item),  # noqa: B023
+        )
         if not problem:
             break
         logger.warning("Review answer for %s rejected: %s", item.sku, problem)
@@ -67,4 +52,18 @@ def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
     outcome = land_decision(decision, item, ctx)
     emit_review_event("decided", item, ctx, run_id, decision=outcome.decision, by=outcome.retoucher)
     logger.info("%s %s by %s -> %s", item.sku, outcome.decision, outcome.retoucher, outcome.dam_id)
+    _signoff_when_last(ctx, run_id)
     return outcome
+
+
+def _signoff_when_last(ctx: ShootContext, run_id: str) -> None:
+    """When this was the shoot's last open review, ask the producer to sign off again with
+    a contact sheet that now holds every decided image."""
+    from cutline.review_queue import _waiting_runs
+
+    if any(str(run.id) != run_id for run in _waiting_runs(ctx.job_id)):
+        return
+    try:
+        request_signoff(ctx.job_id, ctx.output_root, reason=f"reviews-done:{run_id}")
+    except Exception as exc:  # the decision has landed; sign-off can be requested by hand
+        get_run_logger().warning("Could not request sign-off for %s: %s", ctx.job_id, exc)

@@ -239,7 +239,7 @@ def make_review_request(ctx: ShootContext) -> ImageWork:
         # decision (failed, crashed, cancelled) is replaced by a fresh one.
         review_key = f"review:{ctx.job_id}:{item.sha256}:{short_hash(item.source_name)}"
         for _ in range(5):
-            run = _start_review(item, ctx, settings.review_deployment, review_key)
+            run = start_review(item, ctx, settings.review_deployment, review_key)
             if not run.state or not run.state.is_final() or run.state.is_completed():
                 break
             review_key = f"{review_key}:after-{str(run.id)[:8]}"
@@ -257,7 +257,7 @@ def request_reviews_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
     return run_stage(batch, "review", make_review_request(ctx), lanes=REVIEW_LANES)
 
 
-def _start_review(item: ImageItem, ctx: ShootContext, deployment: str, review_key: str):
+def start_review(item: ImageItem, ctx: ShootContext, deployment: str, review_key: str):
     """Create (or find, by idempotency key) the review run of one image."""
     return run_deployment(
         deployment,

@@ -43,6 +43,13 @@ os.environ["CUTLINE_S3_SECRET_ACCESS_KEY"] = s3server.SECRET_KEY
 for _aws in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(_aws, None)
 
+# The sign-off webhook's receiver is started lazily (fixture `webhook`) on a port fixed now,
+# so the stack's serve process, which runs sign-offs, calls it.
+_WEBHOOK_PORT = _free_port()
+os.environ["CUTLINE_SIGNOFF_WEBHOOK_URL"] = f"http://127.0.0.1:{_WEBHOOK_PORT}/hooks/signoff"
+os.environ["CUTLINE_SIGNOFF_WEBHOOK_RETRIES"] = "1"
+os.environ["CUTLINE_SHARE_PORT"] = str(_free_port())
+
 
 @pytest.fixture(scope="session")
 def settings():
@@ -133,3 +140,15 @@ def artifacts_dir() -> Path:
     """Where tests keep files worth looking at after a run (screenshots, outputs)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def webhook():
+    """The studio's webhook receiver (a real HTTP server) for sign-off calls."""
+    from tests.webhook_server import WebhookReceiver
+
+    receiver = WebhookReceiver(_WEBHOOK_PORT)
+    try:
+        yield receiver
+    finally:
+        receiver.close()

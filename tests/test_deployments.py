@@ -20,6 +20,7 @@ def test_stack_serves_every_deployment_declared_in_prefect_yaml(prefect_server):
         "process-batch/batch",
         "escalate-reviews/escalate",
         "evaluate-cutouts/eval",
+        "signoff-shoot/signoff",
     ]
     with get_client(sync_client=True) as client:
         shoot = client.read_deployment_by_name("process-shoot/shoot")

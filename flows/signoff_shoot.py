@@ -1,0 +1,72 @@
+"""signoff-shoot: one suspended run per shoot, waiting for the producer's sign-off form."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.flow_runs import suspend_flow_run
+
+from cutline import storage
+from cutline.contact_sheet import build_contact_sheet
+from cutline.items import JobLayout, validate_job_id
+from cutline.locations import check_location
+from cutline.settings import get_settings
+from cutline.share import register_share
+from cutline.summary import artifact_key
+from dam_adapters import create_adapter
+from rules.presets import load_presets
+from tasks.run_inputs import judged_once, once
+from tasks.signoff import (
+    SignOffDecision,
+    SignOffOutcome,
+    land_signoff,
+    signoff_description,
+    validate_signoff,
+)
+
+
+@flow(name="signoff-shoot", persist_result=True, log_prints=True)
+def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome:
+    """Build the shoot's contact sheet from the DAM, then wait (suspended, holding no
+    process) for the producer to approve it or send SKUs back to review.
+
+    Args:
+        job_id: The shoot's job ID.
+        output_root: The output root the shoot wrote to (its job folder holds the sheet).
+    """
+    validate_job_id(job_id)
+    check_location(output_root, "output root")
+    settings = get_settings()
+    logger = get_run_logger()
+    layout = JobLayout.for_job(output_root, job_id)
+    records = create_adapter(settings, output_root).list_job(job_id)
+    sheet = build_contact_sheet(
+        records,
+        job_id,
+        storage.join(layout.root, "contact-sheet"),
+        load_presets(settings.presets_file),
+    )
+    link = register_share(settings, job_id, storage.parent(sheet.index))
+    shared = f"client link {link}" if link else ""
+    if once("sheet-artifact"):
+        create_markdown_artifact(
+            markdown=signoff_description(job_id, records, sheet, shared),
+            key=f"{artifact_key(job_id)}-contact-sheet",
+            description=f"Contact sheet of shoot {job_id}",
+        )
+    problem, attempt = "", 0
+    while True:
+        form = SignOffDecision.with_initial_data(
+            description=signoff_description(job_id, records, sheet, shared, problem),
+            decision="approve",
+        )
+        decision = suspend_flow_run(wait_for_input=form, key=f"signoff-{attempt}", timeout=None)
+        problem = judged_once(
+            f"verdict-{attempt}",
+            lambda: validate_signoff(decision, records),  # noqa: B023
+        )
+        if not problem:
+            break
+        logger.warning("Sign-off answer for %s rejected: %s", job_id, problem)
+        attempt += 1
+    return land_signoff(decision, job_id, output_root, sheet, link or "")

@@ -1,0 +1,263 @@
+"""Producer sign-off of a shoot: the form, its checks, and what an answer does (DAM records
+signed off or sent back to review, a webhook for the studio's own tools)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Literal
+
+import httpx
+from prefect import get_run_logger, task
+from prefect.deployments import run_deployment
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field
+
+from cutline import storage
+from cutline.contact_sheet import ContactSheet, lane_of
+from cutline.items import ImageItem, JobLayout
+from cutline.ledger import read_ledger
+from cutline.settings import CutlineSettings, get_settings
+from cutline.signoff_queue import signoff_runs
+from cutline.workstate import WorkRecord
+from dam_adapters import ApprovalState, AssetRecord, create_adapter
+from rules.engine import Lane
+from tasks.context import ShootContext
+from tasks.review import start_review
+
+SIGNABLE = frozenset({ApprovalState.AUTO_APPROVED, ApprovalState.APPROVED})
+SIGNOFF_TAG = "signoff"
+
+
+class SignOffDecision(RunInput):
+    """What the producer answers in the sign-off form."""
+
+    decision: Literal["approve", "send-back"] = Field(
+        description="approve: every auto and approved asset is signed off. send-back: the SKUs "
+        "below go back to the review lane with your note; the rest are signed off."
+    )
+    send_back: str = Field(
+        default="", description="SKUs to send back to review, separated by commas (send-back)."
+    )
+    note: str = Field(default="", description="For the retoucher: what to fix in those SKUs.")
+    producer: str = Field(default="", description="Your name; the DAM records who signed off.")
+    comment: str = Field(default="", description="A comment kept with the sign-off.")
+
+    def skus(self) -> list[str]:
+        """The SKUs to send back, as typed (trimmed, no empties, no repeats)."""
+        seen: dict[str, None] = {}
+        for sku in self.send_back.split(","):
+            if sku.strip():
+                seen[sku.strip()] = None
+        return list(seen)
+
+
+class SignOffOutcome(BaseModel):
+    """What a sign-off did."""
+
+    job_id: str
+    decision: str
+    producer: str
+    comment: str
+    at: str
+    signed_off: list[str] = Field(description="DAM ids moved to signed-off.")
+    sent_back: list[str] = Field(description="SKUs sent back to review.")
+    review_runs: list[str] = Field(description="Review runs reopened for them.")
+    contact_sheet: str
+    contact_sheet_link: str = Field(default="", description="The client's read-only link.")
+    webhook: str = Field(default="", description="'sent', 'failed: ...' or '' (none configured).")
+
+
+def counts_by_lane(records: list[AssetRecord]) -> dict[str, int]:
+    """Assets per lane and approval state, e.g. {'auto': 3, 'review: approved': 1}."""
+    counts: dict[str, int] = {}
+    for record in records:
+        key = "auto" if lane_of(record) == "auto" else f"review: {record.approval_state.value}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def signoff_description(
+    job_id: str, records: list[AssetRecord], sheet: ContactSheet, ui_hint: str, problem: str = ""
+) -> str:
+    """The form's text: what is being signed off, the contact sheet, the counts per lane."""
+    lines = []
+    if problem:
+        lines += [f"**That answer could not be used: {problem}**", ""]
+    lines += [
+        f"## Sign off shoot {job_id}",
+        "",
+        f"Contact sheet: `{sheet.index}` ({sheet.assets} assets, {len(sheet.png_pages)} "
+        f"page(s){', ' + ui_hint if ui_hint else ''}).",
+        "",
+        "| lane | assets |",
+        "|---|---|",
+        *[f"| {lane} | {n} |" for lane, n in counts_by_lane(records).items()],
+        "",
+        "Approve to sign off every auto and approved asset, or send back a list of SKUs "
+        "(they return to the review lane with your note).",
+    ]
+    return "\n".join(lines)
+
+
+def validate_signoff(decision: SignOffDecision, records: list[AssetRecord]) -> str:
+    """Why the answer cannot be used, or '' when it can."""
+    if not decision.producer.strip():
+        return "enter your name in Producer: the DAM records who signed the shoot off."
+    if decision.decision == "approve":
+        return (
+            "" if not decision.skus() else "approve takes no SKUs; choose send-back to return some."
+        )
+    skus = decision.skus()
+    if not skus:
+        return "send-back needs at least one SKU."
+    known = {r.sku for r in records if r.approval_state in SIGNABLE}
+    unknown = [s for s in skus if s not in known]
+    if unknown:
+        return f"unknown or not signable SKU(s): {', '.join(unknown)}."
+    return ""
+
+
+def _reopened_item(layout: JobLayout, record: AssetRecord, producer: str, note: str) -> ImageItem:
+    """The image as the shoot left it, back in the review lane with the producer's note."""
+    rows = [
+        r
+        for r in read_ledger(layout.ledger)
+        if r["source"] == record.source and r["sha256"] == record.content_hash
+    ]
+    if not rows:
+        raise LookupError(f"{record.sku} ({record.source_name}) is not in {layout.ledger}")
+    state = storage.join(layout.root, "state", f"{rows[0]['image_id']}.json")
+    item = WorkRecord.model_validate_json(storage.read_bytes(state)).item
+    item.lane = Lane.REVIEW
+    item.queue = "standard"
+    item.reasons = f"Sent back by producer {producer}: {note or 'no note'}"
+    item.rules = ["signoff:sent-back"]
+    item.review_state = "queued"
+    item.review_note = note
+    return item
+
+
+def _shoot_context(layout: JobLayout, job_id: str, settings: CutlineSettings) -> ShootContext:
+    summary = json.loads(storage.read_bytes(layout.summary))
+    return ShootContext(
+        job_id=job_id,
+        shoot=summary["shoot"],
+        job_root=layout.root,
+        model=settings.model,
+        rules_file=str(settings.rules_file),
+        presets_file=str(settings.presets_file),
+    )
+
+
+def call_webhook(url: str, payload: dict, retries: int) -> str:
+    """POST the payload, retrying with backoff; 'sent' or why it failed."""
+    problem = ""
+    for attempt in range(retries + 1):
+        try:
+            response = httpx.post(url, json=payload, timeout=10)
+            if response.status_code < 300:
+                return "sent"
+            problem = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if attempt < retries:
+            time.sleep(min(30.0, 2.0**attempt))
+    return f"failed: {problem}"
+
+
+@task(name="land-signoff", retries=2, retry_delay_seconds=[5, 30])
+def land_signoff(
+    decision: SignOffDecision, job_id: str, output_root: str, sheet: ContactSheet, link: str = ""
+) -> SignOffOutcome:
+    """Sign off every signable asset not sent back; reopen a review run per sent-back image;
+    call the webhook."""
+    logger = get_run_logger()
+    settings = get_settings()
+    adapter = create_adapter(settings, output_root)
+    layout = JobLayout.for_job(output_root, job_id)
+    producer = decision.producer.strip()
+    back = set(decision.skus()) if decision.decision == "send-back" else set()
+    signed, reopened = [], []
+    ctx = _shoot_context(layout, job_id, settings) if back else None
+    for record in adapter.list_job(job_id):
+        if record.approval_state not in SIGNABLE:
+            continue
+        if record.sku in back:
+            item = _reopened_item(layout, record, producer, decision.note.strip())
+            key = f"sendback:{job_id}:{record.content_hash}:{flow_run.get_id()}"
+            run = start_review(item, ctx, settings.review_deployment, key)
+            adapter.update_approval(
+                record.dam_id, ApprovalState.SENT_BACK, by=producer, note=decision.note.strip()
+            )
+            reopened.append(str(run.id))
+            continue
+        adapter.update_approval(
+            record.dam_id, ApprovalState.SIGNED_OFF, by=producer, note=decision.comment.strip()
+        )
+        signed.append(record.dam_id)
+    outcome = SignOffOutcome(
+        job_id=job_id,
+        decision=decision.decision,
+        producer=producer,
+        comment=decision.comment.strip(),
+        at=datetime.now(UTC).isoformat(timespec="seconds"),
+        signed_off=signed,
+        sent_back=sorted(back),
+        review_runs=reopened,
+        contact_sheet=sheet.index,
+        contact_sheet_link=link,
+    )
+    if settings.signoff_webhook_url:
+        payload = {
+            "event": "cutline.shoot.signed-off",
+            **outcome.model_dump(exclude={"webhook", "review_runs"}),
+            "signed_off": len(signed),
+        }
+        outcome.webhook = call_webhook(
+            settings.signoff_webhook_url, payload, settings.signoff_webhook_retries
+        )
+        if outcome.webhook != "sent":
+            logger.error("Sign-off webhook for %s %s", job_id, outcome.webhook)
+    logger.info(
+        "Shoot %s signed off by %s: %d assets signed off, %d SKU(s) sent back",
+        job_id,
+        producer,
+        len(signed),
+        len(back),
+    )
+    return outcome
+
+
+def request_signoff(job_id: str, output_root: str, reason: str) -> str | None:
+    """Start the shoot's sign-off run (superseding one still waiting); its id, or None when
+    sign-off requests are switched off."""
+    settings = get_settings()
+    if not settings.signoff_deployment:
+        return None
+    _cancel_waiting_signoffs(job_id)
+    run = run_deployment(
+        settings.signoff_deployment,
+        parameters={"job_id": job_id, "output_root": output_root},
+        flow_run_name=f"sign-off · {job_id}",
+        tags=["cutline", SIGNOFF_TAG, f"job:{job_id}"],
+        idempotency_key=f"signoff:{job_id}:{reason}",
+        timeout=0,
+        as_subflow=False,
+    )
+    return str(run.id)
+
+
+def _cancel_waiting_signoffs(job_id: str) -> None:
+    """A newer contact sheet replaces an older one still waiting for the producer."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    waiting = signoff_runs(job_id, ["PAUSED", "SCHEDULED", "PENDING"])
+    with get_client(sync_client=True) as client:
+        for run in waiting:
+            client.set_flow_run_state(
+                run.id, Cancelled(message="superseded by a newer contact sheet"), force=True
+            )

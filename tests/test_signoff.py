@@ -1,0 +1,162 @@
+"""A shoot goes from run to producer sign-off through the same inputs the UI sends: the
+contact sheet lists every asset, a send-back reopens exactly the named SKUs, the DAM records
+move to signed-off with who, and the studio's webhook gets one call per sign-off."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
+from tests.reviews import decide, form_description, ui_form, wait_for_reviews
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_paused_signoff(settings, job: str, timeout: float = 180.0):
+    from cutline.signoff_queue import signoff_run_for
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = signoff_run_for(job, settings.ui_url)
+        if entry is not None:
+            return entry
+        time.sleep(1.0)
+    raise AssertionError(f"no sign-off waiting for {job}")
+
+
+def _signoff_form(
+    decision: str, send_back: str = "", note: str = "", producer: str = "Pat Producer"
+):
+    """Exactly the JSON the UI's Resume form submits for SignOffDecision."""
+    return {
+        "decision": decision,
+        "send_back": send_back,
+        "note": note,
+        "producer": producer,
+        "comment": "Looks good for the SS27 launch",
+    }
+
+
+def test_shoot_to_signoff_with_a_send_back_then_approval(
+    prefect_server, model_home, tmp_path, settings, webhook
+):
+    from cutline.review_queue import read_run
+    from dam_adapters import ApprovalState
+    from dam_adapters.local_catalog import LocalCatalog
+    from flows.process_shoot import process_shoot
+
+    shoot, out = tmp_path / "shoot", tmp_path / "out"
+    write_sample_shoot(shoot, DEFAULT_SAMPLES, size=(320, 240))
+    summary = process_shoot(
+        shoot=str(shoot),
+        job_id="SIGN-0001",
+        manifest=str(shoot / "manifest.csv"),
+        output_root=str(out),
+    )
+    assert summary.signoff_run_id
+    assert summary.contact_sheet == str(out / "SIGN-0001" / "contact-sheet" / "index.html")
+    catalog = LocalCatalog(settings.resolved_catalog_dir)
+    auto = {r.sku: r for r in catalog.list_job("SIGN-0001")}
+    assert len(auto) == summary.lanes["auto"] >= 2
+
+    first = _wait_paused_signoff(settings, "SIGN-0001")
+    assert first.run_id == summary.signoff_run_id
+    text = form_description(first.run_id)
+    assert "Sign off shoot SIGN-0001" in text and "contact-sheet/index.html" in text
+    assert f"| auto | {len(auto)} |" in text
+    sheet = (out / "SIGN-0001" / "contact-sheet" / "page-001.html").read_text()
+    assert all(sku in sheet for sku in auto)  # every auto asset is on the sheet
+    assert (out / "SIGN-0001" / "contact-sheet" / "page-001.png").is_file()
+
+    _check_client_link(settings, text, auto)
+
+    bad = decide(first.run_id, _signoff_form("send-back", "NOPE-1"))
+    assert bad.state.is_paused() and "unknown or not signable SKU(s): NOPE-1" in form_description(
+        first.run_id
+    )
+    back = sorted(auto)[0]
+    done = decide(first.run_id, _signoff_form("send-back", back, note="Shadow still visible"))
+    assert done.state.is_completed(), done.state
+    records = {r.sku: r for r in catalog.list_job("SIGN-0001")}
+    assert records[back].approval_state == ApprovalState.SENT_BACK
+    for sku, record in records.items():
+        if sku != back:
+            assert record.approval_state == ApprovalState.SIGNED_OFF
+            assert (
+                record.approved_by == "Pat Producer" and record.history[-1]["state"] == "signed-off"
+            )
+    assert len(webhook.calls) == 1
+    call = webhook.calls[0]["body"]
+    assert call["event"] == "cutline.shoot.signed-off" and call["job_id"] == "SIGN-0001"
+    assert call["sent_back"] == [back] and call["producer"] == "Pat Producer"
+    assert "token" not in str(call).lower() and "secret" not in str(call).lower()
+
+    # The send-back reopened exactly that SKU; the glassware review still waits too.
+    waiting = {e.sku: e for e in wait_for_reviews(settings, "SIGN-0001", 2)}
+    assert set(waiting) == {back, "SKU-2001"}
+    assert "Sent back by producer Pat Producer: Shadow still visible" in waiting[back].reasons
+    for entry in waiting.values():
+        assert decide(entry.run_id, ui_form("approve")).state.is_completed()
+
+    # The last decided review asks for sign-off again, now with every image.
+    second = _wait_paused_signoff(settings, "SIGN-0001")
+    assert second.run_id != first.run_id
+    assert read_run(first.run_id).state.is_completed()
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cutline",
+            "signoff",
+            "resume",
+            "SIGN-0001",
+            "--approve",
+            "--by",
+            "Pat Producer",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    final = {r.sku: r for r in catalog.list_job("SIGN-0001")}
+    assert {r.approval_state for r in final.values()} == {ApprovalState.SIGNED_OFF}
+    assert set(final) == set(auto) | {"SKU-2001"}
+    assert len(webhook.calls) == 2 and webhook.calls[1]["body"]["sent_back"] == []
+    sheet = "".join(
+        p.read_text() for p in (out / "SIGN-0001" / "contact-sheet").glob("page-*.html")
+    )
+    assert "SKU-2001" in sheet and "(review, approved)" in sheet
+
+
+def _check_client_link(settings, form_text: str, skus) -> None:
+    """The read-only client link serves the sheet and nothing else."""
+    from cutline.share import share_url
+
+    link = share_url(settings, "SIGN-0001")
+    assert f"client link {link}" in form_text
+    page = urllib.request.urlopen(link.replace("index.html", "page-001.html"), timeout=10)
+    body = page.read().decode()
+    assert page.status == 200 and all(sku in body for sku in skus)
+    thumb = body.split('src="', 1)[1].split('"', 1)[0]
+    image = urllib.request.urlopen(link.replace("index.html", thumb), timeout=10)
+    assert image.headers["Content-Type"] == "image/png"
+    base = link.rsplit("/shoots/", 1)[0]
+    for path in (
+        "/shoots/SIGN-0001/../../ledger.csv",
+        "/shoots/SIGN-0001/ledger.csv",
+        "/shoots/OTHER/index.html",
+        "/",
+    ):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(base + path, timeout=10)
+        assert info.value.code == 404, path
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(urllib.request.Request(link, data=b"x", method="POST"), timeout=10)
+    assert info.value.code == 405
