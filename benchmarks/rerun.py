@@ -35,6 +35,7 @@ def main() -> None:
     os.environ.update(
         CUTLINE_DATA_ROOT=str(work / "data"),
         CUTLINE_RULES_FILE=str(rules),
+        CUTLINE_SIGNOFF_DEPLOYMENT="",  # measure processing, not the contact sheet after it
         CUTLINE_SERVER_PORT=os.environ.get("CUTLINE_BENCH_PORT", "4292"),
         PREFECT_LOGGING_LEVEL="WARNING",
         PREFECT_LOGGING_TO_API_ENABLED="false",

@@ -140,6 +140,7 @@ def main() -> None:
     os.environ.update(
         CUTLINE_DATA_ROOT=str(work / "data"),
         CUTLINE_RULES_FILE=str(rules),
+        CUTLINE_SIGNOFF_DEPLOYMENT="",  # measure processing, not the contact sheet after it
         CUTLINE_SERVER_PORT=os.environ.get("CUTLINE_BENCH_PORT", "4293"),
         CUTLINE_SERVER_DATABASE_URL=fresh_database_url("cutline_bench_scale"),
         CUTLINE_BATCH_SIZE=os.environ.get("CUTLINE_BATCH_SIZE", "50"),
