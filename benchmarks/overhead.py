@@ -47,10 +47,10 @@ def plain_loop(shoot: Path, out: Path, job_id: str) -> int:
         presets_file=str(settings.presets_file),
     )
     ensure_limits(settings)  # the register stage honours the DAM rate limit, as in the flow
-    plan = plan_shoot.fn(ctx, None)
-    run_stages(plan.items, ctx, per_image=True)
-    write_ledger(plan.items, layout)
-    lanes = reconcile([i.source for i in plan.items], plan.items)
+    plan = plan_shoot.fn(ctx, None, settings.batch_size)
+    items = run_stages(plan.items(), ctx, per_image=True)
+    write_ledger(items, layout)
+    lanes = reconcile(plan.inputs, items)
     assert storage.exists(layout.ledger)
     return lanes["auto"]
 

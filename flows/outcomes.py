@@ -5,46 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cutline.errors import CutlineError, StorageFullError
-from cutline.items import ImageItem, JobLayout
+from cutline.items import JobLayout
 from cutline.settings import get_settings
 from cutline.tally import ShootTally
-from tasks.context import TRANSIENT_ERRORS, BatchRef, load_batch
+from tasks.context import TRANSIENT_ERRORS, BatchRef, PlannedImage, load_batch
 
 
 class ShootIncomplete(CutlineError):
     """Some batches did not finish (storage or DAM unreachable after every retry, a worker
     lost); the ledger lists their images as failed 'not finished'."""
-
-
-@dataclass(frozen=True)
-class PlannedImage:
-    """What the flow keeps of each planned image, to account for it if its batch's records
-    cannot be read back (a few hundred bytes, not the whole record)."""
-
-    index: int
-    source: str
-    source_name: str
-    image_id: str
-    sku: str
-    category: str
-
-    @classmethod
-    def of(cls, item: ImageItem) -> PlannedImage:
-        """The planned image of an item."""
-        return cls(
-            item.index, item.source, item.source_name, item.image_id, item.sku, item.category
-        )
-
-    def item(self) -> ImageItem:
-        """A record of this image as planned."""
-        return ImageItem(
-            index=self.index,
-            source=self.source,
-            source_name=self.source_name,
-            image_id=self.image_id,
-            sku=self.sku,
-            category=self.category,
-        )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from cutline import model_store, residency, storage
 from cutline.cost import cost_report, time_chart_png
 from cutline.errors import ConfigError
-from cutline.items import ImageItem, JobLayout, validate_job_id
+from cutline.items import JobLayout, validate_job_id
 from cutline.limits import ensure_limits
 from cutline.locations import check_location
 from cutline.residency import ResidencyReport
@@ -45,7 +45,7 @@ from flows.outcomes import (
 )
 from rules.engine import load_rules
 from rules.presets import load_presets
-from tasks.context import BatchRef, ShootContext, save_batch
+from tasks.context import BatchRef, ShootContext
 from tasks.cutout import cutout_batch
 from tasks.export import export_batch
 from tasks.ingest import ingest_batch, plan_shoot
@@ -66,10 +66,6 @@ STAGE_TASKS = (
     register_batch,
     request_reviews_batch,
 )
-
-
-def _batches(items: list[ImageItem], size: int) -> list[list[ImageItem]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _stage_problem(stages: list[tuple[str, PrefectFuture]]) -> str | None:
@@ -231,14 +227,10 @@ def process_shoot(
         presets_file=str(settings.presets_file),
     )
     manifest = storage.locate(manifest).uri() if manifest else None
-    plan = plan_shoot(ctx, manifest)
-    logger.info("Shoot %s: %d input files, %d ignored", job_id, len(plan.items), len(plan.ignored))
-    batches = _batches(plan.items, settings.batch_size)
-    refs = [save_batch(ctx, index, batch) for index, batch in enumerate(batches)]
-    planned = [[PlannedImage.of(item) for item in batch] for batch in batches]
-    inputs = [item.source for item in plan.items]
+    plan = plan_shoot(ctx, manifest, settings.batch_size)  # writes the batch records
+    refs, planned, inputs = plan.refs, plan.planned, plan.inputs
     ignored, unused_rows = plan.ignored, plan.manifest_rows_without_files
-    del plan, batches  # the records live in the batch files from here on
+    logger.info("Shoot %s: %d input files, %d ignored", job_id, len(inputs), len(ignored))
     progress = create_progress_artifact(
         progress=0.0,
         key=f"{artifact_key(job_id)}-progress",

@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import botocore.exceptions
 import httpx
@@ -74,6 +75,37 @@ class BatchRef(BaseModel):
 
     index: int
     uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedImage:
+    """What the flow keeps of each planned image, to account for it if its batch's records
+    cannot be read back (a few hundred bytes, not the whole record)."""
+
+    index: int
+    source: str
+    source_name: str
+    image_id: str
+    sku: str
+    category: str
+
+    @classmethod
+    def of(cls, item: ImageItem) -> PlannedImage:
+        """The planned image of an item."""
+        return cls(
+            item.index, item.source, item.source_name, item.image_id, item.sku, item.category
+        )
+
+    def item(self) -> ImageItem:
+        """A record of this image as planned."""
+        return ImageItem(
+            index=self.index,
+            source=self.source,
+            source_name=self.source_name,
+            image_id=self.image_id,
+            sku=self.sku,
+            category=self.category,
+        )
 
 
 def batch_uri(ctx: ShootContext, index: int) -> str:

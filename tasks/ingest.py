@@ -15,20 +15,46 @@ from cutline.naming import image_ids
 from cutline.settings import get_settings
 from cutline.workstate import WorkState
 from rules.presets import load_presets
-from tasks.context import BatchRef, ImageWork, ShootContext, run_stage
+from tasks.context import (
+    BatchRef,
+    ImageWork,
+    PlannedImage,
+    ShootContext,
+    load_batch,
+    run_stage,
+    save_batch,
+)
 
 
 class ShootPlan(BaseModel):
-    """The shoot's inputs as items, plus what was left out and why."""
+    """The shoot's inputs, already written as batch records in the job folder, plus what
+    was left out and why. Only handles and a few fields per image stay in memory."""
 
-    items: list[ImageItem]
+    refs: list[BatchRef]
+    planned: list[list[PlannedImage]]
     ignored: list[str]
     manifest_rows_without_files: list[str]
 
+    @property
+    def inputs(self) -> list[str]:
+        """Every input file, in shoot order."""
+        return [p.source for batch in self.planned for p in batch]
 
-@task(name="plan-shoot", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
-def plan_shoot(ctx: ShootContext, manifest_uri: str | None) -> ShootPlan:
-    """List every input file of the shoot and give each its manifest data (or derived SKU)."""
+    def items(self) -> list[ImageItem]:
+        """Every image's record as planned (reads the batch files; for small shoots)."""
+        return [item for ref in self.refs for item in load_batch(ref)]
+
+
+@task(
+    name="plan-shoot",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    cache_result_in_memory=False,
+)
+def plan_shoot(ctx: ShootContext, manifest_uri: str | None, batch_size: int) -> ShootPlan:
+    """List every input file of the shoot, give each its manifest data (or derived SKU), and
+    write them as batches of ``batch_size`` records, so a 20,000-image shoot is never held
+    in memory whole."""
     settings = get_settings()
     inputs, ignored = storage.list_shoot_files(ctx.shoot)
     if manifest_uri:
@@ -44,7 +70,15 @@ def plan_shoot(ctx: ShootContext, manifest_uri: str | None) -> ShootPlan:
         base = name.rsplit("/", 1)[-1]
         basename_counts[base] = basename_counts.get(base, 0) + 1
     used_rows: set[str] = set()
+    refs: list[BatchRef] = []
+    planned: list[list[PlannedImage]] = []
     items: list[ImageItem] = []
+
+    def flush() -> None:
+        refs.append(save_batch(ctx, len(refs), items))
+        planned.append([PlannedImage.of(item) for item in items])
+        items.clear()
+
     for index, (uri, name) in enumerate(zip(inputs, names, strict=True)):
         row = manifest.lookup(name, basename_counts)
         item = ImageItem(index=index, source=uri, source_name=name, image_id=ids[name])
@@ -70,8 +104,14 @@ def plan_shoot(ctx: ShootContext, manifest_uri: str | None) -> ShootPlan:
                     "manifest", f"{exc.args[0]}. Fix the channels column or the presets file."
                 )
         items.append(item)
+        if len(items) == batch_size:
+            flush()
+    if items:
+        flush()
     unused = sorted(set(manifest.rows) - used_rows)
-    return ShootPlan(items=items, ignored=ignored, manifest_rows_without_files=unused)
+    return ShootPlan(
+        refs=refs, planned=planned, ignored=ignored, manifest_rows_without_files=unused
+    )
 
 
 def make_ingest(ctx: ShootContext) -> ImageWork:

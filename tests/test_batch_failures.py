@@ -9,9 +9,9 @@ from prefect import flow, task, unmapped
 from cutline.items import ImageItem
 from cutline.ledger import reconcile
 from cutline.tally import ShootTally
-from flows.outcomes import PlannedImage, settle_batch
-from flows.process_shoot import _batches, _stage_problem
-from tasks.context import BatchRef, ShootContext, run_stage, save_batch
+from flows.outcomes import settle_batch
+from flows.process_shoot import _stage_problem
+from tasks.context import BatchRef, PlannedImage, ShootContext, run_stage, save_batch
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def breaks_on_second_batch(batch: BatchRef, _: str) -> BatchRef:
 
 @flow
 def two_stage(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
-    batches = _batches(items, 2)
+    batches = [items[i : i + 2] for i in range(0, len(items), 2)]
     refs = [save_batch(ctx, i, batch) for i, batch in enumerate(batches)]
     first = passes.map(refs, unmapped("ok"))
     second = breaks_on_second_batch.map(first, unmapped("x"))
