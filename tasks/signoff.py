@@ -80,7 +80,7 @@ def counts_by_lane(records: list[AssetRecord]) -> dict[str, int]:
 
 
 def signoff_description(
-    job_id: str, records: list[AssetRecord], sheet: ContactSheet, ui_hint: str, problem: str = ""
+    job_id: str, records: list[AssetRecord], sheet: ContactSheet, link_text: str, problem: str = ""
 ) -> str:
     """The form's text: what is being signed off, the contact sheet, the counts per lane."""
     lines = []
@@ -90,7 +90,7 @@ def signoff_description(
         f"## Sign off shoot {job_id}",
         "",
         f"Contact sheet: `{sheet.index}` ({sheet.assets} assets, {len(sheet.png_pages)} "
-        f"page(s){', ' + ui_hint if ui_hint else ''}).",
+        f"page(s){', ' + link_text if link_text else ''}).",
         "",
         "| lane | assets |",
         "|---|---|",
