@@ -157,25 +157,34 @@ def _s3_files(server: s3server.SeaweedS3, prefix: str) -> list[str]:
         return []
 
 
-def test_s3_stopping_mid_run_is_ridden_out_when_it_comes_back(
-    own_s3, prefect_server, model_home, tmp_path, override_settings
-):
-    override_settings(s3_endpoint_url=own_s3.endpoint)  # for reading the outputs back here
-    bucket, names = _s3_shoot(own_s3, tmp_path, 12)
+def _s3_run_under_way(
+    server: s3server.SeaweedS3, tmp_path: Path, job: str, retry_delays: str
+) -> tuple[subprocess.Popen, str, list[str]]:
+    """A 12-image shoot from and to the server, started with `cutline run`; returns once
+    its first masks are written (the moment to pull the plug)."""
+    bucket, names = _s3_shoot(server, tmp_path, 12)
     env = _env(
         tmp_path,
-        s3_endpoint_url=own_s3.endpoint,
+        s3_endpoint_url=server.endpoint,
         catalog_dir=str(tmp_path / "catalog"),
-        stage_retry_delays="[5, 10, 20, 30]",
+        stage_retry_delays=retry_delays,
     )
     run = subprocess.Popen(
-        _cli("run", f"{bucket}/shoot", "--job-id", "S3DOWN-1", "--out", f"{bucket}/out"),
+        _cli("run", f"{bucket}/shoot", "--job-id", job, "--out", f"{bucket}/out"),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    _wait_for(lambda: _s3_files(own_s3, "faults/out/S3DOWN-1/masks"), 300, "the first masks", run)
+    _wait_for(lambda: _s3_files(server, f"faults/out/{job}/masks"), 300, "the first masks", run)
+    return run, bucket, names
+
+
+def test_s3_stopping_mid_run_is_ridden_out_when_it_comes_back(
+    own_s3, prefect_server, model_home, tmp_path, override_settings
+):
+    override_settings(s3_endpoint_url=own_s3.endpoint)  # for reading the outputs back here
+    run, bucket, names = _s3_run_under_way(own_s3, tmp_path, "S3DOWN-1", "[5, 10, 20, 30]")
     own_s3.kill()  # the S3 server goes away mid-run
     time.sleep(5)
     assert run.poll() is None
@@ -194,21 +203,7 @@ def test_s3_stopping_mid_run_is_ridden_out_when_it_comes_back(
 def test_s3_that_does_not_come_back_fails_the_run_with_a_ledger_of_unfinished_images(
     own_s3, prefect_server, model_home, tmp_path, settings
 ):
-    bucket, names = _s3_shoot(own_s3, tmp_path, 12)
-    env = _env(
-        tmp_path,
-        s3_endpoint_url=own_s3.endpoint,
-        catalog_dir=str(tmp_path / "catalog"),
-        stage_retry_delays="[1, 2]",
-    )
-    run = subprocess.Popen(
-        _cli("run", f"{bucket}/shoot", "--job-id", "S3GONE-1", "--out", f"{bucket}/out"),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    _wait_for(lambda: _s3_files(own_s3, "faults/out/S3GONE-1/masks"), 300, "the first masks", run)
+    run, _, names = _s3_run_under_way(own_s3, tmp_path, "S3GONE-1", "[1, 2]")
     own_s3.kill()
     output, _ = run.communicate(timeout=600)
     assert run.returncode == 1, output
