@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,11 @@ from PIL import Image, ImageDraw, ImageFilter
 
 @dataclass(frozen=True)
 class Sample:
-    """One generated product shot and its manifest data."""
+    """One generated product shot and its manifest data.
+
+    The deadline is kept as days from the day the shoot is written (negative: already past),
+    so the demo and the tests mean the same thing on any day they run.
+    """
 
     filename: str
     sku: str
@@ -21,8 +26,12 @@ class Sample:
     shape: str
     colour: tuple[int, int, int]
     channels: str = "web"
-    deadline: str = "2026-12-01"
+    due_in_days: int = 7
     brief: str = ""
+
+    def deadline(self, today: date | None = None) -> str:
+        """The manifest deadline (ISO date) for a shoot written on ``today`` (default: now)."""
+        return ((today or date.today()) + timedelta(days=self.due_in_days)).isoformat()
 
 
 DEFAULT_SAMPLES: tuple[Sample, ...] = (
@@ -33,7 +42,7 @@ DEFAULT_SAMPLES: tuple[Sample, ...] = (
         "box",
         (176, 48, 40),
         "web;marketplace",
-        "2026-12-03",
+        5,
         "Red trainer box, keep the soft floor shadow out.",
     ),
     Sample(
@@ -43,7 +52,7 @@ DEFAULT_SAMPLES: tuple[Sample, ...] = (
         "round",
         (40, 90, 160),
         "web",
-        "2026-12-02",
+        4,
         "Blue ceramic bowl.",
     ),
     Sample(
@@ -53,7 +62,7 @@ DEFAULT_SAMPLES: tuple[Sample, ...] = (
         "tall",
         (30, 120, 70),
         "web;social",
-        "2026-12-04",
+        6,
         "Green bottle-shaped tote, front view.",
     ),
     Sample(
@@ -63,7 +72,7 @@ DEFAULT_SAMPLES: tuple[Sample, ...] = (
         "tall",
         (150, 170, 190),
         "web",
-        "2026-12-01",
+        3,
         "Perfume bottle: keep the glass see-through.",
     ),
 )
@@ -121,9 +130,15 @@ def render_sample_with_mask(
 
 
 def write_sample_shoot(
-    folder: Path, samples: tuple[Sample, ...] = DEFAULT_SAMPLES, size: tuple[int, int] = (960, 720)
+    folder: Path,
+    samples: tuple[Sample, ...] = DEFAULT_SAMPLES,
+    size: tuple[int, int] = (960, 720),
+    today: date | None = None,
 ) -> Path:
-    """Write the sample images and a manifest.csv into ``folder``; return the manifest path."""
+    """Write the sample images and a manifest.csv into ``folder``; return the manifest path.
+
+    Deadlines are counted from ``today`` (default: the day it runs)."""
+    today = today or date.today()
     folder.mkdir(parents=True, exist_ok=True)
     for index, sample in enumerate(samples):
         buf = io.BytesIO()
@@ -152,7 +167,7 @@ def write_sample_shoot(
                     sample.category,
                     "SS27",
                     sample.channels,
-                    sample.deadline,
+                    sample.deadline(today),
                     sample.brief,
                     "",
                 ]

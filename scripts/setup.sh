@@ -13,13 +13,17 @@ fi
 
 if [ "${1:-}" = "--test" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
-  # Browser tests drive Debian's chromium through playwright (no browser download).
-  if ! command -v chromium >/dev/null 2>&1; then
+  # Browser tests drive Debian's chromium through playwright (no browser download); the
+  # calendar check runs tests with the clock moved ahead by Debian's faketime.
+  missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+  if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = "0" ]; then
       apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-      echo "The browser tests need Debian's chromium: sudo apt-get install chromium" >&2
+      echo "The tests need Debian's ${missing[*]}: sudo apt-get install ${missing[*]}" >&2
       exit 1
     fi
   fi

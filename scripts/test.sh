@@ -1,9 +1,30 @@
 #!/usr/bin/env bash
 # Set up from nothing and run every check: lint, format, and the whole test suite
 # (real u2netp model, real Prefect server, real browser where a UI is involved).
+#   bash scripts/test.sh                  everything, as CI runs it
+#   bash scripts/test.sh tests/x.py -k y  setup and lint, then only the pytest arguments given
+# CUTLINE_TEST_CLOCK=+365d runs the tests with the clock moved (Debian's faketime), e.g. to
+# prove nothing depends on today's date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/python -m pytest "$@"
+
+pytest=(.venv/bin/python -m pytest)
+if [ -n "${CUTLINE_TEST_CLOCK:-}" ]; then
+  pytest=(faketime -f "${CUTLINE_TEST_CLOCK}" "${pytest[@]}")
+fi
+
+if [ "$#" -gt 0 ]; then
+  exec "${pytest[@]}" "$@"
+fi
+# 1. The fast tests in a random order (the seed is printed; repeat an order with
+#    -p randomly --randomly-seed=N): no test may depend on another having run before it.
+"${pytest[@]}" -m "not slow" -p randomly
+# 2. The calendar: the date-dependent tests again with the clock a year ahead, so a deadline
+#    that would expire fails today, not on the day it expires.
+faketime -f +365d .venv/bin/python -m pytest tests/test_calendar.py tests/test_manifest.py \
+  tests/test_review.py -k "not retoucher_decisions"
+# 3. The slow tests (real model, Prefect server, S3 server, browser) in file order.
+"${pytest[@]}" -m slow

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import time
 from uuid import UUID
 
 import orjson
 
 from cutline.review_queue import ReviewEntry, list_reviews, resume_review, wait_for_outcome
+from tests.waiting import wait_until
 
 
 def wait_for_reviews(settings, job: str, count: int, timeout: float = 180.0) -> list[ReviewEntry]:
-    """Poll the queue until ``count`` reviews of ``job`` are waiting (suspended)."""
-    deadline = time.monotonic() + timeout
-    entries: list[ReviewEntry] = []
-    while time.monotonic() < deadline:
+    """Wait until ``count`` reviews of ``job`` are waiting (suspended); return them in order."""
+
+    def waiting() -> list[ReviewEntry] | None:
         entries = [
             e for e in list_reviews(settings, settings.ui_url, job) if e.state == "Suspended"
         ]
-        if len(entries) >= count:
-            return entries
-        time.sleep(1.0)
-    raise AssertionError(f"expected {count} waiting reviews for {job}, found {len(entries)}")
+        return entries if len(entries) >= count else None
+
+    return wait_until(waiting, f"{count} waiting reviews of {job}", timeout=timeout)
 
 
 def ui_form(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from cutline.ledger import read_ledger
 from cutline.limits import DAM_LIMIT, MODEL_LIMIT
 from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -48,13 +47,13 @@ def test_five_shoots_submitted_at_once_all_complete_with_at_most_two_running(
                 as_subflow=False,
             )
         )
-    deadline = time.monotonic() + 600
     with get_client(sync_client=True) as client:
-        while True:
+
+        def all_final() -> list | None:
             final = [client.read_flow_run(r.id) for r in runs]
-            if all(r.state.is_final() for r in final) or time.monotonic() > deadline:
-                break
-            time.sleep(2)
+            return final if all(r.state.is_final() for r in final) else None
+
+        final = wait_until(all_final, "the five shoots to finish", timeout=600, interval=2)
     assert [r.state.name for r in final] == ["Completed"] * 5
     for index in range(5):
         rows = read_ledger(str(tmp_path / "out" / f"MANY-{index}" / "ledger.csv"))

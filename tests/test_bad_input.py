@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -94,12 +95,13 @@ def _corpus(folder: Path) -> dict[str, str]:
     }
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)
+    due = (date.today() + timedelta(days=7)).isoformat()
     (folder / "manifest.csv").write_text(
         "filename,sku,category,deadline\n"
-        "passwd-sku.jpg,../../etc/passwd,homeware,2026-12-01\n"
+        f"passwd-sku.jpg,../../etc/passwd,homeware,{due}\n"
         "bad-date.jpg,SKU-DATE,homeware,the day after tomorrow\n"
-        "missing-file.jpg,SKU-GONE,homeware,2026-12-01\n"
-        "day1/IMG_0001.jpg,SKU-D1,homeware,2026-12-01\n",
+        f"missing-file.jpg,SKU-GONE,homeware,{due}\n"
+        f"day1/IMG_0001.jpg,SKU-D1,homeware,{due}\n",
         encoding="utf-8",
     )
     return {name: lane for name, (_, lane) in files.items()}

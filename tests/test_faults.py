@@ -20,6 +20,7 @@ from cutline import storage
 from cutline.ledger import read_ledger
 from tests import s3server
 from tests.images import product_shoot
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -40,16 +41,16 @@ def _env(tmp_path: Path, **values: str) -> dict[str, str]:
 
 
 def _wait_for(condition, timeout: float, what: str, process: subprocess.Popen | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Poll ``condition`` until it holds; fail at once if ``process`` (the run) ends first."""
+
+    def holds():
         value = condition()
-        if value:
-            return value
-        if process is not None and process.poll() is not None:
+        if not value and process is not None and process.poll() is not None:
             out = process.stdout.read() if process.stdout else ""
             pytest.fail(f"the run ended (code {process.returncode}) before {what}:\n{out}")
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
+        return value
+
+    return wait_until(holds, what, timeout=timeout, interval=0.2)
 
 
 @pytest.fixture
@@ -186,7 +187,7 @@ def test_s3_stopping_mid_run_is_ridden_out_when_it_comes_back(
     override_settings(s3_endpoint_url=own_s3.endpoint)  # for reading the outputs back here
     run, bucket, names = _s3_run_under_way(own_s3, tmp_path, "S3DOWN-1", "[5, 10, 20, 30]")
     own_s3.kill()  # the S3 server goes away mid-run
-    time.sleep(5)
+    time.sleep(5)  # the outage itself: five seconds without S3, not a wait for a condition
     assert run.poll() is None
     own_s3.restart()
     output, _ = run.communicate(timeout=600)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
 
 from cutline.errors import ConfigError
@@ -12,20 +14,26 @@ DEFAULT_PATTERN = r"^(?P<sku>[^_]+)"
 
 
 def test_manifest_rows_are_cleaned():
+    due = date.today() + timedelta(days=4)
     manifest = parse_manifest(
         b"Filename,SKU,Category,campaign,channels,deadline,brief,reference,notes\n"
-        b"a/IMG_1.jpg,ABC-1,Glassware,Hero,web; social,2026-12-01,Keep glass clear,ref/a.jpg,x\n",
+        b"a/IMG_1.jpg,ABC-1,Glassware,Hero,web; social,"
+        + due.isoformat().encode()
+        + b",Keep glass clear,ref/a.jpg,x\n",
         "m.csv",
     )
     row = manifest.rows["a/IMG_1.jpg"]
     assert row.sku == "ABC-1" and row.category == "glassware" and row.campaign == "Hero"
     assert row.channels == ("web", "social")
-    assert row.deadline is not None and row.deadline.year == 2026
+    assert row.deadline is not None and row.deadline.date() == due
     assert row.extra == {"notes": "x"} and not row.problems
 
 
 def test_bad_deadline_is_a_problem_of_that_row_only():
-    manifest = parse_manifest(b"filename,deadline\na.jpg,next tuesday\nb.jpg,2026-12-01\n", "m.csv")
+    due = (date.today() + timedelta(days=1)).isoformat()
+    manifest = parse_manifest(
+        f"filename,deadline\na.jpg,next tuesday\nb.jpg,{due}\n".encode(), "m.csv"
+    )
     assert "deadline 'next tuesday' is not a date" in manifest.rows["a.jpg"].problems[0]
     assert "line 2" in manifest.rows["a.jpg"].problems[0]
     assert not manifest.rows["b.jpg"].problems

@@ -16,6 +16,7 @@ from cutline.ledger import read_ledger
 from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
 from dam_adapters import ApprovalState
 from dam_adapters.local_catalog import LocalCatalog
+from tests.scenario import run_steps
 
 pytestmark = pytest.mark.slow
 
@@ -155,65 +156,65 @@ def test_status_reports_progress_and_stage_counts(first_run):
     assert cutout.completed == status.batches and cutout.waiting == 0 and cutout.images_waiting == 0
 
 
-def test_rerun_into_another_output_root_registers_without_duplicates(
-    first_run, shoot, settings, tmp_path
-):
-    from flows.process_shoot import process_shoot
-
-    summary, _ = first_run
-    catalog = LocalCatalog(settings.resolved_catalog_dir)
-    before = {r.dam_id: r.revision for r in catalog.list_job("E2E-0001")}
-    again = process_shoot(
-        shoot=str(shoot),
-        job_id="E2E-0001",
-        manifest=str(shoot / "manifest.csv"),
-        output_root=str(tmp_path),
-    )
-    after = {r.dam_id: r.revision for r in catalog.list_job("E2E-0001")}
-    assert set(after) == set(before)  # same assets, never a duplicate
-    # The catalog keeps its own copies of the renditions, so the records are unchanged and
-    # re-registering them writes no new revision.
-    assert after == before
-    assert again.lanes == summary.lanes
+# Reruns of one job: each step reruns into the job the steps before it left, so they run as
+# one scenario on a job of their own (the read-only tests above keep E2E-0001 as first run).
+RERUN_JOB = "E2E-RERUN"
 
 
 def _mtimes(rows: dict[str, dict[str, str]], column: str) -> dict[str, int]:
     return {name: Path(row[column]).stat().st_mtime_ns for name, row in rows.items() if row[column]}
 
 
-def _rerun_into_the_same_job(shoot: Path, summary) -> dict[str, dict[str, str]]:
+def _run(shoot: Path, output_root: Path):
     from flows.process_shoot import process_shoot
 
-    again = process_shoot(
+    return process_shoot(
         shoot=str(shoot),
-        job_id="E2E-0001",
+        job_id=RERUN_JOB,
         manifest=str(shoot / "manifest.csv"),
-        output_root=str(Path(summary.ledger).parent.parent),
+        output_root=str(output_root),
     )
-    return {row["source_name"]: row for row in read_ledger(again.ledger)}
 
 
-def test_rerun_of_an_unchanged_shoot_reuses_all_work(first_run, shoot, settings):
-    summary, rows = first_run
-    catalog = LocalCatalog(settings.resolved_catalog_dir)
-    revisions = {r.dam_id: r.revision for r in catalog.list_job("E2E-0001")}
+def _rows_by_name(summary) -> dict[str, dict[str, str]]:
+    return {row["source_name"]: row for row in read_ledger(summary.ledger)}
+
+
+def _step_rerun_into_another_output_root_registers_without_duplicates(
+    shoot, first, out, catalog, tmp_path, override_settings
+):
+    before = {r.dam_id: r.revision for r in catalog.list_job(RERUN_JOB)}
+    again = _run(shoot, tmp_path / "elsewhere")
+    after = {r.dam_id: r.revision for r in catalog.list_job(RERUN_JOB)}
+    assert set(after) == set(before)  # same assets, never a duplicate
+    # The catalog keeps its own copies of the renditions, so the records are unchanged and
+    # re-registering them writes no new revision.
+    assert after == before
+    assert again.lanes == first.lanes
+
+
+def _step_rerun_of_an_unchanged_shoot_reuses_all_work(
+    shoot, first, out, catalog, tmp_path, override_settings
+):
+    rows = _rows_by_name(first)
+    revisions = {r.dam_id: r.revision for r in catalog.list_job(RERUN_JOB)}
     masks, pngs, psds = _mtimes(rows, "mask"), _mtimes(rows, "png"), _mtimes(rows, "psd")
-    rerun = _rerun_into_the_same_job(shoot, summary)
+    rerun = _rows_by_name(_run(shoot, out))
     assert (
         _mtimes(rerun, "mask") == masks
         and _mtimes(rerun, "png") == pngs
         and _mtimes(rerun, "psd") == psds
     )
-    assert {r.dam_id: r.revision for r in catalog.list_job("E2E-0001")} == revisions
+    assert {r.dam_id: r.revision for r in catalog.list_job(RERUN_JOB)} == revisions
     for name, row in rows.items():
         for column in ("lane", "confidence", "png", "psd", "jpg", "dam_id", "sha256"):
             assert rerun[name][column] == row[column], (name, column)
 
 
-def test_changed_rules_reroute_without_recomputing_cutouts(
-    first_run, shoot, override_settings, tmp_path
+def _step_changed_rules_reroute_without_recomputing_cutouts(
+    shoot, first, out, catalog, tmp_path, override_settings
 ):
-    summary, rows = first_run
+    rows = _rows_by_name(first)
     strict = tmp_path / "strict.yaml"
     strict.write_text(
         'version: "strict"\nconfidence: {review_below: 0.5}\n'
@@ -221,7 +222,7 @@ def test_changed_rules_reroute_without_recomputing_cutouts(
     )
     override_settings(rules_file=str(strict))
     masks = _mtimes(rows, "mask")
-    rerun = _rerun_into_the_same_job(shoot, summary)
+    rerun = _rows_by_name(_run(shoot, out))
     assert _mtimes(rerun, "mask") == masks  # no cutout recomputed
     in_manifest = {s.filename for s in DEFAULT_SAMPLES}
     assert {r["lane"] for n, r in rerun.items() if n in in_manifest} == {"review"}
@@ -229,6 +230,22 @@ def test_changed_rules_reroute_without_recomputing_cutouts(
         assert row["confidence"] == rows[name]["confidence"]
         if name in in_manifest:
             assert "campaign:SS27" in row["rules"].split(";"), row
+
+
+RERUN_STEPS = (
+    _step_rerun_into_another_output_root_registers_without_duplicates,
+    _step_rerun_of_an_unchanged_shoot_reuses_all_work,
+    _step_changed_rules_reroute_without_recomputing_cutouts,
+)
+
+
+def test_reruns_reuse_work_never_duplicate_assets_and_follow_changed_rules(
+    shoot, prefect_server, model_home, settings, tmp_path, override_settings
+):
+    out = tmp_path / "out"
+    first = _run(shoot, out)
+    catalog = LocalCatalog(settings.resolved_catalog_dir)
+    run_steps(RERUN_STEPS, shoot, first, out, catalog, tmp_path, override_settings)
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -1,10 +1,13 @@
-"""The review lane against a real Prefect server, serve process and the real model."""
+"""The review lane against a real Prefect server, serve process and the real model.
+
+Two shoots: the queue tests only read reviews that stay waiting (any order, any one alone), and
+the retoucher's decisions are one scenario whose named steps build on each other."""
 
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -18,84 +21,57 @@ from cutline.samples import Sample, write_sample_shoot
 from dam_adapters import ApprovalState
 from dam_adapters.local_catalog import LocalCatalog
 from tests.reviews import decide, form_description, ui_form, wait_for_reviews
+from tests.scenario import run_steps
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
-JOB = "REV-0001"
+QUEUE_JOB = "REV-QUEUE"  # reviews left waiting: the queue, the form, events, escalation
+STORY_JOB = "REV-STORY"  # reviews decided step by step in one scenario
+# Deadlines are days from today: OV-1 is long overdue, the others are due soon, so the queue
+# order (deadline first) is OV-1, JW-1, GL-1, HB-1 on any day the suite runs.
 SAMPLES = (
     Sample(
-        "GL-1_front.jpg",
-        "GL-1",
-        "glassware",
-        "tall",
-        (150, 170, 190),
-        "web",
-        "2026-12-02",
-        "Perfume bottle.",
+        "GL-1_front.jpg", "GL-1", "glassware", "tall", (150, 170, 190), "web", 4, "Perfume bottle."
     ),
     Sample(
-        "JW-1_front.jpg",
-        "JW-1",
-        "jewellery",
-        "round",
-        (200, 170, 60),
-        "web",
-        "2026-12-01",
-        "Gold bangle.",
+        "JW-1_front.jpg", "JW-1", "jewellery", "round", (200, 170, 60), "web", 3, "Gold bangle."
     ),
+    Sample("HB-1_front.jpg", "HB-1", "hair-beauty", "tall", (90, 60, 40), "web", 5, "Hair serum."),
     Sample(
-        "HB-1_front.jpg",
-        "HB-1",
-        "hair-beauty",
-        "tall",
-        (90, 60, 40),
-        "web",
-        "2026-12-03",
-        "Hair serum.",
+        "OV-1_front.jpg", "OV-1", "glassware", "box", (160, 160, 200), "web", -30, "Long overdue."
     ),
-    Sample(
-        "OV-1_front.jpg",
-        "OV-1",
-        "glassware",
-        "box",
-        (160, 160, 200),
-        "web",
-        "2020-01-01",
-        "Long overdue.",
-    ),
-    Sample(
-        "FW-1_front.jpg",
-        "FW-1",
-        "footwear",
-        "box",
-        (176, 48, 40),
-        "web;social",
-        "2026-12-05",
-        "Trainer.",
-    ),
+    Sample("FW-1_front.jpg", "FW-1", "footwear", "box", (176, 48, 40), "web;social", 7, "Trainer."),
 )
+BY_SKU = {s.sku: s for s in SAMPLES}
+
+
+def _run_review_shoot(job: str, tmp_path_factory, settings):
+    """A shoot of SAMPLES with four review-lane images; returns once all four wait."""
+    from flows.process_shoot import process_shoot
+
+    folder = tmp_path_factory.mktemp(f"{job.lower()}-shoot")
+    today = date.today()
+    write_sample_shoot(folder, SAMPLES, size=(480, 360), today=today)
+    out = tmp_path_factory.mktemp(f"{job.lower()}-out")
+    summary = process_shoot(
+        shoot=str(folder), job_id=job, manifest=str(folder / "manifest.csv"), output_root=str(out)
+    )
+    entries = wait_for_reviews(settings, job, 4)
+    return summary, {e.sku: e for e in entries}, entries, today
 
 
 @pytest.fixture(scope="module")
-def shoot_run(prefect_server, model_home, tmp_path_factory, settings):
-    from flows.process_shoot import process_shoot
-
-    folder = tmp_path_factory.mktemp("review-shoot")
-    write_sample_shoot(folder, SAMPLES, size=(480, 360))
-    out = tmp_path_factory.mktemp("review-out")
-    summary = process_shoot(
-        shoot=str(folder), job_id=JOB, manifest=str(folder / "manifest.csv"), output_root=str(out)
-    )
-    entries = wait_for_reviews(settings, JOB, 4)
-    return summary, {e.sku: e for e in entries}, entries
+def queue_run(prefect_server, model_home, tmp_path_factory, settings):
+    return _run_review_shoot(QUEUE_JOB, tmp_path_factory, settings)
 
 
 def _rows(summary) -> dict[str, dict[str, str]]:
     return {row["sku"]: row for row in read_ledger(summary.ledger)}
 
 
-def test_each_review_image_waits_in_its_own_suspended_run_ordered_by_deadline(shoot_run):
-    summary, by_sku, entries = shoot_run
+def test_each_review_image_waits_in_its_own_suspended_run_ordered_by_deadline(queue_run):
+    summary, by_sku, entries, _ = queue_run
     assert summary.lanes["review"] == 4 and summary.lanes["auto"] == 1
     assert [e.sku for e in entries] == ["OV-1", "JW-1", "GL-1", "HB-1"]
     assert len({e.run_id for e in entries}) == 4
@@ -104,20 +80,20 @@ def test_each_review_image_waits_in_its_own_suspended_run_ordered_by_deadline(sh
     for sku, entry in by_sku.items():
         assert rows[sku]["review_run_id"] == entry.run_id
         assert rows[sku]["review_state"] == "queued"
-        assert entry.run_name.endswith(f"· {sku} · {JOB}")
+        assert entry.run_name.endswith(f"· {sku} · {QUEUE_JOB}")
         assert entry.ui_url.endswith(f"/runs/flow-run/{entry.run_id}")
     assert [r["sku"] for r in summary.reviews] == ["OV-1", "JW-1", "GL-1", "HB-1"]
 
 
-def test_form_text_gives_what_a_retoucher_needs(shoot_run):
-    _, by_sku, _ = shoot_run
+def test_form_text_gives_what_a_retoucher_needs(queue_run):
+    _, by_sku, _, today = queue_run
     text = form_description(by_sku["GL-1"].run_id)
     for expected in (
         "GL-1",
         "glassware",
         "Glassware:",
         "Perfume bottle.",
-        "2026-12-02",
+        BY_SKU["GL-1"].deadline(today),
         ".psd",
         "AI mask",
         "480x360",
@@ -134,35 +110,38 @@ def _events(api: str, name: str) -> list[dict]:
         return json.load(resp)["events"]
 
 
-def test_review_requested_events_are_emitted(shoot_run, prefect_server):
-    _, by_sku, _ = shoot_run
+def test_review_requested_events_are_emitted(queue_run, prefect_server):
+    _, by_sku, _, _ = queue_run
     wanted = {f"cutline.review.{e.run_id}" for e in by_sku.values()}
-    deadline = time.monotonic() + 60  # the server persists events in the background
-    while True:
+
+    def resources() -> list[str]:
         events = _events(prefect_server, "cutline.review.requested")
-        resources = [e["resource"]["prefect.resource.id"] for e in events]
-        if wanted <= set(resources) or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert wanted <= set(resources)
-    assert all(resources.count(r) == 1 for r in wanted)  # once per review, despite replays
+        return [e["resource"]["prefect.resource.id"] for e in events]
+
+    # The server persists events in the background.
+    wait_until(lambda: wanted <= set(resources()), "the review-requested events")
+    events = _events(prefect_server, "cutline.review.requested")
+    seen = [e["resource"]["prefect.resource.id"] for e in events]
+    assert all(seen.count(r) == 1 for r in wanted)  # once per review, despite replays
     payload = next(
         e["payload"]
         for e in events
         if e["resource"]["prefect.resource.id"] == f"cutline.review.{by_sku['GL-1'].run_id}"
     )
     assert (
-        payload["sku"] == "GL-1" and payload["job_id"] == JOB and "Glassware" in payload["reasons"]
+        payload["sku"] == "GL-1"
+        and payload["job_id"] == QUEUE_JOB
+        and "Glassware" in payload["reasons"]
     )
 
 
-def test_cli_lists_the_queue_as_json(shoot_run):
+def test_cli_lists_the_queue_as_json(queue_run):
     import os
     import subprocess
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "cutline", "review", "list", "--job", JOB, "--json"],
+        [sys.executable, "-m", "cutline", "review", "list", "--job", QUEUE_JOB, "--json"],
         capture_output=True,
         text=True,
         env=dict(os.environ),
@@ -176,38 +155,41 @@ def test_cli_lists_the_queue_as_json(shoot_run):
     )
 
 
-def test_overdue_review_is_escalated_not_dropped(shoot_run, prefect_server):
+def test_overdue_review_is_escalated_once_not_dropped(queue_run, prefect_server):
+    from cutline.review_queue import list_reviews
+    from cutline.settings import CutlineSettings, get_settings
     from flows.escalate_reviews import escalate_reviews
 
-    _, by_sku, _ = shoot_run
-    escalated = escalate_reviews()
-    assert by_sku["OV-1"].run_id in escalated
-    assert by_sku["GL-1"].run_id not in escalated
-    from cutline.review_queue import list_reviews
-    from cutline.settings import get_settings
-
-    entry = {e.sku: e for e in list_reviews(get_settings(), "http://ui", JOB)}["OV-1"]
-    assert entry.escalated and entry.overdue and entry.state == "Suspended"
-    assert escalate_reviews() == []  # announced once
+    _, by_sku, _, _ = queue_run
+    escalate_reviews()  # the stack's 5-minute schedule may have escalated it already
+    queue = {e.sku: e for e in list_reviews(get_settings(), "http://ui", QUEUE_JOB)}
+    assert queue["OV-1"].escalated and queue["OV-1"].overdue
+    assert queue["OV-1"].state == "Suspended"  # escalated reviews stay in the queue
+    for sku in ("GL-1", "JW-1", "HB-1"):  # due in a few days: not overdue, not escalated
+        assert not queue[sku].overdue and not queue[sku].escalated, sku
+    assert by_sku["OV-1"].run_id not in escalate_reviews()  # announced once
     # By age too: with a tiny waiting limit every waiting review is overdue.
-    from cutline.settings import CutlineSettings
-
     impatient = CutlineSettings(review_escalate_after_hours=0.0001)
     assert all(
-        e.overdue for e in list_reviews(impatient, "http://ui", JOB) if e.state == "Suspended"
+        e.overdue for e in list_reviews(impatient, "http://ui", QUEUE_JOB) if e.state == "Suspended"
     )
     wanted = f"cutline.review.{by_sku['OV-1'].run_id}"
-    deadline = time.monotonic() + 60
-    while not any(
-        e["resource"]["prefect.resource.id"] == wanted
-        for e in _events(prefect_server, "cutline.review.escalated")
-    ):
-        assert time.monotonic() < deadline, "no cutline.review.escalated event"
-        time.sleep(1)
+
+    def announced() -> list[dict]:
+        return [
+            e
+            for e in _events(prefect_server, "cutline.review.escalated")
+            if e["resource"]["prefect.resource.id"] == wanted
+        ]
+
+    wait_until(announced, "the cutline.review.escalated event")
+    assert len(announced()) == 1
 
 
-def test_approve_lands_the_asset_with_all_renditions(shoot_run, settings):
-    summary, by_sku, _ = shoot_run
+# The retoucher's story: each step builds on the ones before it, so they run as one test.
+
+
+def _step_approve_lands_the_asset_with_all_renditions(summary, by_sku, settings, tmp_path):
     run = decide(by_sku["GL-1"].run_id, ui_form("approve", note="glass is clean"))
     assert run.state.is_completed(), run.state
     row = _rows(summary)["GL-1"]
@@ -225,10 +207,9 @@ def test_approve_lands_the_asset_with_all_renditions(shoot_run, settings):
     )
 
 
-def test_invalid_replace_asks_again_then_replace_uses_the_retouched_mask(
-    shoot_run, settings, tmp_path: Path
+def _step_invalid_replace_asks_again_then_replace_uses_the_retouched_mask(
+    summary, by_sku, settings, tmp_path
 ):
-    summary, by_sku, _ = shoot_run
     run_id = by_sku["JW-1"].run_id
     run = decide(run_id, ui_form("replace", retouched_file=str(tmp_path / "missing.png")))
     assert run.state.is_paused(), "a bad answer must ask again, not fail the run"
@@ -259,8 +240,7 @@ def test_invalid_replace_asks_again_then_replace_uses_the_retouched_mask(
     assert record.approval_state == ApprovalState.APPROVED and record.note == "fixed the clasp"
 
 
-def test_reject_marks_the_asset_rejected_with_the_note(shoot_run, settings):
-    summary, by_sku, _ = shoot_run
+def _step_reject_marks_the_asset_rejected_with_the_note(summary, by_sku, settings, tmp_path):
     run = decide(by_sku["HB-1"].run_id, ui_form("reject", note="flyaways everywhere, reshoot"))
     assert run.state.is_completed(), run.state
     row = _rows(summary)["HB-1"]
@@ -270,8 +250,7 @@ def test_reject_marks_the_asset_rejected_with_the_note(shoot_run, settings):
     assert record.note == "flyaways everywhere, reshoot"
 
 
-def test_missing_name_asks_again(shoot_run):
-    _, by_sku, _ = shoot_run
+def _step_missing_name_asks_again(summary, by_sku, settings, tmp_path):
     run = decide(by_sku["OV-1"].run_id, ui_form("approve", retoucher=" "))
     assert run.state.is_paused()
     assert "enter your name" in form_description(by_sku["OV-1"].run_id)
@@ -295,12 +274,13 @@ def _review_run_count(job: str) -> int:
         )
 
 
-def test_nothing_is_registered_twice_and_rerun_keeps_decisions(shoot_run, settings, tmp_path):
+def _step_nothing_is_registered_twice_and_a_rerun_keeps_decisions(
+    summary, by_sku, settings, tmp_path
+):
     from flows.process_shoot import process_shoot
 
-    summary, by_sku, _ = shoot_run
     catalog = LocalCatalog(settings.resolved_catalog_dir)
-    before = {r.sku: r.approval_state for r in catalog.list_job(JOB)}
+    before = {r.sku: r.approval_state for r in catalog.list_job(STORY_JOB)}
     assert before == {
         "FW-1": ApprovalState.AUTO_APPROVED,
         "GL-1": ApprovalState.APPROVED,
@@ -310,20 +290,19 @@ def test_nothing_is_registered_twice_and_rerun_keeps_decisions(shoot_run, settin
     shoot = str(Path(read_ledger(summary.ledger)[0]["source"]).parent)
     again = process_shoot(
         shoot=shoot,
-        job_id=JOB,
+        job_id=STORY_JOB,
         manifest=str(Path(shoot) / "manifest.csv"),
         output_root=str(Path(summary.ledger).parent.parent),
     )
-    assert {r.sku: r.approval_state for r in catalog.list_job(JOB)} == before
+    assert {r.sku: r.approval_state for r in catalog.list_job(STORY_JOB)} == before
     rows = _rows(again)
     assert rows["GL-1"]["review_state"] == "approved" and rows["HB-1"]["review_state"] == "rejected"
     # The same waiting review is reused, not a second run for the same image.
     assert rows["OV-1"]["review_run_id"] == by_sku["OV-1"].run_id
-    assert _review_run_count(JOB) == 4
+    assert _review_run_count(STORY_JOB) == 4
 
 
-def test_review_survives_a_stack_restart(shoot_run, settings):
-    summary, by_sku, _ = shoot_run
+def _step_a_waiting_review_survives_a_stack_restart(summary, by_sku, settings, tmp_path):
     stopped = stack.down(settings)
     assert set(stopped) == {"serve", "server"}
     assert not stack.status(settings).healthy
@@ -335,3 +314,20 @@ def test_review_survives_a_stack_restart(shoot_run, settings):
     assert run.state.is_completed(), run.state
     row = _rows(summary)["OV-1"]
     assert row["review_state"] == "approved" and row["reviewed_by"] == "Bo"
+
+
+STORY_STEPS = (
+    _step_approve_lands_the_asset_with_all_renditions,
+    _step_invalid_replace_asks_again_then_replace_uses_the_retouched_mask,
+    _step_reject_marks_the_asset_rejected_with_the_note,
+    _step_missing_name_asks_again,
+    _step_nothing_is_registered_twice_and_a_rerun_keeps_decisions,
+    _step_a_waiting_review_survives_a_stack_restart,
+)
+
+
+def test_retoucher_decisions_land_once_and_survive_a_rerun_and_a_restart(
+    prefect_server, model_home, tmp_path_factory, settings, tmp_path
+):
+    summary, by_sku, _, _ = _run_review_shoot(STORY_JOB, tmp_path_factory, settings)
+    run_steps(STORY_STEPS, summary, by_sku, settings, tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -59,10 +60,11 @@ def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
         "tall",
         (150, 170, 190),
         "web",
-        "2026-12-02",
+        4,
         "Decanter: keep the stopper.",
     )
-    write_sample_shoot(tmp_path / "shoot", (sample,), size=(400, 300))
+    today = date.today()
+    write_sample_shoot(tmp_path / "shoot", (sample,), size=(400, 300), today=today)
     summary = process_shoot(
         shoot=str(tmp_path / "shoot"),
         job_id=JOB,
@@ -83,12 +85,14 @@ def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
         "Retoucher",
         "Glassware:",
         "Decanter: keep the stopper.",
-        "2026-12-02",
+        sample.deadline(today),
         "PSD with the AI mask",
     ):
         assert expected in text, expected
-    page.wait_for_timeout(1000)  # let the dialog finish fading in before the screenshot
-    page.screenshot(path=str(artifacts_dir / "review-resume-form.png"), full_page=True)
+    # animations="disabled" finishes the dialog's fade-in before the picture is taken.
+    page.screenshot(
+        path=str(artifacts_dir / "review-resume-form.png"), full_page=True, animations="disabled"
+    )
 
     boxes = dialog.get_by_role("textbox")
     boxes.nth(1).fill("Cam in the browser")

@@ -12,6 +12,8 @@ from cutline.settings import DEFAULT_PRESETS_FILE, DEFAULT_RULES_FILE
 from rules import Lane, RoutingInput, load_presets, load_rules, route
 
 RULES = load_rules(DEFAULT_RULES_FILE)
+# The threshold the shipped rules use (the calibration fragment's), read, never copied.
+THRESHOLD = RULES.confidence.review_below
 
 
 @pytest.mark.parametrize(
@@ -26,10 +28,10 @@ RULES = load_rules(DEFAULT_RULES_FILE)
         # 'hair_beauty' with an underscore is still hair-detail beauty.
         ("hair_beauty", "", 0.99, Lane.REVIEW, ["category:hair-beauty"]),
         # Low confidence alone sends an ordinary product to review.
-        ("homeware", "", 0.40, Lane.REVIEW, ["confidence"]),
+        ("homeware", "", THRESHOLD / 2, Lane.REVIEW, ["confidence"]),
         # Exactly at the (calibrated) threshold is good enough (below means strictly below).
-        ("homeware", "", 0.7253, Lane.AUTO, ["auto"]),
-        ("homeware", "", 0.7252, Lane.REVIEW, ["confidence"]),
+        ("homeware", "", THRESHOLD, Lane.AUTO, ["auto"]),
+        ("homeware", "", THRESHOLD - 0.0001, Lane.REVIEW, ["confidence"]),
         # A high-value campaign is reviewed regardless of score (case-insensitive name).
         ("footwear", "HERO", 0.99, Lane.REVIEW, ["campaign:hero"]),
         # Every reason is recorded, not just the first: glass, hero campaign and low score.

@@ -114,9 +114,11 @@ def test_credentials_never_appear_in_outputs_logs_or_run_parameters(s3_run, sett
 
 
 def test_a_wrong_secret_is_refused_before_any_image_is_read(
-    s3, prefect_server, model_home, override_settings
+    s3_run, prefect_server, model_home, override_settings
 ):
     from flows.process_shoot import process_shoot
+
+    # s3_run put a real shoot at this prefix: only the wrong secret stands in the way.
 
     override_settings(s3_secret_access_key="not-the-secret")
     state = process_shoot(

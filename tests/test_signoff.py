@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -14,6 +13,7 @@ import pytest
 
 from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
 from tests.reviews import decide, form_description, ui_form, wait_for_reviews
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -21,13 +21,9 @@ pytestmark = pytest.mark.slow
 def _wait_paused_signoff(settings, job: str, timeout: float = 180.0):
     from cutline.signoff_queue import signoff_run_for
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        entry = signoff_run_for(job, settings.ui_url)
-        if entry is not None:
-            return entry
-        time.sleep(1.0)
-    raise AssertionError(f"no sign-off waiting for {job}")
+    return wait_until(
+        lambda: signoff_run_for(job, settings.ui_url), f"a sign-off waiting for {job}", timeout
+    )
 
 
 def _signoff_form(
