@@ -33,7 +33,7 @@ def plain_loop(shoot: Path, out: Path, job_id: str) -> int:
     from cutline.settings import get_settings
     from tasks.context import ShootContext
     from tasks.ingest import plan_shoot
-    from tasks.pipeline import run_stages
+    from tasks.stages import run_plain
 
     settings = get_settings()
     layout = JobLayout.for_job(str(out), job_id)
@@ -48,7 +48,7 @@ def plain_loop(shoot: Path, out: Path, job_id: str) -> int:
     )
     ensure_limits(settings)  # the register stage honours the DAM rate limit, as in the flow
     plan = plan_shoot.fn(ctx, None, settings.batch_size)
-    items = run_stages(plan.items(), ctx, per_image=True)
+    items = run_plain(plan.items(), ctx)
     write_ledger(items, layout)
     lanes = reconcile(plan.inputs, items)
     assert storage.exists(layout.ledger)

@@ -6,6 +6,7 @@ working directory; every field has a default that works on a fresh machine.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RULES_FILE = PROJECT_ROOT / "rules" / "default.yaml"
 DEFAULT_PRESETS_FILE = PROJECT_ROOT / "rules" / "channel_presets.yaml"
+
+
+class BatchOrder(StrEnum):
+    """Which waiting stage task of a shoot starts first when a worker thread frees up."""
+
+    STREAMING = "streaming"  # the batch furthest along: first assets and reviews land early
+    STAGE_BY_STAGE = "stage-by-stage"  # every batch through a stage before the next stage
 
 
 class CutlineSettings(BaseSettings):
@@ -105,6 +113,15 @@ class CutlineSettings(BaseSettings):
         ge=1,
         le=64,
         description="Batches processed at once inside one shoot run (threads sharing one model session).",
+    )
+    batch_order: BatchOrder = Field(
+        default=BatchOrder.STREAMING,
+        description=(
+            "How a shoot's batches go through the stages: 'streaming' moves each batch on as "
+            "soon as its stage is done, so the first assets reach the DAM and the first reviews "
+            "wait for a retoucher early in the run; 'stage-by-stage' takes every batch through "
+            "a stage before the next one (kept for comparison in benchmarks)."
+        ),
     )
     model_slots: int = Field(
         default=2,

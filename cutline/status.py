@@ -8,16 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from cutline.summary import artifact_key, parse_progress_description
-
-STAGE_TASKS = (
-    "ingest-batch",
-    "cutout-batch",
-    "score-batch",
-    "route-batch",
-    "export-batch",
-    "register-batch",
-    "request-reviews",
-)
+from tasks.stages import STAGE_TASK_NAMES
 
 
 class StageProgress(BaseModel):
@@ -88,7 +79,7 @@ def shoot_status(job_id: str) -> ShootStatus | None:
     progress: Any = artifacts[0].data if artifacts else None
     counts = parse_progress_description(artifacts[0].description if artifacts else "")
     images, batches, size = counts if counts else (None, None, None)
-    by_stage: dict[str, Counter[str]] = {stage: Counter() for stage in STAGE_TASKS}
+    by_stage: dict[str, Counter[str]] = {stage: Counter() for stage in STAGE_TASK_NAMES}
     for task_run in task_runs:
         stage = task_run.name.rsplit("-", 1)[0]
         if stage in by_stage and task_run.state:

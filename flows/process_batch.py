@@ -2,7 +2,8 @@
 
 With CUTLINE_DISTRIBUTE_BATCHES, process-shoot writes each batch's records to the job
 folder and starts one of these per batch from the `process-batch/batch` deployment, so the
-workers polling its work pool share the shoot.
+workers polling its work pool share the shoot. The stages are the same tasks, with the same
+retries, as when the shoot runs its batches itself (`tasks.stages`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from prefect import flow
 
 from cutline.errors import ConfigError
 from cutline.locations import check_location
-from tasks.context import BatchRef, ShootContext, for_each_image, load_batch, save_batch
-from tasks.pipeline import run_stages
-from tasks.review import REVIEW_LANES, make_review_request
+from cutline.settings import get_settings
+from tasks.context import BatchRef, ShootContext, load_batch, save_batch
+from tasks.stages import stage_tasks
 
 
 @flow(name="process-batch", log_prints=True)
@@ -34,8 +35,9 @@ def process_batch(ctx: ShootContext, batch: BatchRef) -> int:
             f"Batch file {batch.uri} is not in the job folder {ctx.job_root}.",
             hint="Start process-batch runs from process-shoot, not by hand.",
         )
-    items = run_stages(load_batch(batch), ctx)
-    items = for_each_image(items, "review", make_review_request(ctx), lanes=REVIEW_LANES)
+    for stage_task in stage_tasks(get_settings()):
+        batch = stage_task(batch, ctx)  # raises when the stage fails after its retries
+    items = load_batch(batch)
     worker = {"host": socket.gethostname(), "worker_pid": os.getppid(), "pid": os.getpid()}
     save_batch(ctx, batch.index, items, extra={"worker": worker})
     return len(items)

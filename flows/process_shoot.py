@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import time
 from collections.abc import Callable
 
-from prefect import Task, flow, get_run_logger, unmapped
+from prefect import flow, get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -43,76 +41,13 @@ from flows.outcomes import (
     settle_batch,
     write_ledger_safely,
 )
+from flows.streaming import stream_batches
 from rules.engine import load_rules
 from rules.presets import load_presets
 from tasks.context import BatchRef, ShootContext
-from tasks.cutout import cutout_batch
-from tasks.export import export_batch
-from tasks.ingest import ingest_batch, plan_shoot
-from tasks.register import register_batch
-from tasks.review import request_reviews_batch
-from tasks.route import route_batch
-from tasks.score import score_batch
+from tasks.ingest import plan_shoot
 from tasks.signoff import request_signoff
-
-_PROGRESS_SECONDS = 3.0
-
-STAGE_TASKS = (
-    ingest_batch,
-    cutout_batch,
-    score_batch,
-    route_batch,
-    export_batch,
-    register_batch,
-    request_reviews_batch,
-)
-
-
-def _stage_problem(stages: list[tuple[str, PrefectFuture]]) -> str | None:
-    """Why a batch did not get through every stage (the first stage that did not complete
-    after its retries), or None when it did."""
-    stages[-1][1].wait()
-    for task_name, future in stages:
-        state = future.state
-        if state.is_completed():
-            continue
-        try:
-            future.result(raise_on_failure=True)
-            reason = state.message or state.name
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-        return f"{task_name} failed for this batch ({reason})"
-    return None
-
-
-def _report_until_done(
-    stages: list[list[PrefectFuture]],
-    report: Callable[[float], None],
-    on_tick: Callable[[], None],
-) -> None:
-    """Report the share of finished stage tasks every few seconds until the last stage is
-    done, calling ``on_tick`` each time (to settle the batches that finished).
-
-    Runs in the flow's own thread (its Prefect context and API), looking only at the local
-    futures, so a 20,000-image shoot costs no extra API reads.
-    """
-    every = [future.wrapped_future for stage in stages for future in stage]
-    last = [future.wrapped_future for future in stages[-1]]
-    while True:
-        finished = sum(1 for future in every if future.done())
-        report(finished / max(1, len(every)))
-        on_tick()
-        if all(future.done() for future in last):
-            return
-        concurrent.futures.wait(
-            last, timeout=_PROGRESS_SECONDS, return_when=concurrent.futures.ALL_COMPLETED
-        )
-
-
-def _stage_tasks_with_retries() -> list[Task]:
-    """The stage tasks, retried on transient errors as long as settings say."""
-    delays = get_settings().stage_retry_delays
-    return [t.with_options(retries=len(delays), retry_delay_seconds=delays) for t in STAGE_TASKS]
+from tasks.stages import stage_tasks
 
 
 def _run_batches_here(
@@ -122,30 +57,26 @@ def _run_batches_here(
     report: Callable[[float], None],
     tally: ShootTally,
 ) -> list[BatchOutcome]:
-    """Every stage as a task mapped over the batches, in this process's thread pool; tasks
-    pass batch handles, the records stay in the job folder. Each batch is read back into
-    the tally as soon as it is through, so a later storage outage cannot hide finished work
-    and the flow never holds every record at once."""
-    stage_tasks = _stage_tasks_with_retries()
-    stages: list[list[PrefectFuture]] = []
-    previous: list = refs
-    for stage_task in stage_tasks:
-        futures = stage_task.map(previous, unmapped(ctx))
-        stages.append(futures)
-        previous = futures
+    """Every batch through the stage tasks in this process's thread pool, streaming (a batch
+    moves on as soon as its stage is done, ``workers`` tasks at a time); tasks pass batch
+    handles, the records stay in the job folder. Each batch is read back into the tally as
+    soon as it is through, so a later storage outage cannot hide finished work and the flow
+    never holds every record at once."""
+    settings = get_settings()
     outcomes: dict[int, BatchOutcome] = {}
 
-    def settle_finished() -> None:
-        for index, ref in enumerate(refs):
-            if index in outcomes or not stages[-1][index].wrapped_future.done():
-                continue
-            problem = _stage_problem(
-                [(t.name, stage[index]) for t, stage in zip(stage_tasks, stages, strict=True)]
-            )
-            outcomes[index] = settle_batch(ref, planned[index], problem, tally)
+    def settle(index: int, problem: str | None) -> None:
+        outcomes[index] = settle_batch(refs[index], planned[index], problem, tally)
 
-    _report_until_done(stages, report, settle_finished)
-    settle_finished()
+    stream_batches(
+        refs,
+        stage_tasks(settings),
+        ctx,
+        slots=settings.workers,
+        on_settled=settle,
+        on_progress=report,
+        order=settings.batch_order,
+    )
     return [outcomes[index] for index in range(len(refs))]
 
 
@@ -187,7 +118,8 @@ def preflight(
 @flow(
     name="process-shoot",
     flow_run_name="{job_id}",
-    task_runner=ThreadPoolTaskRunner(max_workers=get_settings().workers),
+    # The stream keeps at most CUTLINE_WORKERS stage tasks in flight; the pool only runs them.
+    task_runner=ThreadPoolTaskRunner(max_workers=64),
     log_prints=True,
 )
 def process_shoot(

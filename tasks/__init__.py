@@ -1,1 +1,1 @@
-"""Prefect tasks of the shoot pipeline, each mapped over batches of image references."""
+"""The shoot pipeline's stages (listed once in `tasks.stages`), each a Prefect task per batch of image references."""

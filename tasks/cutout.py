@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from prefect import task
 
 from cutline import storage
 from cutline.confidence import mask_agreement
 from cutline.imaging import decode_image, mask_to_png_bytes
 from cutline.items import ImageItem
-from cutline.limits import model_slot
 from cutline.refine import refine_alpha
 from cutline.segmenter import get_session, predict_alpha, second_view_alpha
 from cutline.settings import get_settings
 from cutline.workstate import WorkState
 from rules.engine import load_rules
-from tasks.context import BatchRef, ImageWork, ShootContext, cutout_key, run_stage
+from tasks.context import ImageWork, ShootContext, cutout_key
 
 
 def full_resolution_mask(alpha: np.ndarray, size: tuple[int, int]) -> Image.Image:
@@ -71,16 +69,3 @@ def _keep_agreement(item: ImageItem, agreement: float | None) -> None:
     """Record the two views' IoU for the score stage (and the ledger)."""
     if agreement is not None:
         item.signals = {**item.signals, AGREEMENT: agreement}
-
-
-@task(
-    name="cutout-batch",
-    tags=["cutout"],
-    retries=1,
-    retry_delay_seconds=5,
-    cache_result_in_memory=False,
-)
-def cutout_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
-    """Run the background-removal model on each image (one session per process) and save its mask."""
-    with model_slot():
-        return run_stage(batch, "cutout", make_cutout(ctx))

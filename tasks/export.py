@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from PIL import Image
-from prefect import task
 
 from cutline import renditions, storage
 from cutline.imaging import decode_image, load_mask
@@ -15,7 +14,7 @@ from cutline.workstate import WorkState, file_fingerprint, stage_key
 from cutline.xmp import build_packet
 from rules.engine import Lane
 from rules.presets import PresetBook, load_presets
-from tasks.context import BatchRef, ImageWork, ShootContext, cutout_key, run_stage
+from tasks.context import ImageWork, ShootContext, cutout_key
 
 
 def load_full(item: ImageItem, mask_uri: str, max_pixels: int) -> tuple[Image.Image, Image.Image]:
@@ -135,9 +134,3 @@ def export_key(item: ImageItem, ctx: ShootContext, presets_version: str) -> str:
         item.sku,
         ctx.job_id,
     )
-
-
-@task(name="export-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
-def export_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
-    """Auto-lane images get every rendition; review-lane images get the PSD to start from."""
-    return run_stage(batch, "export", make_export(ctx), lanes=EXPORT_LANES)

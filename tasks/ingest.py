@@ -21,7 +21,6 @@ from tasks.context import (
     PlannedImage,
     ShootContext,
     load_batch,
-    run_stage,
     save_batch,
 )
 
@@ -137,9 +136,3 @@ def make_ingest(ctx: ShootContext) -> ImageWork:
         state.remember(item, "ingest", item.sha256)
 
     return ingest
-
-
-@task(name="ingest-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
-def ingest_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
-    """Read each file, record its SHA-256 and upright size, and prove it decodes."""
-    return run_stage(batch, "ingest", make_ingest(ctx))

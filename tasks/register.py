@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from prefect import task
-
 from cutline.items import ImageItem
 from cutline.limits import dam_write_slot
 from cutline.settings import get_settings
 from cutline.workstate import WorkState, file_fingerprint, stage_key
 from dam_adapters import ApprovalState, AssetSubmission, DamAdapter, create_adapter, idempotency_key
 from rules.engine import Lane
-from tasks.context import BatchRef, ImageWork, ShootContext, run_stage
+from tasks.context import ImageWork, ShootContext
 from tasks.export import export_key
 
 
@@ -78,11 +76,3 @@ def make_register(ctx: ShootContext) -> ImageWork:
         state.remember(item, "register", key)
 
     return register
-
-
-@task(
-    name="register-batch", retries=3, retry_delay_seconds=[2, 10, 30], cache_result_in_memory=False
-)
-def register_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
-    """Register each auto-lane image in the DAM named by settings."""
-    return run_stage(batch, "register", make_register(ctx), lanes=REGISTER_LANES)

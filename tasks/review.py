@@ -26,7 +26,7 @@ from cutline.settings import get_settings
 from dam_adapters import ApprovalState, create_adapter
 from rules.engine import Lane
 from rules.presets import load_presets
-from tasks.context import BatchRef, ImageWork, ShootContext, run_stage
+from tasks.context import ImageWork, ShootContext
 from tasks.export import load_full, write_final_renditions
 from tasks.register import register_item
 
@@ -247,14 +247,6 @@ def make_review_request(ctx: ShootContext) -> ImageWork:
         item.review_state = item.review_state or "queued"
 
     return request
-
-
-@task(
-    name="request-reviews", retries=3, retry_delay_seconds=[2, 10, 30], cache_result_in_memory=False
-)
-def request_reviews_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
-    """Start one review-cutout run per review-lane image of the batch."""
-    return run_stage(batch, "review", make_review_request(ctx), lanes=REVIEW_LANES)
 
 
 def start_review(item: ImageItem, ctx: ShootContext, deployment: str, review_key: str):

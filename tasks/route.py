@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
-
 from cutline.items import ImageItem
 from rules.engine import RoutingInput, load_rules, route
-from tasks.context import BatchRef, ImageWork, ShootContext, run_stage
+from tasks.context import ImageWork, ShootContext
 
 
 def make_route(ctx: ShootContext) -> ImageWork:
@@ -29,9 +27,3 @@ def make_route(ctx: ShootContext) -> ImageWork:
         item.priority = decision.priority if decision.queue else None
 
     return decide
-
-
-@task(name="route-batch", retries=1, retry_delay_seconds=2, cache_result_in_memory=False)
-def route_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
-    """Decide each image's lane and record every rule that fired, in plain words."""
-    return run_stage(batch, "route", make_route(ctx))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from prefect import task
 
 from cutline import storage
 from cutline.confidence import CONFIDENCE_VERSION, score_mask
@@ -12,7 +11,7 @@ from cutline.imaging import decode_image, load_mask
 from cutline.items import ImageItem
 from cutline.settings import get_settings
 from cutline.workstate import WorkState, stage_key
-from tasks.context import BatchRef, ImageWork, ShootContext, cutout_key, run_stage
+from tasks.context import ImageWork, ShootContext, cutout_key
 from tasks.cutout import AGREEMENT
 
 _SCORE_SIDE = 512
@@ -51,9 +50,3 @@ def make_score(ctx: ShootContext) -> ImageWork:
         state.remember(item, "score", key)
 
     return score
-
-
-@task(name="score-batch", retries=2, retry_delay_seconds=[2, 10], cache_result_in_memory=False)
-def score_batch(batch: BatchRef, ctx: ShootContext) -> BatchRef:
-    """Score each AI mask against its image at a small working size."""
-    return run_stage(batch, "score", make_score(ctx))

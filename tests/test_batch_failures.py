@@ -4,13 +4,13 @@ and keeps what the stages before the failure produced."""
 from __future__ import annotations
 
 import pytest
-from prefect import flow, task, unmapped
+from prefect import flow, task
 
 from cutline.items import ImageItem
 from cutline.ledger import reconcile
 from cutline.tally import ShootTally
 from flows.outcomes import settle_batch
-from flows.process_shoot import _stage_problem
+from flows.streaming import stream_batches
 from tasks.context import BatchRef, PlannedImage, ShootContext, run_stage, save_batch
 
 pytestmark = pytest.mark.slow
@@ -27,27 +27,28 @@ def _auto_unless_unreachable(item: ImageItem) -> None:
     item.lane = "auto"
 
 
-@task
-def passes(batch: BatchRef, _: str) -> BatchRef:
+@task(name="passes")
+def passes(batch: BatchRef, _: ShootContext) -> BatchRef:
     return run_stage(batch, "passes", _mark_mask)
 
 
-@task
-def breaks_on_second_batch(batch: BatchRef, _: str) -> BatchRef:
+@task(name="breaks")
+def breaks(batch: BatchRef, _: ShootContext) -> BatchRef:
     return run_stage(batch, "breaks", _auto_unless_unreachable)
 
 
 @flow
 def two_stage(items: list[ImageItem], ctx: ShootContext) -> list[ImageItem]:
+    """The shoot's own streaming runner over two stages, the second failing for batch 1."""
     batches = [items[i : i + 2] for i in range(0, len(items), 2)]
     refs = [save_batch(ctx, i, batch) for i, batch in enumerate(batches)]
-    first = passes.map(refs, unmapped("ok"))
-    second = breaks_on_second_batch.map(first, unmapped("x"))
     with ShootTally() as tally:
-        for index, ref in enumerate(refs):
-            problem = _stage_problem([("passes", first[index]), ("breaks", second[index])])
+
+        def settle(index: int, problem: str | None) -> None:
             planned = [PlannedImage.of(item) for item in batches[index]]
-            settle_batch(ref, planned, problem, tally)
+            settle_batch(refs[index], planned, problem, tally)
+
+        stream_batches(refs, [passes, breaks], ctx, slots=2, on_settled=settle)
         return [ImageItem.model_validate(_typed(row)) for row in tally.ledger_rows()]
 
 
