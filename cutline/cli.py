@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -64,33 +64,79 @@ def stack_status() -> None:
     raise typer.Exit(0 if current.healthy else 1)
 
 
+_FOLLOW_SECONDS = 2.0
+_UNCLAIMED_HINT_SECONDS = 60.0
+
+
+def _follow(run_id, job_id: str) -> Any:
+    """Wait for a submitted shoot run to end, saying when its state changes."""
+    import time
+
+    from cutline.review_queue import read_run
+
+    seen, started = "", time.monotonic()
+    hinted = False
+    while True:
+        run = read_run(str(run_id))
+        name = run.state.name if run.state else "Scheduled"
+        if name != seen:
+            typer.echo(f"{job_id}: {name}")
+            seen = name
+        if run.state and run.state.is_final():
+            return run
+        unclaimed = run.state is None or run.state.is_scheduled()
+        if unclaimed and not hinted and time.monotonic() - started > _UNCLAIMED_HINT_SECONDS:
+            typer.echo(
+                "still waiting: other shoots hold the deployment's slots "
+                "(CUTLINE_MAX_CONCURRENT_SHOOTS), or nothing serves the deployment "
+                "(`cutline up`, or a worker on the work pool)"
+            )
+            hinted = True
+        time.sleep(_FOLLOW_SECONDS)
+
+
 def run_shoot(shoot: str, job_id: str, manifest: str | None, out: str | None) -> int:
-    """Run process-shoot against the local stack and print its summary; return the exit code."""
-    from cutline.summary import summary_markdown
-    from flows.process_shoot import process_shoot
+    """Submit a run of the process-shoot deployment (the same run the UI's Custom run makes,
+    which ops can Retry), follow it to the end and print its summary; return the exit code.
+
+    Paths are made absolute here: the run executes in the stack's serve process or a worker.
+    """
+    from prefect.deployments import run_deployment
+
+    from cutline.items import JobLayout
+    from cutline.summary import ShootSummary, summary_markdown
 
     settings = get_settings()
-    if manifest is None and (Path(shoot) / "manifest.csv").is_file():
-        manifest = str(Path(shoot) / "manifest.csv")
-        typer.echo(f"using manifest {manifest}")
+    output_root = storage.locate(out or str(settings.resolved_output_root)).uri()
+    parameters = {
+        "shoot": storage.locate(shoot).uri(),
+        "job_id": job_id,
+        "manifest": storage.locate(manifest).uri() if manifest else None,
+        "output_root": output_root,
+    }
     with stack.using_stack(settings) as current:
-        state = process_shoot(
-            shoot=shoot, job_id=job_id, manifest=manifest, output_root=out, return_state=True
+        submitted = run_deployment(
+            settings.shoot_deployment, parameters=parameters, timeout=0, as_subflow=False
         )
-        if not state.is_completed():
-            try:
-                state.result()
-            except Exception as exc:
-                typer.secho(
-                    f"error: shoot {job_id} did not complete: {exc}", fg=typer.colors.RED, err=True
-                )
-            else:
-                typer.secho(
-                    f"error: shoot {job_id} ended {state.name}: {state.message}", fg="red", err=True
-                )
-            typer.echo(f"Prefect UI: {current.ui_url}")
+        typer.echo(f"shoot {job_id}: run {current.ui_url}/runs/flow-run/{submitted.id}")
+        try:
+            run = _follow(submitted.id, job_id)
+        except KeyboardInterrupt:
+            typer.echo(
+                f"\nstopped following; the run goes on: `cutline status {job_id}` or the UI",
+                err=True,
+            )
+            return 130
+        if not run.state.is_completed():
+            typer.secho(
+                f"error: shoot {job_id} ended {run.state.name}: {run.state.message or 'no message'}",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            typer.echo(f"Prefect UI: {current.ui_url}/runs/flow-run/{run.id}")
             return 1
-        summary = state.result()
+        layout = JobLayout.for_job(output_root, job_id)
+        summary = ShootSummary.model_validate_json(storage.read_bytes(layout.summary))
         typer.echo(summary_markdown(summary))
         typer.echo(f"\nledger: {summary.ledger}\nPrefect UI: {current.ui_url}")
         if summary.reviews:
@@ -174,10 +220,10 @@ def demo(
     settings = get_settings()
     job_id = "DEMO-" + datetime.now().strftime("%Y%m%d-%H%M%S")
     shoot = settings.data_root / "demo" / job_id
-    manifest = write_sample_shoot(shoot)
+    write_sample_shoot(shoot)  # with its manifest.csv, which the run picks up itself
     typer.echo(f"sample shoot written to {shoot}")
     try:
-        code = run_shoot(str(shoot), job_id, str(manifest), out)
+        code = run_shoot(str(shoot), job_id, None, out)
     except CutlineError as exc:
         raise _fail(exc) from None
     raise typer.Exit(code)

@@ -191,6 +191,13 @@ class CutlineSettings(BaseSettings):
             "waited this long, or earlier when its manifest deadline has passed."
         ),
     )
+    shoot_deployment: str = Field(
+        default="process-shoot/shoot",
+        description=(
+            "Deployment `cutline run` and `cutline demo` submit each shoot to (flow/deployment), "
+            "so every shoot is a run ops can Retry from the UI."
+        ),
+    )
     review_deployment: str = Field(
         default="review-cutout/review",
         description="Deployment started for each image routed to review (flow/deployment).",

@@ -36,6 +36,8 @@ class ShootSummary(BaseModel):
     time_chart: str = ""
     signoff_run_id: str | None = None
     contact_sheet: str = ""
+    manifest: str = ""
+    warnings: list[str] = []
 
 
 def summarize(
@@ -125,10 +127,14 @@ def summary_markdown(summary: ShootSummary) -> str:
         "|---|---|",
         *[f"| {s} | {t:.2f} |" for s, t in summary.stage_seconds.items()],
         "",
+        f"Manifest: `{summary.manifest}`" if summary.manifest else "Manifest: none",
+        "",
         f"Ledger: `{summary.ledger}`",
         "",
         f"Where: {summary.residency}" if summary.residency else "",
     ]
+    if summary.warnings:
+        lines += ["", "## Warnings", "", *[f"- {w}" for w in summary.warnings]]
     if summary.cost:
         c = summary.cost
         lines += [

@@ -80,6 +80,31 @@ def _run_batches_here(
     return [outcomes[index] for index in range(len(refs))]
 
 
+MANIFEST_NAME = "manifest.csv"
+
+
+def find_manifest(shoot: str, manifest: str | None) -> str | None:
+    """The manifest a shoot runs with: the one given, else ``SHOOT/manifest.csv`` when the
+    shoot folder has one, whoever started the run (CLI, the UI's Custom run, a Retry)."""
+    if manifest:
+        return storage.locate(manifest).uri()
+    candidate = storage.join(storage.locate(shoot).uri(), MANIFEST_NAME)
+    return candidate if storage.exists(candidate) else None
+
+
+def unused_csv_warnings(ignored: list[str], manifest: str | None) -> list[str]:
+    """A warning for every CSV in the shoot folder that was not read as the manifest: a
+    producer who meant it as one would otherwise lose every category, deadline and brief."""
+    return [
+        f"{uri} was not used as the manifest"
+        + (f" (the manifest is {manifest})" if manifest else " (this run has no manifest)")
+        + f": name it {MANIFEST_NAME} in the shoot folder or pass it as the manifest parameter "
+        "(`cutline run --manifest`), then rerun the job."
+        for uri in ignored
+        if uri.lower().endswith(".csv")
+    ]
+
+
 def preflight(
     job_id: str, shoot: str, manifest: str | None, output_root: str
 ) -> tuple[str, str, DamAdapter, ResidencyReport]:
@@ -136,8 +161,8 @@ def process_shoot(
     Args:
         shoot: Folder (or URI) holding the shoot's images, e.g. /mnt/shoots/SS26-0142.
         job_id: Job ID, e.g. SS26-0142; names the run, the output folder and the DAM records.
-        manifest: Optional manifest CSV (filename, sku, category, campaign, channels, deadline,
-            brief, reference).
+        manifest: Manifest CSV (filename, sku, category, campaign, channels, deadline,
+            brief, reference). Empty: manifest.csv in the shoot folder, if there is one.
         output_root: Where outputs go; empty means the CUTLINE_OUTPUT_ROOT setting.
     """
     started = time.perf_counter()
@@ -147,6 +172,8 @@ def process_shoot(
     check_location(out_root, "output root", settings)
     out_root = storage.locate(out_root).uri()
     rules_version, model_label, adapter, where = preflight(job_id, shoot, manifest, out_root)
+    manifest = find_manifest(shoot, manifest)
+    logger.info("Manifest: %s", manifest or "none")
     logger.info(where.describe())
     layout = JobLayout.for_job(out_root, job_id)
     ctx = ShootContext(
@@ -158,11 +185,13 @@ def process_shoot(
         rules_file=str(settings.rules_file),
         presets_file=str(settings.presets_file),
     )
-    manifest = storage.locate(manifest).uri() if manifest else None
     plan = plan_shoot(ctx, manifest, settings.batch_size)  # writes the batch records
     refs, planned, inputs = plan.refs, plan.planned, plan.inputs
     ignored, unused_rows = plan.ignored, plan.manifest_rows_without_files
     logger.info("Shoot %s: %d input files, %d ignored", job_id, len(inputs), len(ignored))
+    warnings = unused_csv_warnings(ignored, manifest)
+    for warning in warnings:
+        logger.warning(warning)
     progress = create_progress_artifact(
         progress=0.0,
         key=f"{artifact_key(job_id)}-progress",
@@ -200,6 +229,7 @@ def process_shoot(
             residency=where.describe(),
         )
         summary.cost = cost_report(tally, summary.wall_seconds, settings)
+        summary.manifest, summary.warnings = manifest or "", warnings
         try:
             summary.signoff_run_id = request_signoff(
                 job_id, out_root, reason=f"shoot:{flow_run.get_id()}"
@@ -249,7 +279,33 @@ def _publish_table(job_id: str, tally: ShootTally) -> None:
     )
 
 
-if __name__ == "__main__":  # pragma: no cover - manual runs
+def main(argv: list[str] | None = None) -> int:
+    """Run one shoot in this process, as a worker's flow-run process does (no deployment):
+    for scripts and tests that must own the process, e.g. to kill it mid-shoot. Prints the
+    summary; exit 1 with the reason when the run did not complete."""
+    import argparse
     import sys
 
-    print(process_shoot(shoot=sys.argv[1], job_id=sys.argv[2]).model_dump_json(indent=2))
+    parser = argparse.ArgumentParser(prog="python -m flows.process_shoot")
+    parser.add_argument("shoot")
+    parser.add_argument("job_id")
+    parser.add_argument("--manifest")
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    state = process_shoot(
+        shoot=args.shoot,
+        job_id=args.job_id,
+        manifest=args.manifest,
+        output_root=args.out,
+        return_state=True,
+    )
+    if not state.is_completed():
+        error = state.result(raise_on_failure=False)
+        print(f"error: shoot {args.job_id} ended {state.name}: {error}", file=sys.stderr)
+        return 1
+    print(summary_markdown(state.result()))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised by the fault tests' subprocesses
+    raise SystemExit(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -49,6 +50,20 @@ _WEBHOOK_PORT = _free_port()
 os.environ["CUTLINE_SIGNOFF_WEBHOOK_URL"] = f"http://127.0.0.1:{_WEBHOOK_PORT}/hooks/signoff"
 os.environ["CUTLINE_SIGNOFF_WEBHOOK_RETRIES"] = "1"
 os.environ["CUTLINE_SHARE_PORT"] = str(_free_port())
+
+
+# Servers whose clock faketime cannot move (SeaweedFS is a Go binary, PostgreSQL runs as a
+# system service): with the clock moved for the tests only, S3 signatures and server-side
+# scheduling would see two different times. Such tests are marked, and runs with a moved
+# clock (CUTLINE_TEST_CLOCK in scripts/test.sh) leave them out.
+REAL_CLOCK_FIXTURES = {"s3", "bucket", "own_s3", "pool_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that need the real clock (see REAL_CLOCK_FIXTURES)."""
+    for item in items:
+        if REAL_CLOCK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_clock)
 
 
 @pytest.fixture(scope="session")
@@ -152,3 +167,35 @@ def webhook():
         yield receiver
     finally:
         receiver.close()
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser_page():
+    """A page of Debian's headless Chromium, driven by playwright (no browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            "Debian's chromium is not installed: run `bash scripts/setup.sh --test` (as root)."
+        )
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(90_000)  # CI machines are shared: be patient, never flaky
+        try:
+            yield page
+        finally:
+            browser.close()

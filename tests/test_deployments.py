@@ -61,3 +61,35 @@ def test_producer_triggers_a_shoot_through_the_deployment(prefect_server, model_
     rows = read_ledger(str(tmp_path / "out" / "DEP-0001" / "ledger.csv"))
     assert sorted(r["sku"] for r in rows) == ["SKU-1001", "SKU-1002"]
     assert all(r["lane"] in {"auto", "review"} for r in rows)
+
+
+def test_a_shoot_started_from_the_ui_routes_by_the_manifest_in_its_folder(
+    prefect_server, model_home, settings, tmp_path
+):
+    """The UI's Custom run sends only what the form holds: the flow itself finds
+    SHOOT/manifest.csv, so glassware still goes to review, and says which CSV it did not use."""
+    from prefect.deployments import run_deployment
+
+    from cutline.summary import ShootSummary
+
+    shoot = tmp_path / "shoot"
+    glass = next(s for s in DEFAULT_SAMPLES if s.category == "glassware")
+    write_sample_shoot(shoot, (DEFAULT_SAMPLES[0], glass), size=(320, 240))
+    (shoot / "retouch-notes.csv").write_text("filename,note\nx.jpg,keep the shadow\n")
+    run = run_deployment(
+        "process-shoot/shoot",
+        parameters={"shoot": str(shoot), "job_id": "UI-MANIFEST-1"},  # the form's required fields
+        timeout=300,
+        as_subflow=False,
+    )
+    assert run.state.is_completed(), run.state
+    job = settings.resolved_output_root / "UI-MANIFEST-1"
+    rows = {r["sku"]: r for r in read_ledger(str(job / "ledger.csv"))}
+    assert rows[glass.sku]["category"] == "glassware" and rows[glass.sku]["lane"] == "review"
+    assert "category:glassware" in rows[glass.sku]["rules"].split(";")
+    assert rows[DEFAULT_SAMPLES[0].sku]["category"] == DEFAULT_SAMPLES[0].category
+    summary = ShootSummary.model_validate_json((job / "summary.json").read_text())
+    assert summary.manifest == str(shoot / "manifest.csv")
+    (warning,) = summary.warnings
+    assert "retouch-notes.csv was not used as the manifest" in warning
+    assert str(shoot / "manifest.csv") not in summary.ignored_files

@@ -27,15 +27,24 @@ pytestmark = pytest.mark.slow
 ALL_AUTO_RULES = 'version: "faults"\nconfidence: {review_below: 0.0}\n'
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cutline", *args]
+def _shoot_process(shoot: str, job: str, out: str) -> list[str]:
+    """The command of a process running one shoot's flow itself, as a worker does: the
+    process these tests kill or starve, with the faulty settings in its environment."""
+    return [sys.executable, "-m", "flows.process_shoot", shoot, job, "--out", out]
 
 
 def _env(tmp_path: Path, **values: str) -> dict[str, str]:
     """The test session's environment plus Cutline settings for one faulty run."""
     rules = tmp_path / "rules.yaml"
     rules.write_text(ALL_AUTO_RULES)
-    env = {**os.environ, "CUTLINE_RULES_FILE": str(rules), "CUTLINE_BATCH_SIZE": "4"}
+    from prefect.settings import PREFECT_API_URL
+
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),  # the session's server
+        "CUTLINE_RULES_FILE": str(rules),
+        "CUTLINE_BATCH_SIZE": "4",
+    }
     env.update({f"CUTLINE_{key.upper()}": value for key, value in values.items()})
     return env
 
@@ -73,7 +82,7 @@ def test_a_worker_killed_mid_shoot_reruns_without_recomputing_or_registering_twi
     names = product_shoot(shoot, 16)
     # Two DAM writes a second, so the kill lands while registrations are under way.
     env = _env(tmp_path, catalog_dir=str(catalog_dir), dam_writes_per_second="2")
-    command = _cli("run", str(shoot), "--job-id", "KILL-1", "--out", str(out))
+    command = _shoot_process(str(shoot), "KILL-1", str(out))
     worker = subprocess.Popen(
         command,
         env=env,
@@ -161,7 +170,7 @@ def _s3_files(server: s3server.SeaweedS3, prefix: str) -> list[str]:
 def _s3_run_under_way(
     server: s3server.SeaweedS3, tmp_path: Path, job: str, retry_delays: str
 ) -> tuple[subprocess.Popen, str, list[str]]:
-    """A 12-image shoot from and to the server, started with `cutline run`; returns once
+    """A 12-image shoot from and to the server, run by a process of its own; returns once
     its first masks are written (the moment to pull the plug)."""
     bucket, names = _s3_shoot(server, tmp_path, 12)
     env = _env(
@@ -171,7 +180,7 @@ def _s3_run_under_way(
         stage_retry_delays=retry_delays,
     )
     run = subprocess.Popen(
-        _cli("run", f"{bucket}/shoot", "--job-id", job, "--out", f"{bucket}/out"),
+        _shoot_process(f"{bucket}/shoot", job, f"{bucket}/out"),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

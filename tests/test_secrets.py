@@ -45,11 +45,14 @@ def secret_run(s3, bucket, prefect_server, model_home, tmp_path, settings):
             "CUTLINE_DAM_HTTP_TOKEN": DAM_TOKEN,
             "CUTLINE_DAM_HTTP_MAX_RETRIES": "1",
             "CUTLINE_DAM_HTTP_MAX_BACKOFF": "1",
+            "PREFECT_API_URL": prefect_server,
             "PREFECT_LOGGING_TO_API_ENABLED": "true",
             "PREFECT_LOGGING_LEVEL": "DEBUG",
         }
         shoot = f"s3://{bucket}/shoot"
-        command = [sys.executable, "-m", "cutline", "run", shoot, "--job-id", "SEC-1"]
+        # A process of its own runs the shoot with the HTTP DAM's token in its environment,
+        # as a worker configured for that DAM does.
+        command = [sys.executable, "-m", "flows.process_shoot", shoot, "SEC-1"]
         command += ["--manifest", f"{shoot}/manifest.csv", "--out", f"s3://{bucket}/out"]
         run = subprocess.run(
             command,
@@ -78,7 +81,7 @@ def test_credentials_appear_nowhere(secret_run, settings):
 
     run, requests, bucket = secret_run
     secrets = [s3server.SECRET_KEY, DAM_TOKEN]
-    texts: dict[str, str] = {"cutline run output": run.stdout + run.stderr}
+    texts: dict[str, str] = {"shoot process output": run.stdout + run.stderr}
 
     rows = read_ledger(f"s3://{bucket}/out/SEC-1/ledger.csv")
     failed_at_dam = [r for r in rows if r["error"].startswith("register")]

@@ -1,0 +1,68 @@
+"""Ops rerun a shoot from the Prefect UI: a shoot started with `cutline run` is a run of the
+process-shoot/shoot deployment, so the UI offers Retry, and the retried run lands the same
+assets without registering anything twice."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from cutline.ledger import read_ledger
+from cutline.review_queue import read_run
+from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
+from dam_adapters.local_catalog import LocalCatalog
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+JOB = "RETRY-0001"
+
+
+def test_ops_retry_a_cli_started_shoot_from_the_prefect_ui(
+    prefect_server, model_home, settings, tmp_path, artifacts_dir, browser_page
+):
+    from prefect.client.orchestration import get_client
+
+    shoot, out = tmp_path / "shoot", tmp_path / "out"
+    write_sample_shoot(shoot, DEFAULT_SAMPLES[:2], size=(320, 240))  # footwear, homeware
+    cli = subprocess.run(
+        [sys.executable, "-m", "cutline", "run", str(shoot), "--job-id", JOB, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=600,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    run_id = re.search(r"/runs/flow-run/([0-9a-f-]{36})", cli.stdout)[1]
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("process-shoot/shoot")
+    first = read_run(run_id)
+    assert first.deployment_id == deployment.id and first.state.is_completed()
+    ledger = out / JOB / "ledger.csv"
+    lanes = {r["sku"]: r["lane"] for r in read_ledger(str(ledger))}
+    written = ledger.stat().st_mtime_ns
+    catalog = LocalCatalog(settings.resolved_catalog_dir)
+    assets = {r.dam_id: r.revision for r in catalog.list_job(JOB)}
+    assert assets, "the first run registered nothing"
+
+    page = browser_page
+    page.goto(f"{settings.ui_url}/runs/flow-run/{run_id}")
+    page.get_by_role("button", name="Retry").first.click()
+    confirm = page.get_by_role("dialog").get_by_role("button", name="Retry")
+    if confirm.count():
+        confirm.first.click()
+    page.screenshot(path=str(artifacts_dir / "retry-shoot.png"), full_page=True)
+
+    def retried():
+        run = read_run(run_id)
+        return run if run.run_count >= 2 and run.state.is_final() else None
+
+    run = wait_until(retried, "the retried shoot run to finish", timeout=300, interval=1)
+    assert run.state.is_completed(), run.state
+    assert ledger.stat().st_mtime_ns > written  # the shoot really ran again
+    assert {r["sku"]: r["lane"] for r in read_ledger(str(ledger))} == lanes
+    assert {r.dam_id: r.revision for r in catalog.list_job(JOB)} == assets  # nothing twice
