@@ -93,6 +93,12 @@ def _parse_deadline(value: str) -> datetime:
 _CHANNEL_SPLIT = re.compile(r"[;,]")
 
 
+def clean_category(value: object) -> str:
+    """A category as the rules see it: trimmed and lower-case (aliases are the rules' job).
+    Evaluation sets use it too, so eval routes exactly as a shoot does."""
+    return str(value).strip().lower()
+
+
 def parse_manifest(data: bytes, source: str) -> Manifest:
     """Read a manifest CSV with pandas and validate it.
 
@@ -146,7 +152,7 @@ def parse_manifest(data: bytes, source: str) -> Manifest:
             line=line,
             filename=filename,
             sku=str(record.get("sku", "")).strip(),
-            category=str(record.get("category", "")).strip().lower(),
+            category=clean_category(record.get("category", "")),
             campaign=str(record.get("campaign", "")).strip(),
             channels=channels,
             deadline=deadline,

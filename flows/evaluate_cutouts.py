@@ -18,15 +18,18 @@ from cutline.eval_report import (
     write_plots,
 )
 from cutline.eval_set import EvalCase, load_eval_set
-from cutline.evaluate import ImageEval, evaluate_case
+from cutline.evaluate import ImageEval
 from cutline.locations import check_location
 from cutline.settings import get_settings
+from tasks.context import ShootContext
+from tasks.evaluate import eval_context, evaluate_case
 
 
 @task(name="evaluate-image", retries=1, retry_delay_seconds=5)
-def evaluate_image(case: EvalCase, model: str, out_dir: str, rules_file: str) -> ImageEval:
-    """One image with one model: metrics against the ground truth, confidence, lane."""
-    return evaluate_case(case, model, out_dir, rules_file)
+def evaluate_image(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
+    """One image with one model through the shoot's stages: metrics against the ground
+    truth, confidence, lane."""
+    return evaluate_case(case, index, ctx)
 
 
 @flow(
@@ -66,9 +69,8 @@ def evaluate_cutouts(
     results: list[ImageEval] = []
     reports = []
     for model in models:
-        futures = evaluate_image.map(
-            cases, unmapped(model), unmapped(out), unmapped(str(settings.rules_file))
-        )
+        ctx = eval_context(model, data, out, str(settings.rules_file))
+        futures = evaluate_image.map(cases, range(len(cases)), unmapped(ctx))
         got = [f.result() for f in futures]
         results += got
         report = model_report(model, got, target_precision)

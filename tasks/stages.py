@@ -121,11 +121,24 @@ def stage_tasks(settings: CutlineSettings, stages: Iterable[Stage] = STAGES) -> 
     return tasks
 
 
-def run_plain(items: Iterable[ImageItem], ctx: ShootContext) -> list[ImageItem]:
-    """Every stage of the plain loop image after image, without Prefect: the benchmarks'
-    reference for what the orchestration costs."""
+PLAIN_LOOP_STAGES: tuple[Stage, ...] = tuple(stage for stage in STAGES if stage.in_plain_loop)
+
+
+def stages_through(last: str) -> tuple[Stage, ...]:
+    """The stages from the first up to and including the one named ``last``."""
+    names = [stage.name for stage in STAGES]
+    if last not in names:
+        raise ValueError(f"no stage named {last!r}; the stages are {', '.join(names)}")
+    return STAGES[: names.index(last) + 1]
+
+
+def run_plain(
+    items: Iterable[ImageItem], ctx: ShootContext, stages: Iterable[Stage] = PLAIN_LOOP_STAGES
+) -> list[ImageItem]:
+    """``stages`` image after image, without Prefect: the benchmarks' reference for what the
+    orchestration costs, and `cutline eval`'s way to cut out and score exactly as a shoot."""
     items = list(items)
-    chain = [(stage, stage.make_work(ctx)) for stage in STAGES if stage.in_plain_loop]
+    chain = [(stage, stage.make_work(ctx)) for stage in stages]
     for item in items:
         for stage, work in chain:
             for_each_image([item], stage.name, work, lanes=stage.lanes)

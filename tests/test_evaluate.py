@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,41 @@ def test_eval_compares_models_and_writes_a_report_and_a_usable_rules_fragment(
         assert runs and runs[0].state.is_completed()
         tasks = client.read_task_runs(flow_run_filter=None)
     assert sum(1 for t in tasks if t.name.startswith("evaluate-image")) >= 2 * count
+
+
+def test_eval_and_a_shoot_give_the_same_confidence_and_lane(
+    prefect_server, model_home, tmp_path, override_settings
+):
+    """Eval measures what production does: the same images through `evaluate-cutouts` and
+    through a shoot (with edge refinement switched on for one category) score alike."""
+    from cutline.ledger import read_ledger
+    from flows.evaluate_cutouts import evaluate_cutouts
+    from flows.process_shoot import process_shoot
+
+    count = _eval_set(tmp_path / "set")
+    shipped = Path(__file__).resolve().parent.parent / "rules"
+    shutil.copytree(shipped, tmp_path / "rules")  # the shipped rules, calibration included
+    rules = tmp_path / "rules" / "default.yaml"
+    with rules.open("a") as fh:
+        fh.write("\nedge_refinement: {method: guided-filter, categories: [busy_background]}\n")
+    override_settings(rules_file=str(rules))
+    report = evaluate_cutouts(data=str(tmp_path / "set"), out=str(tmp_path / "report"))
+    by_eval = {Path(image.name).name: image for image in report.images}
+    assert len(by_eval) == count
+
+    shoot = tmp_path / "set" / "images"
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "filename,category\n"
+        + "".join(f"{name},{image.category}\n" for name, image in by_eval.items())
+    )
+    summary = process_shoot(
+        shoot=str(shoot), job_id="PARITY-1", manifest=str(manifest), output_root=str(tmp_path / "o")
+    )
+    rows = {row["source_name"]: row for row in read_ledger(summary.ledger)}
+    assert set(rows) == set(by_eval)
+    for name, image in by_eval.items():
+        assert abs(float(rows[name]["confidence"]) - image.confidence) <= 0.001, name
+        assert rows[name]["lane"] == image.lane and rows[name]["rules"].split(";") == image.rules
+        assert rows[name]["refinement"] == image.refinement
+    assert {image.refinement for image in by_eval.values()} == {"", "guided-filter"}

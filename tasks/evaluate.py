@@ -1,0 +1,103 @@
+"""Evaluate one image of an evaluation set with one model through the production stages.
+
+The image goes through the shoot's own ingest, cutout, score and route stages (`tasks.stages`),
+so the mask compared with the ground truth is the saved, full-resolution 8-bit mask a shoot
+ships (refined where the rules say so) and the confidence is the score a shoot would route on.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PIL import Image
+
+from cutline import storage
+from cutline.errors import CutlineError
+from cutline.eval_metrics import matte_metrics
+from cutline.eval_set import EvalCase
+from cutline.evaluate import ImageEval, overlay_png
+from cutline.imaging import decode_image, load_mask
+from cutline.items import ImageItem
+from cutline.manifest import clean_category
+from cutline.naming import safe_component
+from cutline.refine import refine_alpha
+from cutline.settings import get_settings
+from tasks.context import ShootContext
+from tasks.stages import run_plain, stages_through
+
+EVAL_STAGES = stages_through("route")
+EVAL_JOB = "EVAL"
+
+
+def eval_context(model: str, data: str, out_dir: str, rules_file: str) -> ShootContext:
+    """The shoot context an evaluation runs the stages in: its work folder per model is under
+    the report folder, so a rerun of the same evaluation reuses the cutouts."""
+    settings = get_settings()
+    return ShootContext(
+        job_id=EVAL_JOB,
+        shoot=data,
+        job_root=storage.join(out_dir, "work", safe_component(model)),
+        output_root=out_dir,
+        model=model,
+        rules_file=rules_file,
+        presets_file=str(settings.presets_file),
+    )
+
+
+def _at(mask_uri: str, size: tuple[int, int]) -> np.ndarray:
+    """A mask file as float alpha in [0, 1] at ``size``."""
+    mask = load_mask(storage.read_bytes(mask_uri), mask_uri)
+    return np.asarray(mask.resize(size, Image.Resampling.BILINEAR), np.float32) / 255.0
+
+
+def evaluate_case(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
+    """Cut out, score and route the image exactly as a shoot does, then compare the saved
+    mask with the ground truth at the model's input size."""
+    settings = get_settings()
+    item = ImageItem(
+        index=index,
+        source=case.image,
+        source_name=case.name,
+        image_id=f"{index:05d}-{safe_component(case.name)}",
+        category=clean_category(case.category),
+    )
+    run_plain([item], ctx, EVAL_STAGES)
+    if item.failed:
+        raise CutlineError(f"Evaluation image {case.name} failed: {item.error}")
+    small, _ = decode_image(
+        storage.read_bytes(case.image),
+        case.name,
+        max_pixels=settings.max_pixels,
+        max_side=settings.model_input_max_side,
+    )
+    pred, truth = _at(item.mask, small.size), _at(case.alpha, small.size)
+    started = time.perf_counter()
+    refined = pred if item.refinement else refine_alpha(pred, np.asarray(small))
+    refine_seconds = 0.0 if item.refinement else time.perf_counter() - started
+    metrics = matte_metrics(pred, truth)
+    overlay = storage.write_bytes(
+        storage.join(
+            ctx.output_root,
+            "overlays",
+            safe_component(ctx.model),
+            f"{safe_component(case.name)}.png",
+        ),
+        overlay_png(small, pred, truth),
+    )
+    return ImageEval(
+        name=case.name,
+        category=case.category,
+        model=ctx.model,
+        metrics=metrics,
+        good=metrics.good,
+        confidence=item.confidence if item.confidence is not None else 0.0,
+        signals=item.signals,
+        lane=item.lane.value if item.lane else "",
+        rules=item.rules,
+        inference_seconds=round(item.seconds.get("cutout", 0.0), 4),
+        refinement=item.refinement,
+        refined=matte_metrics(refined, truth),
+        refine_seconds=round(refine_seconds, 4),
+        overlay=overlay,
+    )
