@@ -26,11 +26,12 @@ confidence: {review_below: 0.0}
 
 def plain_loop(shoot: Path, out: Path, job_id: str) -> int:
     """The same work as process-shoot, image after image, without Prefect."""
-    from cutline import storage
-    from cutline.items import JobLayout
-    from cutline.ledger import reconcile, write_ledger
-    from cutline.limits import ensure_limits
-    from cutline.settings import get_settings
+    from cutline.base import storage
+    from cutline.base.settings import get_settings
+    from cutline.domain.items import JobLayout
+    from cutline.domain.limits import ensure_limits
+    from cutline.records.ledger import write_ledger
+    from cutline.records.tally import reconcile
     from tasks.context import ShootContext
     from tasks.ingest import plan_shoot
     from tasks.stages import run_plain
@@ -90,8 +91,9 @@ def main() -> None:
 
         os.environ["CUTLINE_SERVER_DATABASE_URL"] = fresh_database_url("cutline_bench_overhead")
     os.environ.setdefault("CUTLINE_MODEL_HOME", str(Path.home() / ".cutline" / "models"))
-    from cutline import model_store, stack
-    from cutline.settings import reload_settings
+    from cutline.base.settings import reload_settings
+    from cutline.imaging import model_store
+    from cutline.ops import stack
 
     settings = reload_settings()
     model_store.fetch("u2netp", settings.resolved_model_home)

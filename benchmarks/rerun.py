@@ -45,8 +45,9 @@ def main() -> None:
         from benchmarks.postgres import fresh_database_url
 
         os.environ["CUTLINE_SERVER_DATABASE_URL"] = fresh_database_url("cutline_bench_rerun")
-    from cutline import model_store, stack
-    from cutline.settings import reload_settings
+    from cutline.base.settings import reload_settings
+    from cutline.imaging import model_store
+    from cutline.ops import stack
     from flows.process_shoot import process_shoot
 
     settings = reload_settings()

@@ -148,8 +148,9 @@ def main() -> None:
         PREFECT_LOGGING_TO_API_ENABLED="false",
     )
     os.environ.setdefault("CUTLINE_MODEL_HOME", str(Path.home() / ".cutline" / "models"))
-    from cutline import model_store, stack
-    from cutline.settings import reload_settings
+    from cutline.base.settings import reload_settings
+    from cutline.imaging import model_store
+    from cutline.ops import stack
 
     settings = reload_settings()
     model_store.fetch("u2netp", settings.resolved_model_home)

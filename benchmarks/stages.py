@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import camera_like, median, timed, write_result
-from cutline import renditions
-from cutline.imaging import decode_image
-from cutline.segmenter import get_session, predict_alpha
-from cutline.settings import get_settings
-from cutline.xmp import build_packet
+from cutline.base.settings import get_settings
+from cutline.imaging import renditions
+from cutline.imaging.codec import decode_image
+from cutline.imaging.segmenter import get_session, predict_alpha
+from cutline.imaging.xmp import build_packet
 from rules import load_presets
 from tasks.cutout import full_resolution_mask
 

@@ -76,7 +76,7 @@ def _shoot_run(job: str) -> Any:
 def one_run(shoot: Path, out: Path, job: str, order: str, reviews: int) -> dict[str, float]:
     """One shoot with ``order``; seconds from its start to the first asset, the first waiting
     review, and until every review waits (the machine is idle again)."""
-    from cutline.settings import reload_settings
+    from cutline.base.settings import reload_settings
     from dam_adapters.local_catalog import LocalCatalog
     from flows.process_shoot import process_shoot
 
@@ -128,8 +128,9 @@ def main() -> None:
         from benchmarks.postgres import fresh_database_url
 
         os.environ["CUTLINE_SERVER_DATABASE_URL"] = fresh_database_url("cutline_bench_streaming")
-    from cutline import model_store, stack
-    from cutline.settings import reload_settings
+    from cutline.base.settings import reload_settings
+    from cutline.imaging import model_store
+    from cutline.ops import stack
 
     settings = reload_settings()
     model_store.fetch("u2netp", settings.resolved_model_home)

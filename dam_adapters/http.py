@@ -16,8 +16,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from cutline import storage
-from cutline.errors import CutlineError
+from cutline.base import storage
+from cutline.base.errors import CutlineError
+from cutline.base.yamlfile import load_model
 from dam_adapters.base import (
     ApprovalState,
     AssetRecord,
@@ -26,7 +27,6 @@ from dam_adapters.base import (
     approval_update,
     next_record,
 )
-from rules._yaml import load_model
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 

@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from cutline import storage
+from cutline.base import storage
 from dam_adapters.base import (
     AssetRecord,
     AssetSubmission,

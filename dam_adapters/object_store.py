@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import posixpath
 
-from cutline import storage
+from cutline.base import storage
 from dam_adapters.base import (
     AssetRecord,
     AssetSubmission,

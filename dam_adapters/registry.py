@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from cutline.errors import ConfigError
-from cutline.settings import CutlineSettings
+from cutline.base.errors import ConfigError
+from cutline.base.settings import CutlineSettings
 from dam_adapters.base import DamAdapter
 
 
@@ -17,7 +17,7 @@ def _local_catalog(settings: CutlineSettings, output_root: str | None) -> DamAda
 
 
 def _object_store(settings: CutlineSettings, output_root: str | None) -> DamAdapter:
-    from cutline import storage
+    from cutline.base import storage
     from dam_adapters.object_store import ObjectStoreCatalog
 
     root = settings.object_catalog_root or storage.join(

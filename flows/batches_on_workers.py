@@ -9,7 +9,7 @@ from uuid import UUID
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
-from cutline.tally import ShootTally
+from cutline.records.tally import ShootTally
 from flows.outcomes import BatchOutcome, PlannedImage, settle_batch
 from tasks.context import BatchRef, ShootContext
 

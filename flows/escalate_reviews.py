@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
+from prefect.settings import PREFECT_UI_URL
 
-from cutline import stack
-from cutline.review_queue import list_reviews, mark_escalated
-from cutline.settings import get_settings
+from cutline.base.settings import get_settings
+from cutline.services.review_queue import list_reviews, mark_escalated
 
 
 @flow(name="escalate-reviews")
@@ -16,7 +16,8 @@ def escalate_reviews() -> list[str]:
     logger = get_run_logger()
     settings = get_settings()
     escalated = []
-    for entry in list_reviews(settings, stack.status(settings).ui_url):
+    ui_url = PREFECT_UI_URL.value() or settings.ui_url  # the UI of the API this run reports to
+    for entry in list_reviews(settings, ui_url):
         if entry.state != "Suspended" or not entry.overdue or entry.escalated:
             continue
         if not mark_escalated(entry.run_id):

@@ -7,20 +7,21 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from cutline import model_store, storage
-from cutline.calibration import rules_fragment
-from cutline.confidence import CONFIDENCE_VERSION
-from cutline.eval_report import (
+from cutline.base import storage
+from cutline.base.settings import get_settings
+from cutline.domain.locations import check_location
+from cutline.evaluation.calibration import rules_fragment
+from cutline.evaluation.eval_report import (
     EvalReport,
     fragment_name,
     model_report,
     report_markdown,
     write_plots,
 )
-from cutline.eval_set import EvalCase, load_eval_set
-from cutline.evaluate import ImageEval
-from cutline.locations import check_location
-from cutline.settings import get_settings
+from cutline.evaluation.eval_set import EvalCase, load_eval_set
+from cutline.evaluation.evaluate import ImageEval
+from cutline.imaging import model_store
+from cutline.imaging.confidence import CONFIDENCE_VERSION
 from tasks.context import ShootContext
 from tasks.evaluate import eval_context, evaluate_case
 

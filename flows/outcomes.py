@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cutline.errors import CutlineError, StorageFullError
-from cutline.items import JobLayout
-from cutline.settings import get_settings
-from cutline.tally import ShootTally
+from cutline.base.errors import CutlineError, StorageFullError
+from cutline.base.settings import get_settings
+from cutline.domain.items import JobLayout
+from cutline.records.tally import ShootTally
 from tasks.context import TRANSIENT_ERRORS, BatchRef, PlannedImage, load_batch
 
 

@@ -13,9 +13,9 @@ import socket
 
 from prefect import flow
 
-from cutline.errors import ConfigError
-from cutline.locations import check_location
-from cutline.settings import get_settings
+from cutline.base.errors import ConfigError
+from cutline.base.settings import get_settings
+from cutline.domain.locations import check_location
 from tasks.context import BatchRef, ShootContext, load_batch, save_batch
 from tasks.stages import stage_tasks
 

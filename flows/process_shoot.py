@@ -15,22 +15,24 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from cutline import model_store, residency, storage
-from cutline.cost import cost_report, time_chart_png
-from cutline.errors import ConfigError
-from cutline.items import JobLayout, validate_job_id
-from cutline.limits import ensure_limits
-from cutline.locations import check_location
-from cutline.residency import ResidencyReport
-from cutline.settings import get_settings
-from cutline.summary import (
+from cutline.base import storage
+from cutline.base.errors import ConfigError
+from cutline.base.settings import get_settings
+from cutline.domain import residency
+from cutline.domain.items import JobLayout, validate_job_id
+from cutline.domain.limits import ensure_limits
+from cutline.domain.locations import check_location
+from cutline.domain.residency import ResidencyReport
+from cutline.imaging import model_store
+from cutline.records.cost import cost_report, time_chart_png
+from cutline.records.summary import (
     ShootSummary,
     artifact_key,
     progress_description,
     summarize,
     summary_markdown,
 )
-from cutline.tally import ShootTally
+from cutline.records.tally import ShootTally
 from dam_adapters import DamAdapter, create_adapter
 from flows.batches_on_workers import run_batches_on_workers
 from flows.outcomes import (

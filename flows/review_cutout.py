@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
 
-from cutline.items import ImageItem
+from cutline.domain.items import ImageItem
 from tasks.context import ShootContext
 from tasks.review import (
     ReviewDecision,
@@ -59,9 +59,9 @@ def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
 def _signoff_when_last(ctx: ShootContext, run_id: str) -> None:
     """When this was the shoot's last open review, ask the producer to sign off again with
     a contact sheet that now holds every decided image."""
-    from cutline.review_queue import _waiting_runs
+    from cutline.services.review_queue import waiting_runs
 
-    if any(str(run.id) != run_id for run in _waiting_runs(ctx.job_id)):
+    if any(str(run.id) != run_id for run in waiting_runs(ctx.job_id)):
         return
     try:
         request_signoff(ctx.job_id, ctx.output_root, reason=f"reviews-done:{run_id}")

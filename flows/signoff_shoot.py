@@ -6,13 +6,13 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.flow_runs import suspend_flow_run
 
-from cutline import storage
-from cutline.contact_sheet import build_contact_sheet
-from cutline.items import JobLayout, validate_job_id
-from cutline.locations import check_location
-from cutline.settings import get_settings
-from cutline.share import register_share
-from cutline.summary import artifact_key
+from cutline.base import storage
+from cutline.base.settings import get_settings
+from cutline.domain.items import JobLayout, validate_job_id
+from cutline.domain.locations import check_location
+from cutline.imaging.contact_sheet import build_contact_sheet
+from cutline.records.summary import artifact_key
+from cutline.services.share import register_share
 from dam_adapters import create_adapter
 from rules.presets import load_presets
 from tasks.run_inputs import judged_once, once

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from prefect import Task
 from prefect.futures import PrefectFuture
 
-from cutline.settings import BatchOrder
+from cutline.base.settings import BatchOrder
 from tasks.context import BatchRef, ShootContext
 
 _PROGRESS_SECONDS = 3.0

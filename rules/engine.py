@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cutline.errors import ConfigError
-from rules._yaml import load_yaml, validate_model
+from cutline.base.errors import ConfigError
+from cutline.base.yamlfile import load_yaml, validate_model
 
 
 class Lane(StrEnum):

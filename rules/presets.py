@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rules._yaml import load_model
+from cutline.base.yamlfile import load_model
 
 _HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
 

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports  # the one-way layers of pyproject.toml [tool.importlinter]
 
 pytest=(.venv/bin/python -m pytest)
 slow="slow"

@@ -14,12 +14,12 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field, model_validator
 
-from cutline import storage
-from cutline.errors import CutlineError, ImageInputError, ModelError, StorageFullError
-from cutline.items import ImageItem, JobLayout
-from cutline.locations import check_location
-from cutline.settings import get_settings
-from cutline.workstate import stage_key
+from cutline.base import storage
+from cutline.base.errors import CutlineError, ImageInputError, ModelError, StorageFullError
+from cutline.base.settings import get_settings
+from cutline.domain.items import ImageItem, JobLayout
+from cutline.domain.locations import check_location
+from cutline.domain.workstate import stage_key
 
 # Errors that mean "try the batch again later", not "this image is bad": the storage or
 # the DAM could not be reached (botocore's own connection errors do not derive from
@@ -54,7 +54,7 @@ class ShootContext(BaseModel):
 
     def check_locations(self) -> ShootContext:
         """Refuse a context (e.g. typed into a run's parameters in the UI) whose shoot or
-        output folders break the studio's location rules; see `cutline.locations`."""
+        output folders break the studio's location rules; see `cutline.domain.locations`."""
         check_location(self.shoot, "shoot")
         check_location(self.output_root, "output root")
         check_location(self.job_root, "job folder")

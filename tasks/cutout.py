@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from cutline import storage
-from cutline.confidence import mask_agreement
-from cutline.imaging import decode_image, mask_to_png_bytes
-from cutline.items import ImageItem
-from cutline.refine import refine_alpha
-from cutline.segmenter import get_session, predict_alpha, second_view_alpha
-from cutline.settings import get_settings
-from cutline.workstate import WorkState
+from cutline.base import storage
+from cutline.base.settings import get_settings
+from cutline.domain.items import ImageItem
+from cutline.domain.workstate import WorkState
+from cutline.imaging.codec import decode_image, mask_to_png_bytes
+from cutline.imaging.confidence import mask_agreement
+from cutline.imaging.refine import refine_alpha
+from cutline.imaging.segmenter import get_session, predict_alpha, second_view_alpha
 from rules.engine import load_rules
 from tasks.context import ImageWork, ShootContext, cutout_key
 

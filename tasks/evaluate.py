@@ -12,17 +12,17 @@ import time
 import numpy as np
 from PIL import Image
 
-from cutline import storage
-from cutline.errors import CutlineError
-from cutline.eval_metrics import matte_metrics
-from cutline.eval_set import EvalCase
-from cutline.evaluate import ImageEval, overlay_png
-from cutline.imaging import decode_image, load_mask
-from cutline.items import ImageItem
-from cutline.manifest import clean_category
-from cutline.naming import safe_component
-from cutline.refine import refine_alpha
-from cutline.settings import get_settings
+from cutline.base import storage
+from cutline.base.errors import CutlineError
+from cutline.base.naming import safe_component
+from cutline.base.settings import get_settings
+from cutline.domain.items import ImageItem
+from cutline.domain.manifest import clean_category
+from cutline.evaluation.eval_metrics import matte_metrics
+from cutline.evaluation.eval_set import EvalCase
+from cutline.evaluation.evaluate import ImageEval, overlay_png
+from cutline.imaging.codec import decode_image, load_mask
+from cutline.imaging.refine import refine_alpha
 from tasks.context import ShootContext
 from tasks.stages import run_plain, stages_through
 

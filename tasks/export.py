@@ -6,12 +6,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from cutline import renditions, storage
-from cutline.imaging import decode_image, load_mask
-from cutline.items import ImageItem, JobLayout
-from cutline.settings import get_settings
-from cutline.workstate import WorkState, file_fingerprint, stage_key
-from cutline.xmp import build_packet
+from cutline.base import storage
+from cutline.base.settings import get_settings
+from cutline.domain.items import ImageItem, JobLayout
+from cutline.domain.workstate import WorkState, file_fingerprint, stage_key
+from cutline.imaging import renditions
+from cutline.imaging.codec import decode_image, load_mask
+from cutline.imaging.xmp import build_packet
 from rules.engine import Lane
 from rules.presets import PresetBook, load_presets
 from tasks.context import ImageWork, ShootContext, cutout_key

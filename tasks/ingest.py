@@ -7,13 +7,13 @@ import hashlib
 from prefect import task
 from pydantic import BaseModel
 
-from cutline import storage
-from cutline.imaging import decode_image
-from cutline.items import ImageItem
-from cutline.manifest import Manifest, deadline_text, derive_sku, parse_manifest
-from cutline.naming import image_ids
-from cutline.settings import get_settings
-from cutline.workstate import WorkState
+from cutline.base import storage
+from cutline.base.naming import image_ids
+from cutline.base.settings import get_settings
+from cutline.domain.items import ImageItem
+from cutline.domain.manifest import Manifest, deadline_text, derive_sku, parse_manifest
+from cutline.domain.workstate import WorkState
+from cutline.imaging.codec import decode_image
 from rules.presets import load_presets
 from tasks.context import (
     BatchRef,

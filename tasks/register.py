@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from cutline.items import ImageItem
-from cutline.limits import dam_write_slot
-from cutline.settings import get_settings
-from cutline.workstate import WorkState, file_fingerprint, stage_key
+from cutline.base.settings import get_settings
+from cutline.domain.items import ImageItem
+from cutline.domain.limits import dam_write_slot
+from cutline.domain.workstate import WorkState, file_fingerprint, stage_key
 from dam_adapters import ApprovalState, AssetSubmission, DamAdapter, create_adapter, idempotency_key
 from rules.engine import Lane
 from tasks.context import ImageWork, ShootContext

@@ -14,15 +14,15 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from cutline import storage
-from cutline.errors import ConfigError
-from cutline.imaging import load_mask, mask_to_png_bytes
-from cutline.items import ImageItem
-from cutline.ledger import record_review_outcome
-from cutline.limits import dam_write_slot, ensure_limits
-from cutline.locations import check_location
-from cutline.naming import short_hash
-from cutline.settings import get_settings
+from cutline.base import storage
+from cutline.base.errors import ConfigError
+from cutline.base.naming import short_hash
+from cutline.base.settings import get_settings
+from cutline.domain.items import ImageItem
+from cutline.domain.limits import dam_write_slot, ensure_limits
+from cutline.domain.locations import check_location
+from cutline.imaging.codec import load_mask, mask_to_png_bytes
+from cutline.records.ledger import record_review_outcome
 from dam_adapters import ApprovalState, create_adapter
 from rules.engine import Lane
 from rules.presets import load_presets

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cutline.items import ImageItem
+from cutline.domain.items import ImageItem
 from rules.engine import RoutingInput, load_rules, route
 from tasks.context import ImageWork, ShootContext
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from cutline import storage
-from cutline.confidence import CONFIDENCE_VERSION, score_mask
-from cutline.imaging import decode_image, load_mask
-from cutline.items import ImageItem
-from cutline.settings import get_settings
-from cutline.workstate import WorkState, stage_key
+from cutline.base import storage
+from cutline.base.settings import get_settings
+from cutline.domain.items import ImageItem
+from cutline.domain.workstate import WorkState, stage_key
+from cutline.imaging.codec import decode_image, load_mask
+from cutline.imaging.confidence import CONFIDENCE_VERSION, score_mask
 from tasks.context import ImageWork, ShootContext, cutout_key
 from tasks.cutout import AGREEMENT
 

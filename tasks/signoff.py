@@ -15,13 +15,13 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from cutline import storage
-from cutline.contact_sheet import ContactSheet, lane_of
-from cutline.items import ImageItem, JobLayout
-from cutline.ledger import read_ledger
-from cutline.settings import CutlineSettings, get_settings
-from cutline.signoff_queue import signoff_runs
-from cutline.workstate import WorkRecord
+from cutline.base import storage
+from cutline.base.settings import CutlineSettings, get_settings
+from cutline.domain.items import ImageItem, JobLayout
+from cutline.domain.workstate import WorkRecord
+from cutline.imaging.contact_sheet import ContactSheet, lane_of
+from cutline.records.ledger import read_ledger
+from cutline.services.signoff_queue import signoff_runs
 from dam_adapters import ApprovalState, AssetRecord, create_adapter
 from rules.engine import Lane
 from tasks.context import ShootContext

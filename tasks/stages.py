@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from prefect import Task, task
 
-from cutline.items import ImageItem
-from cutline.limits import model_slot
-from cutline.settings import CutlineSettings
+from cutline.base.settings import CutlineSettings
+from cutline.domain.items import ImageItem
+from cutline.domain.limits import model_slot
 from rules.engine import Lane
 from tasks.context import BatchRef, ImageWork, ShootContext, for_each_image, run_stage
 from tasks.cutout import make_cutout

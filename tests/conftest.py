@@ -69,7 +69,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def settings():
     """Settings of the test session (isolated data root, free server port)."""
-    from cutline.settings import reload_settings
+    from cutline.base.settings import reload_settings
 
     return reload_settings()
 
@@ -77,7 +77,7 @@ def settings():
 @pytest.fixture(scope="session")
 def model_home(settings) -> Path:
     """The real u2netp weights, provisioned from the offline source and md5-verified."""
-    from cutline import model_store
+    from cutline.imaging import model_store
 
     model_store.fetch("u2netp", settings.resolved_model_home)
     return settings.resolved_model_home
@@ -88,7 +88,7 @@ def prefect_server(settings) -> Iterator[str]:
     """A real Prefect server (the embedded stack, SQLite) for the whole session."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from cutline import stack
+    from cutline.ops import stack
 
     current = stack.up(settings)
     try:
@@ -130,7 +130,7 @@ def bucket(s3, request) -> str:
 @pytest.fixture
 def override_settings():
     """Change settings (as environment variables) for one test, then put them back."""
-    from cutline.settings import reload_settings
+    from cutline.base.settings import reload_settings
 
     saved: dict[str, str | None] = {}
 

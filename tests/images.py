@@ -32,7 +32,7 @@ def centred_mask(width: int, height: int, fraction: float = 0.5) -> Image.Image:
 
 def product_shoot(folder, count: int, size: tuple[int, int] = (320, 240)) -> list[str]:
     """``count`` distinct product photos (no manifest; SKUs come from the file names)."""
-    from cutline.samples import DEFAULT_SAMPLES, render_sample
+    from cutline.imaging.samples import DEFAULT_SAMPLES, render_sample
 
     folder.mkdir(parents=True, exist_ok=True)
     names = []

@@ -6,7 +6,7 @@ from uuid import UUID
 
 import orjson
 
-from cutline.review_queue import ReviewEntry, list_reviews, resume_review, wait_for_outcome
+from cutline.services.review_queue import ReviewEntry, list_reviews, resume_review, wait_for_outcome
 from tests.waiting import wait_until
 
 

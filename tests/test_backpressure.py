@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cutline.ledger import read_ledger
-from cutline.limits import DAM_LIMIT, MODEL_LIMIT
-from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.domain.limits import DAM_LIMIT, MODEL_LIMIT
+from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.records.ledger import read_ledger
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_model_and_dam_limits_come_from_settings(prefect_server, settings):
     from prefect.client.orchestration import get_client
 
-    from cutline import stack
+    from cutline.ops import stack
 
     stack.up(settings)  # creates (or updates) them, as `cutline up` does
     with get_client(sync_client=True) as client:

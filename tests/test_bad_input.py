@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cutline.ledger import read_ledger
-from cutline.samples import Sample, render_sample
+from cutline.imaging.samples import Sample, render_sample
+from cutline.records.ledger import read_ledger
 from tests.images import encode
 
 pytestmark = pytest.mark.slow
@@ -111,7 +111,7 @@ def _corpus(folder: Path) -> dict[str, str]:
 def corpus_run(prefect_server, model_home, tmp_path_factory):
     import os
 
-    from cutline.settings import reload_settings
+    from cutline.base.settings import reload_settings
     from flows.process_shoot import process_shoot
 
     root = tmp_path_factory.mktemp("corpus")

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 from prefect import flow, task
 
-from cutline.items import ImageItem
-from cutline.ledger import reconcile
-from cutline.tally import ShootTally
+from cutline.domain.items import ImageItem
+from cutline.records.tally import ShootTally, reconcile
 from flows.outcomes import settle_batch
 from flows.streaming import stream_batches
 from tasks.context import BatchRef, PlannedImage, ShootContext, run_stage, save_batch

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cutline.review_queue import parse_deadline
-from cutline.samples import DEFAULT_SAMPLES, Sample, write_sample_shoot
+from cutline.imaging.samples import DEFAULT_SAMPLES, Sample, write_sample_shoot
+from cutline.services.review_queue import parse_deadline
 
 ROOT = Path(__file__).resolve().parent.parent
 # An ISO date or a day/month/year date written into code: a deadline that will one day pass.
@@ -46,7 +46,7 @@ def test_a_sample_due_in_the_past_is_overdue(tmp_path):
 
 def test_no_fixed_calendar_date_in_the_tests_or_the_demo_samples():
     """Dates in tests and samples are computed from today; a literal one will expire one day."""
-    files = [*sorted((ROOT / "tests").glob("*.py")), ROOT / "cutline" / "samples.py"]
+    files = [*sorted((ROOT / "tests").glob("*.py")), ROOT / "cutline" / "imaging" / "samples.py"]
     found = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
         for path in files

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from cutline import contact_sheet
-from cutline.contact_sheet import build_contact_sheet
-from cutline.settings import DEFAULT_PRESETS_FILE
+from cutline.base.settings import DEFAULT_PRESETS_FILE
+from cutline.imaging import contact_sheet
+from cutline.imaging.contact_sheet import build_contact_sheet
 from dam_adapters import ApprovalState, AssetSubmission
 from dam_adapters.local_catalog import LocalCatalog
 from rules.presets import load_presets

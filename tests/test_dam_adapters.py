@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cutline import storage
-from cutline.errors import ConfigError
+from cutline.base import storage
+from cutline.base.errors import ConfigError
 from dam_adapters import create_adapter, known_adapters
 from dam_adapters.local_catalog import LocalCatalog
 from dam_adapters.object_store import ObjectStoreCatalog
@@ -94,7 +94,7 @@ def dam_server():
 
 
 def _http_adapter(url: str, **kwargs):
-    from cutline.settings import DEFAULT_RULES_FILE
+    from cutline.base.settings import DEFAULT_RULES_FILE
     from dam_adapters.http import HttpDam
 
     mapping = DEFAULT_RULES_FILE.parent.parent / "dam_adapters" / "http_mapping.yaml"

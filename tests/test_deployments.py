@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cutline.ledger import read_ledger
-from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
-from cutline.serve import deployment_names
+from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.ops.serve import deployment_names
+from cutline.records.ledger import read_ledger
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def test_a_shoot_started_from_the_ui_routes_by_the_manifest_in_its_folder(
     SHOOT/manifest.csv, so glassware still goes to review, and says which CSV it did not use."""
     from prefect.deployments import run_deployment
 
-    from cutline.summary import ShootSummary
+    from cutline.records.summary import ShootSummary
 
     shoot = tmp_path / "shoot"
     glass = next(s for s in DEFAULT_SAMPLES if s.category == "glassware")

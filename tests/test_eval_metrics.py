@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cutline.calibration import calibrate, roc_auc, rules_fragment
-from cutline.eval_metrics import boundary_f, iou, matte_metrics
+from cutline.evaluation.calibration import calibrate, roc_auc, rules_fragment
+from cutline.evaluation.eval_metrics import boundary_f, iou, matte_metrics
 
 
 def _square(size: int = 100, lo: int = 20, hi: int = 80) -> np.ndarray:
@@ -70,7 +70,7 @@ def test_no_recommendation_when_the_best_cutout_is_bad():
 
 
 def test_edge_refinement_changes_only_the_edge_band():
-    from cutline.refine import refine_alpha
+    from cutline.imaging.refine import refine_alpha
 
     alpha = np.zeros((120, 160), dtype=np.float32)
     alpha[30:90, 40:120] = 1.0

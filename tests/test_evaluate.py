@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cutline.samples import DEFAULT_SAMPLES, render_sample_with_mask
+from cutline.imaging.samples import DEFAULT_SAMPLES, render_sample_with_mask
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +102,7 @@ def test_eval_and_a_shoot_give_the_same_confidence_and_lane(
 ):
     """Eval measures what production does: the same images through `evaluate-cutouts` and
     through a shoot (with edge refinement switched on for one category) score alike."""
-    from cutline.ledger import read_ledger
+    from cutline.records.ledger import read_ledger
     from flows.evaluate_cutouts import evaluate_cutouts
     from flows.process_shoot import process_shoot
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cutline import storage
-from cutline.ledger import read_ledger
+from cutline.base import storage
+from cutline.records.ledger import read_ledger
 from tests import s3server
 from tests.images import product_shoot
 from tests.waiting import wait_until
@@ -66,8 +66,8 @@ def _wait_for(condition, timeout: float, what: str, process: subprocess.Popen | 
 def restore_limits(settings):
     """The tests below slow DAM writes down in their runs; put the shared limit back after."""
     yield
-    from cutline import limits
-    from cutline.settings import reload_settings
+    from cutline.base.settings import reload_settings
+    from cutline.domain import limits
 
     limits._ensured.clear()
     limits.ensure_limits(reload_settings())

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from cutline.errors import ImageInputError
-from cutline.imaging import decode_image
+from cutline.base.errors import ImageInputError
+from cutline.imaging.codec import decode_image
 from tests.images import encode, gradient_rgb
 
 LIMIT = 50_000_000

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from cutline.items import ImageItem, JobLayout
-from cutline.ledger import (
+from cutline.domain.items import ImageItem, JobLayout
+from cutline.records.ledger import (
     ReconciliationError,
     read_ledger,
-    reconcile,
     record_review_outcome,
     write_ledger,
 )
+from cutline.records.tally import reconcile
 from rules.engine import Lane
 
 

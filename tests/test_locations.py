@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cutline.errors import ConfigError
-from cutline.locations import check_location
-from cutline.settings import CutlineSettings
+from cutline.base.errors import ConfigError
+from cutline.base.settings import CutlineSettings
+from cutline.domain.locations import check_location
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_process_shoot_refuses_bad_parameters_before_reading_anything(
 def test_a_retouched_file_outside_the_roots_is_refused_in_the_review_form(
     confined: CutlineSettings, tmp_path: Path, override_settings
 ):
-    from cutline.items import ImageItem
+    from cutline.domain.items import ImageItem
     from tasks.review import ReviewDecision, validate_decision
 
     override_settings(allowed_roots=json.dumps(confined.allowed_roots))

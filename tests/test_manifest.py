@@ -6,9 +6,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from cutline.errors import ConfigError
-from cutline.manifest import derive_sku, parse_manifest
-from cutline.naming import image_ids, safe_component
+from cutline.base.errors import ConfigError
+from cutline.base.naming import image_ids, safe_component
+from cutline.domain.manifest import derive_sku, parse_manifest
 
 DEFAULT_PATTERN = r"^(?P<sku>[^_]+)"
 

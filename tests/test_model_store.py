@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cutline import model_store
-from cutline.errors import ModelError
+from cutline.base.errors import ModelError
+from cutline.imaging import model_store
 
 U2NETP_MD5 = "8e83ca70e441ab06c318d82300c84806"
 
@@ -21,7 +21,7 @@ def test_u2netp_is_fetched_into_rembgs_layout_and_verified(model_home: Path):
 
 
 def test_rembg_loads_the_provisioned_file(model_home: Path):
-    from cutline.segmenter import get_session
+    from cutline.imaging.segmenter import get_session
 
     first = get_session("u2netp", model_home)
     assert get_session("u2netp", model_home) is first  # one session per process
@@ -59,7 +59,7 @@ def test_larger_models_stay_selectable_with_rembgs_checksums(name: str, tmp_path
 
 
 def test_custom_onnx_path_is_linked_into_the_model_home(tmp_path: Path, model_home: Path):
-    from cutline.segmenter import get_session
+    from cutline.imaging.segmenter import get_session
 
     custom = tmp_path / "studio-models" / "my-u2netp.onnx"
     custom.parent.mkdir()
@@ -72,7 +72,7 @@ def test_custom_onnx_path_is_linked_into_the_model_home(tmp_path: Path, model_ho
 
 
 def test_execution_providers_come_from_settings(override_settings, model_home, tmp_path):
-    from cutline.segmenter import get_session
+    from cutline.imaging.segmenter import get_session
 
     home = tmp_path / "gpu-worker-home"
     shutil.copytree(model_home, home)
@@ -84,7 +84,7 @@ def test_execution_providers_come_from_settings(override_settings, model_home, t
 def test_benchmark_stand_in_is_not_mistaken_for_a_model(tmp_path):
     from PIL import Image, ImageDraw
 
-    from cutline.segmenter import ThresholdBackend, get_session
+    from cutline.imaging.segmenter import ThresholdBackend, get_session
 
     assert "not-ai" in model_store.BENCH_BACKEND
     backend = get_session(model_store.BENCH_BACKEND, tmp_path)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cutline.ledger import read_ledger
-from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.records.ledger import read_ledger
 from dam_adapters import ApprovalState
 from dam_adapters.local_catalog import LocalCatalog
 from tests.scenario import run_steps
@@ -145,7 +145,7 @@ def test_summary_gives_cost_per_lane_and_a_time_chart(first_run, settings):
 
 
 def test_status_reports_progress_and_stage_counts(first_run):
-    from cutline.status import shoot_status
+    from cutline.ops.status import shoot_status
 
     summary, _ = first_run
     status = shoot_status("E2E-0001")

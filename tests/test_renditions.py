@@ -9,9 +9,9 @@ from PIL import Image
 from psd_tools import PSDImage
 from psd_tools.constants import Resource
 
-from cutline import renditions
-from cutline.settings import DEFAULT_PRESETS_FILE
-from cutline.xmp import build_packet, read_packet
+from cutline.base.settings import DEFAULT_PRESETS_FILE
+from cutline.imaging import renditions
+from cutline.imaging.xmp import build_packet, read_packet
 from rules import load_presets
 from tests.images import centred_mask, gradient_rgb
 

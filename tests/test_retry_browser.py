@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from cutline.ledger import read_ledger
-from cutline.review_queue import read_run
-from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.records.ledger import read_ledger
+from cutline.services.review_queue import read_run
 from dam_adapters.local_catalog import LocalCatalog
 from tests.waiting import wait_until
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cutline import stack
-from cutline.ledger import read_ledger
-from cutline.review_queue import read_run
-from cutline.samples import Sample, write_sample_shoot
+from cutline.imaging.samples import Sample, write_sample_shoot
+from cutline.ops import stack
+from cutline.records.ledger import read_ledger
+from cutline.services.review_queue import read_run
 from dam_adapters import ApprovalState
 from dam_adapters.local_catalog import LocalCatalog
 from tests.reviews import decide, form_description, ui_form, wait_for_reviews
@@ -156,8 +156,8 @@ def test_cli_lists_the_queue_as_json(queue_run):
 
 
 def test_overdue_review_is_escalated_once_not_dropped(queue_run, prefect_server):
-    from cutline.review_queue import list_reviews
-    from cutline.settings import CutlineSettings, get_settings
+    from cutline.base.settings import CutlineSettings, get_settings
+    from cutline.services.review_queue import list_reviews
     from flows.escalate_reviews import escalate_reviews
 
     _, by_sku, _, _ = queue_run

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from cutline.ledger import read_ledger
-from cutline.samples import Sample, write_sample_shoot
+from cutline.imaging.samples import Sample, write_sample_shoot
+from cutline.records.ledger import read_ledger
 from dam_adapters import ApprovalState
 from dam_adapters.local_catalog import LocalCatalog
 from tests.reviews import wait_for_reviews
@@ -68,7 +68,7 @@ def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
     boxes.nth(2).fill("approved from the UI")
     dialog.get_by_role("button", name="Submit").click()
 
-    from cutline.review_queue import wait_for_outcome
+    from cutline.services.review_queue import wait_for_outcome
 
     run = wait_for_outcome(entry.run_id, timeout=180)
     assert run.state.is_completed(), run.state

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cutline.errors import ConfigError
-from cutline.settings import DEFAULT_PRESETS_FILE, DEFAULT_RULES_FILE
+from cutline.base.errors import ConfigError
+from cutline.base.settings import DEFAULT_PRESETS_FILE, DEFAULT_RULES_FILE
 from rules import Lane, RoutingInput, load_presets, load_rules, route
 
 RULES = load_rules(DEFAULT_RULES_FILE)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cutline import storage
-from cutline.errors import ConfigError
-from cutline.ledger import read_ledger
-from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.base import storage
+from cutline.base.errors import ConfigError
+from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.records.ledger import read_ledger
 from tests import s3server
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def _upload_shoot(tmp_path: Path, bucket: str, job: str) -> str:
 def s3_run(s3, prefect_server, model_home, tmp_path_factory):
     import s3fs
 
-    from cutline.settings import reload_settings
+    from cutline.base.settings import reload_settings
     from flows.process_shoot import process_shoot
 
     fs = s3fs.S3FileSystem(
@@ -207,7 +207,7 @@ def test_eu_residency_checks_the_dam_endpoint(override_settings, tmp_path, model
     ],
 )
 def test_eu_region_list(region, inside):
-    from cutline.residency import load_regions
-    from cutline.settings import CutlineSettings
+    from cutline.base.settings import CutlineSettings
+    from cutline.domain.residency import load_regions
 
     assert load_regions(CutlineSettings().residency_file).is_eu(region) is inside

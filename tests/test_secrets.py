@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cutline import storage
-from cutline.ledger import read_ledger
-from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.base import storage
+from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.records.ledger import read_ledger
 from tests import s3server
 from tests.dam_http_server import DamServer
 

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from cutline.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
 from tests.reviews import decide, form_description, ui_form, wait_for_reviews
 from tests.waiting import wait_until
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def _wait_paused_signoff(settings, job: str, timeout: float = 180.0):
-    from cutline.signoff_queue import signoff_run_for
+    from cutline.services.signoff_queue import signoff_run_for
 
     return wait_until(
         lambda: signoff_run_for(job, settings.ui_url), f"a sign-off waiting for {job}", timeout
@@ -42,7 +42,7 @@ def _signoff_form(
 def test_shoot_to_signoff_with_a_send_back_then_approval(
     prefect_server, model_home, tmp_path, settings, webhook
 ):
-    from cutline.review_queue import read_run
+    from cutline.services.review_queue import read_run
     from dam_adapters import ApprovalState
     from dam_adapters.local_catalog import LocalCatalog
     from flows.process_shoot import process_shoot
@@ -133,7 +133,7 @@ def test_shoot_to_signoff_with_a_send_back_then_approval(
 
 def _check_client_link(settings, form_text: str, skus) -> None:
     """The read-only client link serves the sheet and nothing else."""
-    from cutline.share import share_url
+    from cutline.services.share import share_url
 
     link = share_url(settings, "SIGN-0001")
     assert f"client link {link}" in form_text

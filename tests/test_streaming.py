@@ -9,7 +9,7 @@ import time
 import pytest
 from prefect import flow, task
 
-from cutline.settings import BatchOrder
+from cutline.base.settings import BatchOrder
 from flows.streaming import stream_batches
 from tasks.context import BatchRef, ShootContext
 

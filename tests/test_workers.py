@@ -13,9 +13,9 @@ import time
 import pytest
 
 from benchmarks.postgres import fresh_database_url
-from cutline.ledger import read_ledger
-from cutline.samples import DEFAULT_SAMPLES, Sample, write_sample_shoot
-from cutline.settings import PROJECT_ROOT, CutlineSettings
+from cutline.base.settings import PROJECT_ROOT, CutlineSettings
+from cutline.imaging.samples import DEFAULT_SAMPLES, Sample, write_sample_shoot
+from cutline.records.ledger import read_ledger
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def _free_port() -> int:
 @pytest.fixture
 def pool_server(tmp_path, model_home):
     """A Prefect server on a fresh PostgreSQL database, a process work pool and two workers."""
-    from cutline import stack
+    from cutline.ops import stack
 
     settings = CutlineSettings(
         data_root=tmp_path / "data",

@@ -1,0 +1,1 @@
+"""What a shoot is made of: image records, the manifest, locations and residency, work reuse, limits."""

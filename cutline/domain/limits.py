@@ -1,0 +1,46 @@
+"""Backpressure shared by every shoot and worker: Prefect global concurrency and rate limits."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from cutline.base.settings import CutlineSettings
+
+MODEL_LIMIT = "cutline-model"
+DAM_LIMIT = "cutline-dam-writes"
+
+_ensured: set[tuple[str, str]] = set()
+
+
+def ensure_limits(settings: CutlineSettings) -> None:
+    """Create or update the limits from settings on the current Prefect API (idempotent)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    key = (str(PREFECT_API_URL.value()), f"{settings.model_slots}/{settings.dam_writes_per_second}")
+    if key in _ensured:
+        return
+    rate = settings.dam_writes_per_second
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(MODEL_LIMIT, settings.model_slots)
+        client.upsert_global_concurrency_limit_by_name(
+            DAM_LIMIT, max(1, round(rate)), slot_decay_per_second=rate
+        )
+    _ensured.add(key)
+
+
+@contextlib.contextmanager
+def model_slot() -> Iterator[None]:
+    """Hold one model slot while a batch is cut out (waits when every slot is busy)."""
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(MODEL_LIMIT, occupy=1, strict=True):
+        yield
+
+
+def dam_write_slot() -> None:
+    """Wait for the DAM rate limit before one write."""
+    from prefect.concurrency.sync import rate_limit
+
+    rate_limit(DAM_LIMIT, occupy=1, strict=True)

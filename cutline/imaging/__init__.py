@@ -1,0 +1,1 @@
+"""Pixels: decoding, the model session and its store, confidence, refinement, renditions, XMP, contact sheets, sample images."""

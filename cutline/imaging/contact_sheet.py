@@ -1,0 +1,178 @@
+"""The contact sheet a producer or client signs a shoot off from: every registered asset as a
+thumbnail on a checkerboard (to show the transparency) and on its channel's background, with
+SKU, lane, confidence and who approved it; paginated HTML plus one PNG per page."""
+
+from __future__ import annotations
+
+import html
+import io
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw
+
+from cutline.base import storage
+from cutline.base.naming import safe_component
+from dam_adapters import ApprovalState, AssetRecord
+from rules.presets import PresetBook
+
+THUMB = 200
+PER_PAGE = 24
+COLUMNS = 4
+_TILE_W, _TILE_H = 2 * THUMB + 30, THUMB + 78
+
+
+@dataclass(frozen=True)
+class ContactSheet:
+    """Where the sheet's pages are."""
+
+    index: str
+    html_pages: list[str]
+    png_pages: list[str]
+    assets: int
+
+
+def lane_of(record: AssetRecord) -> str:
+    """'auto' for assets the rules published, 'review' for those a person decided."""
+    return "auto" if record.approval_state == ApprovalState.AUTO_APPROVED else "review"
+
+
+def _checkerboard(size: tuple[int, int], cell: int = 10) -> Image.Image:
+    board = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(board)
+    for y in range(0, size[1], cell):
+        for x in range((y // cell) % 2 * cell, size[0], 2 * cell):
+            draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=(204, 204, 204))
+    return board
+
+
+def _cutout(record: AssetRecord) -> Image.Image:
+    image = Image.open(io.BytesIO(storage.read_bytes(record.renditions["png"]))).convert("RGBA")
+    image.thumbnail((THUMB, THUMB))
+    return image
+
+
+def _on(background: Image.Image, cutout: Image.Image) -> Image.Image:
+    out = background.copy()
+    out.paste(cutout, ((THUMB - cutout.width) // 2, (THUMB - cutout.height) // 2), cutout)
+    return out
+
+
+def _thumbnails(record: AssetRecord, presets: PresetBook) -> tuple[Image.Image, Image.Image]:
+    cutout = _cutout(record)
+    channel = next((c for c in record.channels if c in presets.presets), None)
+    colour = presets.presets[channel].background_rgb if channel else (255, 255, 255)
+    return (
+        _on(_checkerboard((THUMB, THUMB)), cutout),
+        _on(Image.new("RGB", (THUMB, THUMB), colour), cutout),
+    )
+
+
+def _caption(record: AssetRecord) -> list[str]:
+    confidence = "-" if record.confidence is None else f"{record.confidence:.2f}"
+    who = record.approved_by or "-"
+    return [
+        f"{record.sku}  ({lane_of(record)}, {record.approval_state.value})",
+        f"confidence {confidence}  approved by {who}",
+        record.source_name[:60],
+    ]
+
+
+def _page_png(tiles: list[tuple[AssetRecord, Image.Image, Image.Image]], title: str) -> bytes:
+    rows = max(1, -(-len(tiles) // COLUMNS))
+    page = Image.new("RGB", (COLUMNS * _TILE_W + 20, rows * _TILE_H + 50), (250, 250, 250))
+    draw = ImageDraw.Draw(page)
+    draw.text((12, 12), title, fill=(0, 0, 0))
+    for n, (record, checker, channel) in enumerate(tiles):
+        x, y = 10 + (n % COLUMNS) * _TILE_W, 40 + (n // COLUMNS) * _TILE_H
+        page.paste(checker, (x, y))
+        page.paste(channel, (x + THUMB + 10, y))
+        for line, text in enumerate(_caption(record)):
+            draw.text((x, y + THUMB + 6 + 14 * line), text, fill=(20, 20, 20))
+    buf = io.BytesIO()
+    page.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _page_html(
+    job_id: str, number: int, pages: int, rows: list[tuple[AssetRecord, str, str]]
+) -> str:
+    def link(n: int, text: str) -> str:
+        return f'<a href="page-{n:03d}.html">{text}</a>' if 1 <= n <= pages else ""
+
+    cells = "\n".join(
+        "<figure>"
+        f'<img src="{html.escape(checker)}" alt="cutout on checkerboard">'
+        f'<img src="{html.escape(channel)}" alt="cutout on channel background">'
+        "<figcaption>"
+        + "<br>".join(html.escape(line) for line in _caption(record))
+        + "</figcaption></figure>"
+        for record, checker, channel in rows
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>Shoot {html.escape(job_id)} - contact sheet {number}/{pages}</title>"
+        "<style>body{font-family:sans-serif;margin:20px}figure{display:inline-block;"
+        "margin:8px;width:420px;vertical-align:top}img{width:200px;height:200px;margin-right:4px}"
+        "figcaption{font-size:12px}</style></head><body>"
+        f"<h1>Shoot {html.escape(job_id)}: contact sheet, page {number} of {pages}</h1>"
+        f"<p>{link(number - 1, '&larr; previous')} {link(number + 1, 'next &rarr;')} "
+        '<a href="index.html">all pages</a></p>'
+        f"{cells}</body></html>"
+    )
+
+
+def build_contact_sheet(
+    records: list[AssetRecord], job_id: str, folder: str, presets: PresetBook
+) -> ContactSheet:
+    """Write the sheet of ``records`` (auto, approved and rejected assets) into ``folder``."""
+    shown = sorted(
+        (r for r in records if r.renditions.get("png")), key=lambda r: (r.sku, r.source_name)
+    )
+    pages = max(1, -(-len(shown) // PER_PAGE))
+    html_pages, png_pages = [], []
+    for number in range(1, pages + 1):
+        chunk = shown[(number - 1) * PER_PAGE : number * PER_PAGE]
+        tiles, rows = [], []
+        for record in chunk:
+            checker, channel = _thumbnails(record, presets)
+            stem = safe_component(f"{record.sku}-{record.dam_id}")
+            names = (f"thumbs/{stem}.checker.png", f"thumbs/{stem}.channel.png")
+            for name, image in zip(names, (checker, channel), strict=True):
+                buf = io.BytesIO()
+                image.save(buf, format="PNG", compress_level=6)
+                storage.write_bytes(storage.join(folder, name), buf.getvalue())
+            tiles.append((record, checker, channel))
+            rows.append((record, *names))
+        title = f"Shoot {job_id}: contact sheet page {number} of {pages} ({len(shown)} assets)"
+        png_pages.append(
+            storage.write_bytes(
+                storage.join(folder, f"page-{number:03d}.png"), _page_png(tiles, title)
+            )
+        )
+        html_pages.append(
+            storage.write_bytes(
+                storage.join(folder, f"page-{number:03d}.html"),
+                _page_html(job_id, number, pages, rows).encode("utf-8"),
+            )
+        )
+    counts: dict[str, int] = {}
+    for record in shown:
+        counts[record.approval_state.value] = counts.get(record.approval_state.value, 0) + 1
+    index = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>Shoot {html.escape(job_id)} - contact sheet</title></head><body>"
+        f"<h1>Shoot {html.escape(job_id)}: {len(shown)} assets</h1><p>"
+        + ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(counts.items()))
+        + "</p><ul>"
+        + "".join(
+            f'<li><a href="page-{n:03d}.html">page {n}</a> (<a href="page-{n:03d}.png">PNG</a>)</li>'
+            for n in range(1, pages + 1)
+        )
+        + "</ul></body></html>"
+    )
+    return ContactSheet(
+        index=storage.write_bytes(storage.join(folder, "index.html"), index.encode("utf-8")),
+        html_pages=html_pages,
+        png_pages=png_pages,
+        assets=len(shown),
+    )

@@ -1,0 +1,529 @@
+"""The `cutline` command: run shoots, manage the local stack, models and the DAM catalog."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cutline.base import storage
+from cutline.base.errors import CutlineError
+from cutline.base.settings import get_settings
+from cutline.imaging import model_store
+from cutline.ops import stack
+
+app = typer.Typer(
+    help="Cutline: studio-scale AI background removal on Prefect.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Background-removal models.", no_args_is_help=True)
+dam_app = typer.Typer(help="The DAM catalog.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+review_app = typer.Typer(
+    help="The review queue: doubtful images waiting for a retoucher.", no_args_is_help=True
+)
+app.add_typer(dam_app, name="dam")
+app.add_typer(review_app, name="review")
+signoff_app = typer.Typer(
+    help="Producer sign-off of shoots whose assets are in the DAM.", no_args_is_help=True
+)
+app.add_typer(signoff_app, name="signoff")
+
+
+def _fail(exc: Exception, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def up() -> None:
+    """Start the local stack (Prefect server with UI) in the background."""
+    try:
+        current = stack.up(get_settings())
+    except CutlineError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"Prefect API {current.api_url} is up; UI at {current.ui_url}")
+
+
+@app.command()
+def down() -> None:
+    """Stop the local stack; its state stays under the data root."""
+    stopped = stack.down(get_settings())
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command("stack-status")
+def stack_status() -> None:
+    """Say whether the local stack answers, and where."""
+    current = stack.status(get_settings())
+    state = "up" if current.healthy else "down"
+    typer.echo(f"Prefect API {current.api_url}: {state} (UI {current.ui_url})")
+    raise typer.Exit(0 if current.healthy else 1)
+
+
+_FOLLOW_SECONDS = 2.0
+_UNCLAIMED_HINT_SECONDS = 60.0
+
+
+def _follow(run_id, job_id: str) -> Any:
+    """Wait for a submitted shoot run to end, saying when its state changes."""
+    import time
+
+    from cutline.services.review_queue import read_run
+
+    seen, started = "", time.monotonic()
+    hinted = False
+    while True:
+        run = read_run(str(run_id))
+        name = run.state.name if run.state else "Scheduled"
+        if name != seen:
+            typer.echo(f"{job_id}: {name}")
+            seen = name
+        if run.state and run.state.is_final():
+            return run
+        unclaimed = run.state is None or run.state.is_scheduled()
+        if unclaimed and not hinted and time.monotonic() - started > _UNCLAIMED_HINT_SECONDS:
+            typer.echo(
+                "still waiting: other shoots hold the deployment's slots "
+                "(CUTLINE_MAX_CONCURRENT_SHOOTS), or nothing serves the deployment "
+                "(`cutline up`, or a worker on the work pool)"
+            )
+            hinted = True
+        time.sleep(_FOLLOW_SECONDS)
+
+
+def run_shoot(shoot: str, job_id: str, manifest: str | None, out: str | None) -> int:
+    """Submit a run of the process-shoot deployment (the same run the UI's Custom run makes,
+    which ops can Retry), follow it to the end and print its summary; return the exit code.
+
+    Paths are made absolute here: the run executes in the stack's serve process or a worker.
+    """
+    from prefect.deployments import run_deployment
+
+    from cutline.domain.items import JobLayout
+    from cutline.records.summary import ShootSummary, summary_markdown
+
+    settings = get_settings()
+    output_root = storage.locate(out or str(settings.resolved_output_root)).uri()
+    parameters = {
+        "shoot": storage.locate(shoot).uri(),
+        "job_id": job_id,
+        "manifest": storage.locate(manifest).uri() if manifest else None,
+        "output_root": output_root,
+    }
+    with stack.using_stack(settings) as current:
+        submitted = run_deployment(
+            settings.shoot_deployment, parameters=parameters, timeout=0, as_subflow=False
+        )
+        typer.echo(f"shoot {job_id}: run {current.ui_url}/runs/flow-run/{submitted.id}")
+        try:
+            run = _follow(submitted.id, job_id)
+        except KeyboardInterrupt:
+            typer.echo(
+                f"\nstopped following; the run goes on: `cutline status {job_id}` or the UI",
+                err=True,
+            )
+            return 130
+        if not run.state.is_completed():
+            typer.secho(
+                f"error: shoot {job_id} ended {run.state.name}: {run.state.message or 'no message'}",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            typer.echo(f"Prefect UI: {current.ui_url}/runs/flow-run/{run.id}")
+            return 1
+        layout = JobLayout.for_job(output_root, job_id)
+        summary = ShootSummary.model_validate_json(storage.read_bytes(layout.summary))
+        typer.echo(summary_markdown(summary))
+        typer.echo(f"\nledger: {summary.ledger}\nPrefect UI: {current.ui_url}")
+        if summary.reviews:
+            typer.echo("reviews: `cutline review list`, or Resume each review-cutout run in the UI")
+        if current.managed:
+            typer.echo(
+                "the local stack keeps running for the UI and the reviews; `cutline down` stops it"
+            )
+    return 0
+
+
+@app.command()
+def run(
+    shoot: Annotated[str, typer.Argument(help="Shoot folder (or URI) of images.")],
+    job_id: Annotated[str, typer.Option("--job-id", help="Job ID, e.g. SS26-0142.")],
+    manifest: Annotated[
+        str | None,
+        typer.Option(help="Manifest CSV (default: manifest.csv in the shoot folder, if any)."),
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Output root (default: CUTLINE_OUTPUT_ROOT).")
+    ] = None,
+) -> None:
+    """Run one shoot end to end; exits 0 when the run completed, even if some images failed."""
+    try:
+        code = run_shoot(shoot, job_id, manifest, out)
+    except CutlineError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command("eval")
+def evaluate(
+    data: Annotated[str, typer.Argument(help="Folder with images, ground truth and index.csv.")],
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="Model name or ONNX path; repeat to compare several."),
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Report folder (default: <data root>/eval/<name>).")
+    ] = None,
+    target_precision: Annotated[
+        float, typer.Option(help="Share of auto-lane cutouts that must be good.", min=0, max=1)
+    ] = 0.98,
+) -> None:
+    """Measure models and the confidence score on your own images; recommend a threshold."""
+    from flows.evaluate_cutouts import evaluate_cutouts
+
+    try:
+        with stack.using_stack(get_settings()):
+            report = evaluate_cutouts(
+                data=data, models=model or None, out=out, target_precision=target_precision
+            )
+    except CutlineError as exc:
+        raise _fail(exc) from None
+    for m in report.models:
+        rec = m.calibration.recommended
+        typer.echo(
+            f"{m.model}: {m.overall.count} images, mean IoU {m.overall.means['iou']:.3f}, "
+            f"confidence ROC AUC {m.calibration.roc_auc}, "
+            + (
+                f"threshold {rec.threshold} -> auto precision {rec.precision:.0%}, "
+                f"{rec.coverage:.0%} of good cutouts kept; fragment {m.rules_fragment}"
+                if rec
+                else "no threshold reaches the target precision"
+            )
+        )
+    report_dir = storage.parent(report.plots["roc"])
+    typer.echo(f"report: {storage.join(report_dir, 'report.md')}")
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        str | None, typer.Option(help="Output root (default: CUTLINE_OUTPUT_ROOT).")
+    ] = None,
+) -> None:
+    """Make a small sample shoot by code, run it, and say where outputs and the UI are."""
+    from cutline.imaging.samples import write_sample_shoot
+
+    settings = get_settings()
+    job_id = "DEMO-" + datetime.now().strftime("%Y%m%d-%H%M%S")
+    shoot = settings.data_root / "demo" / job_id
+    write_sample_shoot(shoot)  # with its manifest.csv, which the run picks up itself
+    typer.echo(f"sample shoot written to {shoot}")
+    try:
+        code = run_shoot(str(shoot), job_id, None, out)
+    except CutlineError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    name: Annotated[
+        str | None, typer.Argument(help="Model name (default: the CUTLINE_MODEL setting).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Fetch again even if a copy is present.")] = False,
+) -> None:
+    """Make a model available (and md5-verified) in the model home."""
+    settings = get_settings()
+    spec = model_store.parse_model(name or settings.model)
+    try:
+        if spec.onnx_path is not None:
+            path = model_store.ensure(spec, settings.resolved_model_home)
+        else:
+            path = model_store.fetch(spec.name, settings.resolved_model_home, force=force)
+    except CutlineError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{spec.label}: {path}")
+
+
+@dam_app.command("show")
+def dam_show(
+    dam_id: Annotated[str, typer.Argument(help="Asset id, e.g. cl-1a2b3c...")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+    out: Annotated[
+        str | None, typer.Option(help="Output root of the shoot (object-store catalog).")
+    ] = None,
+) -> None:
+    """Print one catalog record."""
+    from dam_adapters import create_adapter
+
+    try:
+        record = create_adapter(get_settings(), out).get(dam_id)
+    except KeyError as exc:
+        raise _fail(exc.args[0], code=1) from None
+    except CutlineError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(record.model_dump_json(indent=2))
+        return
+    data = record.model_dump(mode="json")
+    for key in (
+        "dam_id",
+        "job_id",
+        "sku",
+        "category",
+        "campaign",
+        "channels",
+        "approval_state",
+        "approved_by",
+        "note",
+        "confidence",
+        "reasons",
+        "content_hash",
+        "source",
+        "created_at",
+        "updated_at",
+        "revision",
+    ):
+        typer.echo(f"{key:15} {data[key]}")
+    typer.echo("renditions:")
+    for kind, path in record.renditions.items():
+        typer.echo(f"  {kind:15} {path}")
+
+
+@dam_app.command("adapters")
+def dam_adapters_list() -> None:
+    """Name the DAM adapters CUTLINE_DAM_ADAPTER accepts."""
+    from dam_adapters import known_adapters
+
+    current = get_settings().dam_adapter
+    for name in known_adapters():
+        typer.echo(f"{name}{'  (selected)' if name == current else ''}")
+
+
+@dam_app.command("list")
+def dam_list(
+    job: Annotated[str, typer.Option("--job", help="Job ID.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    out: Annotated[
+        str | None, typer.Option(help="Output root of the shoot (object-store catalog).")
+    ] = None,
+) -> None:
+    """List a job's assets in the DAM."""
+    from dam_adapters import create_adapter
+
+    records = create_adapter(get_settings(), out).list_job(job)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    for r in records:
+        typer.echo(f"{r.dam_id}  {r.sku:20} {r.approval_state.value:14} {r.source_name}")
+
+
+@app.command()
+def status(
+    job_id: Annotated[str, typer.Argument(help="Job ID of the shoot.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Progress of a shoot run and how many images wait at each stage."""
+    from cutline.ops.status import shoot_status
+
+    with stack.using_stack(get_settings()):
+        current = shoot_status(job_id)
+    if current is None:
+        raise _fail(f"no process-shoot run named {job_id}", code=1)
+    if as_json:
+        typer.echo(current.model_dump_json(indent=2))
+        return
+    progress = "-" if current.progress is None else f"{current.progress:.0f}%"
+    typer.echo(
+        f"{job_id}: {current.state}, {progress} ({current.images} images, {current.batches} batches)"
+    )
+    typer.echo(
+        f"{'stage':16} {'done':>5} {'running':>8} {'waiting':>8} {'failed':>7} {'images waiting':>15}"
+    )
+    for s in current.stages:
+        typer.echo(
+            f"{s.stage:16} {s.completed:5} {s.running:8} {s.waiting:8} {s.failed:7} {s.images_waiting:15}"
+        )
+
+
+@review_app.command("list")
+def review_list(
+    job: Annotated[str | None, typer.Option("--job", help="Only this job's reviews.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of objects.")] = False,
+) -> None:
+    """Waiting reviews ordered by deadline, then priority, with the UI link of each."""
+    from cutline.services.review_queue import list_reviews
+
+    settings = get_settings()
+    with stack.using_stack(settings) as current:
+        entries = list_reviews(settings, current.ui_url, job)
+    if as_json:
+        typer.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return
+    if not entries:
+        typer.echo("no reviews waiting")
+        return
+    for e in entries:
+        flag = "ESCALATED" if e.escalated else ("OVERDUE" if e.overdue else "")
+        if e.state != "Suspended":
+            flag = e.state.upper()
+        typer.echo(
+            f"{(e.deadline or '-')[:16]:16}  {e.sku:14} {e.category or '-':12} {e.job_id:12} "
+            f"{e.age_hours:6.1f}h {flag:9} {e.run_id}\n    {e.reasons}\n    {e.ui_url}"
+        )
+
+
+@review_app.command("resume")
+def review_resume(
+    run_id: Annotated[
+        str, typer.Argument(help="Flow run id of the waiting review (see `cutline review list`).")
+    ],
+    approve: Annotated[bool, typer.Option("--approve", help="Publish with the AI mask.")] = False,
+    replace: Annotated[
+        str | None, typer.Option("--replace", help="Publish with this retouched file.")
+    ] = None,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject and request a reshoot.")] = False,
+    note: Annotated[str, typer.Option("--note", help="Note for the DAM record.")] = "",
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by", envvar="CUTLINE_RETOUCHER", help="Your name (default: $CUTLINE_RETOUCHER)."
+        ),
+    ] = "",
+    wait: Annotated[bool, typer.Option(help="Wait for the decision to land.")] = True,
+) -> None:
+    """Decide a waiting review from the terminal, through the same input as the UI form."""
+    from cutline.services.review_queue import resume_review, wait_for_outcome
+    from tasks.review import ReviewDecision
+
+    chosen = [
+        name
+        for name, on in (("approve", approve), ("replace", replace is not None), ("reject", reject))
+        if on
+    ]
+    if len(chosen) != 1:
+        raise _fail("choose exactly one of --approve, --replace FILE, --reject")
+    if not by.strip():
+        raise _fail("say who decides: --by NAME (or set CUTLINE_RETOUCHER)")
+    retouched = replace or ""
+    if retouched and "://" not in retouched:
+        retouched = str(Path(retouched).expanduser().resolve())  # the review runs elsewhere
+    decision = ReviewDecision(decision=chosen[0], retouched_file=retouched, retoucher=by, note=note)
+    settings = get_settings()
+    with stack.using_stack(settings):
+        try:
+            resume_review(run_id, decision.model_dump())
+        except Exception as exc:
+            raise _fail(f"could not resume review {run_id}: {exc}", code=1) from None
+        typer.echo(f"review {run_id} resumed with {chosen[0]}")
+        if not wait:
+            return
+        run = wait_for_outcome(run_id)
+    if run.state.is_completed():
+        typer.echo(f"landed: {run.state.name}")
+    elif run.state.is_paused():
+        typer.secho(
+            "the answer was not accepted; the review is waiting again (see its form text)",
+            fg="yellow",
+        )
+        raise typer.Exit(1)
+    else:
+        typer.secho(
+            f"review run is {run.state.name}: {run.state.message or ''}", fg="red", err=True
+        )
+        raise typer.Exit(1)
+
+
+@review_app.command("escalate")
+def review_escalate() -> None:
+    """Escalate overdue reviews now (the stack also does this every 5 minutes)."""
+    from flows.escalate_reviews import escalate_reviews
+
+    with stack.using_stack(get_settings()):
+        escalated = escalate_reviews()
+    typer.echo(f"escalated {len(escalated)} review(s)")
+
+
+@signoff_app.command("list")
+def signoff_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of objects.")] = False,
+) -> None:
+    """Shoots waiting for sign-off, newest first, with the UI link of each."""
+    from cutline.services.signoff_queue import waiting_signoffs
+
+    with stack.using_stack(get_settings()) as current:
+        entries = waiting_signoffs(current.ui_url)
+    if as_json:
+        typer.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return
+    if not entries:
+        typer.echo("no shoots waiting for sign-off")
+    for e in entries:
+        typer.echo(f"{e.job_id:16} waiting since {e.waiting_since}  {e.run_id}\n    {e.ui_url}")
+
+
+@signoff_app.command("resume")
+def signoff_resume(
+    job: Annotated[str, typer.Argument(help="Job ID of the shoot to sign off.")],
+    approve: Annotated[bool, typer.Option("--approve", help="Sign off every asset.")] = False,
+    send_back: Annotated[
+        str | None,
+        typer.Option("--send-back", help="SKUs to send back to review, comma-separated."),
+    ] = None,
+    note: Annotated[str, typer.Option("--note", help="For the retoucher of sent-back SKUs.")] = "",
+    comment: Annotated[str, typer.Option("--comment", help="Comment kept with the sign-off.")] = "",
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by", envvar="CUTLINE_PRODUCER", help="Your name (default: $CUTLINE_PRODUCER)."
+        ),
+    ] = "",
+) -> None:
+    """Sign a shoot off from the terminal, through the same input as the UI form."""
+    from cutline.services.review_queue import resume_review, wait_for_outcome
+    from cutline.services.signoff_queue import signoff_run_for
+    from tasks.signoff import SignOffDecision
+
+    if approve == (send_back is not None):
+        raise _fail("choose exactly one of --approve, --send-back SKU,...")
+    if not by.strip():
+        raise _fail("say who signs off: --by NAME (or set CUTLINE_PRODUCER)")
+    decision = SignOffDecision(
+        decision="approve" if approve else "send-back",
+        send_back=send_back or "",
+        note=note,
+        producer=by,
+        comment=comment,
+    )
+    with stack.using_stack(get_settings()) as current:
+        entry = signoff_run_for(job, current.ui_url)
+        if entry is None:
+            raise _fail(f"no sign-off is waiting for shoot {job} (see `cutline signoff list`)")
+        resume_review(entry.run_id, decision.model_dump())
+        run = wait_for_outcome(entry.run_id)
+    if run.state.is_completed():
+        typer.echo(f"shoot {job} signed off ({decision.decision}) by {by}")
+        return
+    if run.state.is_paused():
+        typer.secho(
+            "the answer was not accepted; the sign-off is waiting again (see its form text)",
+            fg="yellow",
+        )
+    else:
+        typer.secho(
+            f"sign-off run is {run.state.name}: {run.state.message or ''}", fg="red", err=True
+        )
+    raise typer.Exit(1)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    """Console entry point."""
+    app(prog_name="cutline")
+    sys.exit(0)

@@ -1,0 +1,104 @@
+"""Serve the deployments declared in prefect.yaml from one long-running process.
+
+`cutline up` starts this in the background: it registers each deployment with the
+Prefect API and runs (and resumes) their flow runs in subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cutline.base.settings import PROJECT_ROOT, get_settings
+from cutline.services.share import start_share_server
+
+PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
+
+
+def deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
+    """The `deployments:` entries of prefect.yaml."""
+    return list(yaml.safe_load(path.read_text(encoding="utf-8")).get("deployments") or [])
+
+
+def deployment_names(path: Path = PREFECT_YAML) -> list[str]:
+    """'flow-name/deployment' of every deployment, as the API names them."""
+    names = []
+    for spec in deployment_specs(path):
+        module_path, func = spec["entrypoint"].split(":")
+        source = (PROJECT_ROOT / module_path).read_text(encoding="utf-8")
+        flow_name = _flow_name(source, func)
+        names.append(f"{flow_name}/{spec['name']}")
+    return names
+
+
+def _flow_name(source: str, func: str) -> str:
+    """The name= given in the @flow decorator of ``func`` (without importing the module)."""
+    import ast
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef) and node.name == func:
+            for deco in node.decorator_list:
+                if isinstance(deco, ast.Call):
+                    for kw in deco.keywords:
+                        if kw.arg == "name" and isinstance(kw.value, ast.Constant):
+                            return str(kw.value.value)
+            return func.replace("_", "-")
+    raise ValueError(f"no flow function {func} in the entrypoint")
+
+
+def _schedule_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
+    intervals = [s["interval"] for s in spec.get("schedules") or [] if "interval" in s]
+    crons = [s["cron"] for s in spec.get("schedules") or [] if "cron" in s]
+    kwargs: dict[str, Any] = {}
+    if intervals:
+        kwargs["interval"] = intervals
+    if crons:
+        kwargs["cron"] = crons
+    return kwargs
+
+
+def build_deployments(path: Path = PREFECT_YAML) -> list[Any]:
+    """RunnerDeployments for every entry of prefect.yaml (same names, parameters, limits)."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+    from prefect.flows import load_flow_from_entrypoint
+
+    deployments = []
+    for spec in deployment_specs(path):
+        flow = load_flow_from_entrypoint(str(PROJECT_ROOT / spec["entrypoint"]))
+        limit = spec.get("concurrency_limit")
+        if isinstance(limit, dict):
+            if spec["entrypoint"].startswith("flows/process_shoot.py"):
+                limit = {**limit, "limit": get_settings().max_concurrent_shoots}
+            limit = ConcurrencyLimitConfig(**limit)
+        deployments.append(
+            flow.to_deployment(
+                name=spec["name"],
+                description=spec.get("description"),
+                tags=spec.get("tags"),
+                parameters=spec.get("parameters") or {},
+                enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
+                concurrency_limit=limit,
+                **_schedule_kwargs(spec),
+            )
+        )
+    return deployments
+
+
+def main() -> None:
+    """Serve every deployment of prefect.yaml until stopped."""
+    from prefect import serve
+
+    os.chdir(PROJECT_ROOT)
+    settings = get_settings()
+    try:
+        start_share_server(settings)
+    except OSError as exc:  # the port is taken: sign-off still works, without client links
+        print(f"contact-sheet links unavailable on port {settings.resolved_share_port}: {exc}")
+    serve(*build_deployments(), pause_on_shutdown=False, print_starting_message=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+"""The embedded local stack: a Prefect server (API + UI) run in the background.
+
+``cutline up`` starts it under the data root (SQLite by default, PostgreSQL when a URL
+is set) and ``cutline down`` stops it; state lives in the data root, so it survives a
+restart. When PREFECT_API_URL is already set, that server is used and nothing starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cutline.base.errors import CutlineError
+from cutline.base.settings import PROJECT_ROOT, CutlineSettings
+
+_HEALTH_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """Whether the stack answers, where, and whether Cutline started it."""
+
+    api_url: str
+    healthy: bool
+    managed: bool
+    pid: int | None
+
+    @property
+    def ui_url(self) -> str:
+        """The Prefect UI's address."""
+        return self.api_url.removesuffix("/api")
+
+
+def _run_dir(settings: CutlineSettings) -> Path:
+    path = settings.data_root / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _pid_file(settings: CutlineSettings, service: str) -> Path:
+    return _run_dir(settings) / f"{service}.pid"
+
+
+_SERVICE_MARKERS = {"server": b"prefect", "serve": b"cutline.ops.serve"}
+
+
+def _read_pid(path: Path) -> int | None:
+    """The pid in a pid file if that process is alive and is still our service (a pid
+    reused after a reboot by an unrelated process does not count)."""
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    marker = _SERVICE_MARKERS.get(path.stem, b"")
+    return pid if marker in cmdline else None
+
+
+def external_api_url() -> str | None:
+    """PREFECT_API_URL from the environment, when the user points Cutline at their own server."""
+    return os.environ.get("PREFECT_API_URL") or None
+
+
+def api_url(settings: CutlineSettings) -> str:
+    """The API every Cutline command talks to: an existing PREFECT_API_URL, else the embedded one."""
+    return external_api_url() or settings.api_url
+
+
+def is_healthy(url: str, timeout: float = 2.0) -> bool:
+    """Whether a Prefect API answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def server_env(settings: CutlineSettings) -> dict[str, str]:
+    """Environment of the embedded server process."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(
+        PREFECT_HOME=str(settings.prefect_home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_API_HOST=settings.server_host,
+        PREFECT_SERVER_API_PORT=str(settings.server_port),
+        PREFECT_UI_API_URL=settings.api_url,
+        PREFECT_LOGGING_LEVEL=os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+    )
+    if settings.server_database_url:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = settings.server_database_url
+    return env
+
+
+def client_env(settings: CutlineSettings) -> dict[str, str]:
+    """Environment variables a process needs to use the stack as its Prefect API."""
+    return {
+        "PREFECT_API_URL": api_url(settings),
+        "PREFECT_HOME": str(settings.prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+
+
+def status(settings: CutlineSettings) -> StackStatus:
+    """Current state of the stack."""
+    url = api_url(settings)
+    pid = None if external_api_url() else _read_pid(_pid_file(settings, "server"))
+    return StackStatus(api_url=url, healthy=is_healthy(url), managed=pid is not None, pid=pid)
+
+
+def _wait_healthy(
+    proc: subprocess.Popen[bytes], log_path: Path, ready, what: str, timeout: float, hint: str
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise CutlineError(
+                f"{what} exited during start-up (code {proc.returncode}). Log {log_path}:\n{tail}",
+                hint=hint,
+            )
+        if ready():
+            return
+        time.sleep(0.5)
+    raise CutlineError(
+        f"{what} did not become ready within {timeout:.0f} s.", hint=f"See {log_path}."
+    )
+
+
+def _spawn(
+    settings: CutlineSettings, service: str, args: list[str], env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], Path]:
+    log_dir = settings.data_root / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{service}.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=PROJECT_ROOT,
+        )
+    _pid_file(settings, service).write_text(str(proc.pid))
+    return proc, log_path
+
+
+def deployments_ready(url: str, names: list[str]) -> bool:
+    """Whether every named deployment ('flow/deployment') is registered with the API."""
+    for name in names:
+        try:
+            with urllib.request.urlopen(
+                f"{url.rstrip('/')}/deployments/name/{name}", timeout=2
+            ) as resp:
+                if resp.status != 200:
+                    return False
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+    return True
+
+
+def serve_env(settings: CutlineSettings, url: str) -> dict[str, str]:
+    """Environment of the serve process (and so of every flow run it starts)."""
+    env = dict(os.environ)
+    env.update(client_env(settings))
+    env["PREFECT_API_URL"] = url
+    env["PREFECT_RUNNER_POLL_FREQUENCY"] = str(settings.runner_poll_seconds)
+    env["PREFECT_LOGGING_TO_API_ENABLED"] = "true"  # flow-run logs belong in the UI
+    env["CUTLINE_DATA_ROOT"] = str(settings.data_root)
+    env["CUTLINE_PROJECT_DIR"] = str(PROJECT_ROOT)
+    return env
+
+
+def _ensure_limits_on(settings: CutlineSettings, url: str) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from cutline.domain.limits import ensure_limits
+
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        ensure_limits(settings)
+
+
+def up(
+    settings: CutlineSettings, *, timeout: float = _HEALTH_TIMEOUT, serve: bool = True
+) -> StackStatus:
+    """Start what is not running: the Prefect server (unless PREFECT_API_URL points at one)
+    and, unless ``serve`` is off, the process serving the deployments of prefect.yaml."""
+    from cutline.ops.serve import deployment_names
+
+    current = status(settings)
+    if not current.healthy:
+        if external_api_url():
+            raise CutlineError(
+                f"PREFECT_API_URL={current.api_url} does not answer.",
+                hint="Start that server, or unset PREFECT_API_URL to use Cutline's embedded stack.",
+            )
+        settings.prefect_home.mkdir(parents=True, exist_ok=True)
+        proc, log_path = _spawn(
+            settings,
+            "server",
+            [
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                settings.server_host,
+                "--port",
+                str(settings.server_port),
+            ],
+            server_env(settings),
+        )
+        _wait_healthy(
+            proc,
+            log_path,
+            lambda: is_healthy(settings.api_url),
+            "The Prefect server",
+            timeout,
+            f"Is port {settings.server_port} taken? Set CUTLINE_SERVER_PORT to another port.",
+        )
+    url = api_url(settings)
+    _ensure_limits_on(settings, url)
+    if serve and _read_pid(_pid_file(settings, "serve")) is None:
+        proc, log_path = _spawn(
+            settings, "serve", ["-m", "cutline.ops.serve"], serve_env(settings, url)
+        )
+        names = deployment_names()
+        _wait_healthy(
+            proc,
+            log_path,
+            lambda: deployments_ready(url, names),
+            "The deployment server (cutline.ops.serve)",
+            timeout,
+            "Check prefect.yaml and the flows it names.",
+        )
+    return status(settings)
+
+
+def _stop_pid(pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def down(settings: CutlineSettings, *, timeout: float = 20.0) -> list[str]:
+    """Stop every background service Cutline started; return the names stopped."""
+    stopped = []
+    for pid_file in sorted(_run_dir(settings).glob("*.pid")):
+        pid = _read_pid(pid_file)
+        if pid is not None:
+            _stop_pid(pid, timeout)
+            stopped.append(pid_file.stem)
+        pid_file.unlink(missing_ok=True)
+    return stopped
+
+
+@contextlib.contextmanager
+def using_stack(settings: CutlineSettings) -> Iterator[StackStatus]:
+    """Make the stack the Prefect API of this process for the duration of the block."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    current = up(settings)
+    with temporary_settings(updates={PREFECT_API_URL: current.api_url}):
+        yield current

@@ -1,0 +1,113 @@
+"""`cutline status JOB`: where a shoot run stands, from the Prefect API."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from pydantic import BaseModel
+
+from cutline.records.summary import artifact_key, parse_progress_description
+from tasks.stages import STAGE_TASK_NAMES
+
+
+class StageProgress(BaseModel):
+    """Batches of one stage by state."""
+
+    stage: str
+    completed: int
+    running: int
+    failed: int
+    waiting: int
+    images_waiting: int
+
+
+class ShootStatus(BaseModel):
+    """A shoot run's state, progress and queue depth per stage."""
+
+    job_id: str
+    run_id: str
+    state: str
+    progress: float | None
+    images: int | None
+    batches: int | None
+    stages: list[StageProgress]
+
+
+def shoot_status(job_id: str) -> ShootStatus | None:
+    """The latest process-shoot run named ``job_id``, or None when there is none."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterName,
+    )
+    from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["process-shoot"])),
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[job_id])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
+        if not runs:
+            return None
+        run = runs[0]
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"{artifact_key(job_id)}-progress"])
+            ),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+            sort=ArtifactSort.UPDATED_DESC,
+            limit=1,
+        )
+        task_runs = []
+        while True:  # the API pages its answers: read them all
+            page = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+                limit=200,
+                offset=len(task_runs),
+            )
+            task_runs.extend(page)
+            if len(page) < 200:
+                break
+    progress: Any = artifacts[0].data if artifacts else None
+    counts = parse_progress_description(artifacts[0].description if artifacts else "")
+    images, batches, size = counts if counts else (None, None, None)
+    by_stage: dict[str, Counter[str]] = {stage: Counter() for stage in STAGE_TASK_NAMES}
+    for task_run in task_runs:
+        stage = task_run.name.rsplit("-", 1)[0]
+        if stage in by_stage and task_run.state:
+            by_stage[stage][task_run.state.type.value] += 1
+    stages = []
+    for stage, states in by_stage.items():
+        completed, running, failed = (
+            states["COMPLETED"],
+            states["RUNNING"],
+            states["FAILED"] + states["CRASHED"],
+        )
+        waiting = max(0, (batches or 0) - completed - running - failed)
+        stages.append(
+            StageProgress(
+                stage=stage,
+                completed=completed,
+                running=running,
+                failed=failed,
+                waiting=waiting,
+                images_waiting=min(images or 0, waiting * (size or 0)),
+            )
+        )
+    return ShootStatus(
+        job_id=job_id,
+        run_id=str(run.id),
+        state=run.state.name if run.state else "",
+        progress=float(progress) if progress is not None else None,
+        images=images,
+        batches=batches,
+        stages=stages,
+    )

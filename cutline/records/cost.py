@@ -1,0 +1,87 @@
+"""Cost per image and per lane, and the AI-lane vs review-lane time chart."""
+
+from __future__ import annotations
+
+import io
+
+from pydantic import BaseModel
+
+from cutline.base.settings import CutlineSettings
+from cutline.records.tally import ShootTally
+from rules.engine import Lane
+
+
+class LaneCost(BaseModel):
+    """What one lane cost."""
+
+    images: int
+    machine: float
+    retouch: float
+    total: float
+    per_image: float
+
+
+class CostReport(BaseModel):
+    """Machine time of the run, retoucher time of the review lane, and what they cost."""
+
+    currency: str
+    wall_minutes: float
+    review_minutes: float
+    machine_cost: float
+    per_image: float
+    lanes: dict[str, LaneCost]
+    cpu_seconds_by_stage: dict[str, float]
+
+
+def cost_report(tally: ShootTally, wall_seconds: float, settings: CutlineSettings) -> CostReport:
+    """Machine cost is the run's wall time at the machine rate, shared between lanes by the
+    stage time their images used; the review lane adds estimated retoucher time."""
+    machine_cost = wall_seconds / 3600 * settings.machine_hourly_rate
+    counts = {lane: tally.lanes.get(lane.value, 0) for lane in Lane}
+    total_time = sum(tally.lane_seconds.values()) or 1.0
+    review_minutes = counts[Lane.REVIEW] * settings.review_seconds_per_image / 60
+    lanes = {}
+    for lane in Lane:
+        machine = machine_cost * tally.lane_seconds.get(lane.value, 0.0) / total_time
+        retouch = (
+            review_minutes / 60 * settings.retoucher_hourly_rate if lane == Lane.REVIEW else 0.0
+        )
+        lanes[lane.value] = LaneCost(
+            images=counts[lane],
+            machine=round(machine, 4),
+            retouch=round(retouch, 2),
+            total=round(machine + retouch, 2),
+            per_image=round((machine + retouch) / counts[lane], 4) if counts[lane] else 0.0,
+        )
+    total = tally.total
+    return CostReport(
+        currency=settings.currency,
+        wall_minutes=round(wall_seconds / 60, 2),
+        review_minutes=round(review_minutes, 2),
+        machine_cost=round(machine_cost, 4),
+        per_image=round(machine_cost / total, 5) if total else 0.0,
+        lanes=lanes,
+        cpu_seconds_by_stage={k: round(v, 2) for k, v in sorted(tally.cpu_seconds.items())},
+    )
+
+
+def time_chart_png(report: CostReport, job_id: str) -> bytes:
+    """Bar chart: wall-clock minutes of the AI lane against estimated retoucher minutes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    labels = ["AI lane (machine, wall clock)", "Review lane (retoucher, estimated)"]
+    values = [report.wall_minutes, report.review_minutes]
+    bars = ax.barh(labels, values, color=["#2b7bb9", "#e08a2c"])
+    ax.bar_label(bars, labels=[f"{v:.1f} min" for v in values], padding=4)
+    ax.set_xlabel("minutes")
+    ax.set_title(f"Shoot {job_id}: where the time goes")
+    ax.set_xlim(0, max([*values, 1.0]) * 1.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

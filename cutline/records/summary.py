@@ -1,0 +1,188 @@
+"""The shoot summary: counts per lane and category, time per stage, for people and scripts."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from pydantic import BaseModel
+
+from cutline.records.cost import CostReport
+from cutline.records.tally import ShootTally
+
+STAGES = ("ingest", "cutout", "score", "route", "export", "register", "review")
+
+
+class ShootSummary(BaseModel):
+    """What a finished shoot run reports."""
+
+    job_id: str
+    shoot: str
+    ledger: str
+    total: int
+    lanes: dict[str, int]
+    categories: dict[str, dict[str, int]]
+    stage_seconds: dict[str, float]
+    wall_seconds: float
+    ignored_files: list[str]
+    manifest_rows_without_files: list[str]
+    failures: list[dict[str, str]]
+    reviews: list[dict[str, str]]
+    model: str
+    rules_version: str
+    dam: str
+    residency: str = ""
+    cost: CostReport | None = None
+    time_chart: str = ""
+    signoff_run_id: str | None = None
+    contact_sheet: str = ""
+    manifest: str = ""
+    warnings: list[str] = []
+
+
+def summarize(
+    tally: ShootTally,
+    lanes: Counter[str],
+    *,
+    job_id: str,
+    shoot: str,
+    ledger: str,
+    wall_seconds: float,
+    ignored: list[str],
+    unused_rows: list[str],
+    model: str,
+    rules_version: str,
+    dam: str,
+    residency: str = "",
+) -> ShootSummary:
+    """Build the summary from the reconciled shoot's tally."""
+    return ShootSummary(
+        job_id=job_id,
+        shoot=shoot,
+        ledger=ledger,
+        total=tally.total,
+        lanes=dict(lanes),
+        categories={k: dict(v) for k, v in sorted(tally.categories.items())},
+        stage_seconds={s: round(tally.stage_seconds.get(s, 0.0), 3) for s in STAGES},
+        wall_seconds=round(wall_seconds, 3),
+        ignored_files=ignored,
+        manifest_rows_without_files=unused_rows,
+        failures=tally.failure_rows(),
+        reviews=tally.review_rows(),
+        model=model,
+        rules_version=rules_version,
+        dam=dam,
+        residency=residency,
+    )
+
+
+def artifact_key(job_id: str) -> str:
+    """Prefect artifact key of a job (lowercase letters, digits and '-')."""
+    return "shoot-" + "".join(c if c.isalnum() else "-" for c in job_id.lower())
+
+
+_PROGRESS = re.compile(r"(?P<images>\d+) images in (?P<batches>\d+) batches of (?P<size>\d+)")
+
+
+def progress_description(images: int, batches: int, batch_size: int) -> str:
+    """The progress artifact's description; `cutline status` reads the counts back."""
+    return f"{images} images in {batches} batches of {batch_size}"
+
+
+def parse_progress_description(text: str) -> tuple[int, int, int] | None:
+    """(images, batches, batch size) from a progress description, if it is one of ours."""
+    match = _PROGRESS.search(text or "")
+    return (int(match["images"]), int(match["batches"]), int(match["size"])) if match else None
+
+
+LISTED_ROWS = 200  # rows per list in the markdown summary; the ledger has them all
+
+
+def _more(count: int) -> list[str]:
+    return (
+        ["", f"... and {count - LISTED_ROWS} more: see the ledger."] if count > LISTED_ROWS else []
+    )
+
+
+def summary_markdown(summary: ShootSummary) -> str:
+    """The summary as markdown for the Prefect UI and the terminal."""
+    lines = [
+        f"# Shoot {summary.job_id}",
+        "",
+        f"{summary.total} input files from `{summary.shoot}` in {summary.wall_seconds:.1f} s "
+        f"(model `{summary.model}`, rules `{summary.rules_version}`, DAM {summary.dam}).",
+        "",
+        "| lane | images |",
+        "|---|---|",
+        *[f"| {lane} | {n} |" for lane, n in summary.lanes.items()],
+        "",
+        "| category | " + " | ".join(summary.lanes) + " |",
+        "|---|" + "---|" * len(summary.lanes),
+        *[
+            f"| {cat} | " + " | ".join(str(c.get(lane, 0)) for lane in summary.lanes) + " |"
+            for cat, c in summary.categories.items()
+        ],
+        "",
+        "| stage | seconds (summed over images) |",
+        "|---|---|",
+        *[f"| {s} | {t:.2f} |" for s, t in summary.stage_seconds.items()],
+        "",
+        f"Manifest: `{summary.manifest}`" if summary.manifest else "Manifest: none",
+        "",
+        f"Ledger: `{summary.ledger}`",
+        "",
+        f"Where: {summary.residency}" if summary.residency else "",
+    ]
+    if summary.warnings:
+        lines += ["", "## Warnings", "", *[f"- {w}" for w in summary.warnings]]
+    if summary.cost:
+        c = summary.cost
+        lines += [
+            "",
+            f"## Cost ({c.currency})",
+            "",
+            f"Machine: {c.wall_minutes:.1f} min wall clock = {c.machine_cost:.2f} {c.currency} "
+            f"({c.per_image:.4f} per image). Review lane: {c.review_minutes:.0f} retoucher minutes (estimated).",
+            "",
+            "| lane | images | machine | retouch | total | per image |",
+            "|---|---|---|---|---|---|",
+            *[
+                f"| {lane} | {v.images} | {v.machine:.2f} | {v.retouch:.2f} | {v.total:.2f} | {v.per_image:.4f} |"
+                for lane, v in c.lanes.items()
+            ],
+        ]
+        if summary.time_chart:
+            lines += ["", f"Time chart: `{summary.time_chart}`"]
+    if summary.signoff_run_id:
+        lines += [
+            "",
+            f"Sign-off: run `{summary.signoff_run_id}` waits for the producer; contact sheet "
+            f"`{summary.contact_sheet}` (`cutline signoff list`).",
+        ]
+    if summary.reviews:
+        lines += [
+            "",
+            "## Review queue (by deadline)",
+            "",
+            "| deadline | SKU | category | file | why | review run |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['deadline'] or '-'} | {r['sku']} | {r['category'] or '-'} | {r['file']} | {r['reasons']} "
+            f"| {r['review_run_id'] or '-'} |"
+            for r in summary.reviews[:LISTED_ROWS]
+        ]
+        lines += _more(len(summary.reviews))
+    if summary.failures:
+        lines += ["", "## Failed", "", "| file | reason |", "|---|---|"]
+        lines += [f"| {f['file']} | {f['reason']} |" for f in summary.failures[:LISTED_ROWS]]
+        lines += _more(len(summary.failures))
+    if summary.ignored_files:
+        lines += ["", f"Ignored (sidecar files, not images): {len(summary.ignored_files)}"]
+    if summary.manifest_rows_without_files:
+        lines += [
+            "",
+            "Manifest rows with no matching file: "
+            + ", ".join(summary.manifest_rows_without_files),
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""The review queue as retouchers and producers see it: waiting review runs, by deadline."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from cutline.base.settings import CutlineSettings
+
+REVIEW_FLOW = "review-cutout"
+# Waiting (suspended) reviews, and those about to wait or landing a decision right now.
+OPEN_STATES = ["PAUSED", "SCHEDULED", "PENDING", "RUNNING"]
+ESCALATED_TAG = "escalated"
+
+
+class ReviewEntry(BaseModel):
+    """One waiting review."""
+
+    run_id: str
+    run_name: str
+    job_id: str
+    sku: str
+    category: str
+    reasons: str
+    deadline: str
+    queue: str
+    priority: int
+    waiting_since: str
+    age_hours: float
+    overdue: bool
+    escalated: bool
+    state: str
+    ui_url: str
+    source: str
+
+
+def parse_deadline(text: str) -> datetime | None:
+    """A manifest deadline as a UTC moment; a date alone means the end of that day."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if len(text) <= 10:
+        value = value + timedelta(days=1) - timedelta(seconds=1)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _entry(run: Any, settings: CutlineSettings, now: datetime, ui_url: str) -> ReviewEntry:
+    item = run.parameters.get("item", {})
+    ctx = run.parameters.get("ctx", {})
+    since = run.created  # asking again after a bad answer does not reset the clock
+    age = (now - since).total_seconds() / 3600 if since else 0.0
+    deadline = parse_deadline(item.get("deadline", ""))
+    overdue = age >= settings.review_escalate_after_hours or (
+        deadline is not None and now > deadline
+    )
+    return ReviewEntry(
+        run_id=str(run.id),
+        run_name=run.name,
+        job_id=ctx.get("job_id", ""),
+        sku=item.get("sku", ""),
+        category=item.get("category", ""),
+        reasons=item.get("reasons", ""),
+        deadline=item.get("deadline", ""),
+        queue=item.get("queue", ""),
+        priority=item.get("priority") or 99,
+        waiting_since=since.isoformat(timespec="seconds") if since else "",
+        age_hours=round(age, 2),
+        overdue=overdue,
+        escalated=ESCALATED_TAG in (run.tags or []),
+        state=run.state.name if run.state else "",
+        ui_url=f"{ui_url}/runs/flow-run/{run.id}",
+        source=item.get("source_name", ""),
+    )
+
+
+def waiting_runs(job: str | None) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+
+    run_filter = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=OPEN_STATES)),
+        tags=FlowRunFilterTags(all_=[f"job:{job}"]) if job else None,
+    )
+    runs: list[Any] = []
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while True:
+            page = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[REVIEW_FLOW])),
+                flow_run_filter=run_filter,
+                limit=200,
+                offset=offset,
+            )
+            runs.extend(page)
+            if len(page) < 200:
+                return runs
+            offset += 200
+
+
+def sort_key(entry: ReviewEntry) -> tuple[str, int, str]:
+    """Deadline first (none last), then queue priority, then oldest first."""
+    return (entry.deadline or "9999", entry.priority, entry.waiting_since)
+
+
+def list_reviews(
+    settings: CutlineSettings, ui_url: str, job: str | None = None
+) -> list[ReviewEntry]:
+    """Open review runs (waiting, starting or landing), ordered by deadline, priority, age."""
+    now = datetime.now(UTC)
+    runs = waiting_runs(job)
+    return sorted((_entry(run, settings, now, ui_url) for run in runs), key=sort_key)
+
+
+def resume_review(run_id: str, decision: dict[str, Any]) -> None:
+    """Resume a waiting review with the same input the UI's form would send."""
+    from prefect.flow_runs import resume_flow_run
+
+    resume_flow_run(UUID(run_id), run_input=decision)
+
+
+def read_run(run_id: str) -> Any:
+    """The flow run as the API has it now."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(run_id))
+
+
+def wait_for_outcome(run_id: str, timeout: float = 300.0, poll: float = 1.0) -> Any:
+    """Wait until a resumed review either finishes or asks again (suspended with a new form)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    left_pause = False
+    while True:
+        run = read_run(run_id)
+        state = run.state
+        if state.is_final():
+            return run
+        if not state.is_paused():
+            left_pause = True
+        elif left_pause:
+            return run
+        if time.monotonic() > deadline:
+            return run
+        time.sleep(poll)
+
+
+def mark_escalated(run_id: str) -> bool:
+    """Tag a review run as escalated; False when it already was."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+        if ESCALATED_TAG in (run.tags or []):
+            return False
+        client.update_flow_run(UUID(run_id), tags=[*(run.tags or []), ESCALATED_TAG])
+        return True
+
+
+def overdue_cutoff(settings: CutlineSettings) -> timedelta:
+    """How long a review may wait before it is escalated."""
+    return timedelta(hours=settings.review_escalate_after_hours)
