@@ -30,6 +30,7 @@ def plain_loop(shoot: Path, out: Path, job_id: str) -> int:
     from cutline.base.settings import get_settings
     from cutline.domain.items import JobLayout
     from cutline.domain.limits import ensure_limits
+    from cutline.domain.run_config import RunConfig
     from cutline.records.ledger import write_ledger
     from cutline.records.tally import reconcile
     from tasks.context import ShootContext
@@ -43,9 +44,7 @@ def plain_loop(shoot: Path, out: Path, job_id: str) -> int:
         shoot=str(shoot),
         job_root=layout.root,
         output_root=str(out),
-        model=settings.model,
-        rules_file=str(settings.rules_file),
-        presets_file=str(settings.presets_file),
+        config=RunConfig.freeze(settings),
     )
     ensure_limits(settings)  # the register stage honours the DAM rate limit, as in the flow
     plan = plan_shoot.fn(ctx, None, settings.batch_size)

@@ -70,7 +70,7 @@ def evaluate_cutouts(
     results: list[ImageEval] = []
     reports = []
     for model in models:
-        ctx = eval_context(model, data, out, str(settings.rules_file))
+        ctx = eval_context(model, data, out, settings)
         futures = evaluate_image.map(cases, range(len(cases)), unmapped(ctx))
         got = [f.result() for f in futures]
         results += got

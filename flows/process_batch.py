@@ -14,7 +14,6 @@ import socket
 from prefect import flow
 
 from cutline.base.errors import ConfigError
-from cutline.base.settings import get_settings
 from cutline.domain.locations import check_location
 from tasks.context import BatchRef, ShootContext, load_batch, save_batch
 from tasks.stages import stage_tasks
@@ -35,7 +34,7 @@ def process_batch(ctx: ShootContext, batch: BatchRef) -> int:
             f"Batch file {batch.uri} is not in the job folder {ctx.job_root}.",
             hint="Start process-batch runs from process-shoot, not by hand.",
         )
-    for stage_task in stage_tasks(get_settings()):
+    for stage_task in stage_tasks(ctx.config):
         batch = stage_task(batch, ctx)  # raises when the stage fails after its retries
     items = load_batch(batch)
     worker = {"host": socket.gethostname(), "worker_pid": os.getppid(), "pid": os.getpid()}

@@ -23,6 +23,7 @@ from cutline.domain.items import JobLayout, validate_job_id
 from cutline.domain.limits import ensure_limits
 from cutline.domain.locations import check_location
 from cutline.domain.residency import ResidencyReport
+from cutline.domain.run_config import RunConfig
 from cutline.imaging import model_store
 from cutline.records.cost import cost_report, time_chart_png
 from cutline.records.summary import (
@@ -64,7 +65,6 @@ def _run_batches_here(
     handles, the records stay in the job folder. Each batch is read back into the tally as
     soon as it is through, so a later storage outage cannot hide finished work and the flow
     never holds every record at once."""
-    settings = get_settings()
     outcomes: dict[int, BatchOutcome] = {}
 
     def settle(index: int, problem: str | None) -> None:
@@ -72,12 +72,12 @@ def _run_batches_here(
 
     stream_batches(
         refs,
-        stage_tasks(settings),
+        stage_tasks(ctx.config),
         ctx,
-        slots=settings.workers,
+        slots=ctx.config.workers,
         on_settled=settle,
         on_progress=report,
-        order=settings.batch_order,
+        order=ctx.config.batch_order,
     )
     return [outcomes[index] for index in range(len(refs))]
 
@@ -178,16 +178,16 @@ def process_shoot(
     logger.info("Manifest: %s", manifest or "none")
     logger.info(where.describe())
     layout = JobLayout.for_job(out_root, job_id)
+    config = RunConfig.freeze(settings, rules_version)  # what every task of the shoot reads
     ctx = ShootContext(
         job_id=job_id,
         shoot=storage.locate(shoot).uri(),
         output_root=out_root,
         job_root=layout.root,
-        model=settings.model,
-        rules_file=str(settings.rules_file),
-        presets_file=str(settings.presets_file),
+        config=config,
     )
-    plan = plan_shoot(ctx, manifest, settings.batch_size)  # writes the batch records
+    storage.write_bytes(layout.run_config, config.model_dump_json(indent=2).encode("utf-8"))
+    plan = plan_shoot(ctx, manifest, config.batch_size)  # writes the batch records
     refs, planned, inputs = plan.refs, plan.planned, plan.inputs
     ignored, unused_rows = plan.ignored, plan.manifest_rows_without_files
     logger.info("Shoot %s: %d input files, %d ignored", job_id, len(inputs), len(ignored))
@@ -197,7 +197,7 @@ def process_shoot(
     progress = create_progress_artifact(
         progress=0.0,
         key=f"{artifact_key(job_id)}-progress",
-        description=progress_description(len(inputs), len(refs), settings.batch_size),
+        description=progress_description(len(inputs), len(refs), config.batch_size),
     )
 
     def report(fraction: float) -> None:

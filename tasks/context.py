@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field, model_validator
 
 from cutline.base import storage
 from cutline.base.errors import CutlineError, ImageInputError, ModelError, StorageFullError
-from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem, JobLayout
 from cutline.domain.locations import check_location
+from cutline.domain.run_config import RunConfig
 from cutline.domain.workstate import stage_key
 
 # Errors that mean "try the batch again later", not "this image is bad": the storage or
@@ -34,7 +34,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class ShootContext(BaseModel):
-    """Per-run facts passed to every task: job, where outputs go, and which rules/model."""
+    """Per-run facts passed to every task: the job, where outputs go, and the settings the
+    shoot froze when it started (`config`), which every task reads instead of its own."""
 
     job_id: str
     shoot: str
@@ -42,9 +43,22 @@ class ShootContext(BaseModel):
     output_root: str = Field(
         default="", description="Output root; empty means the job folder's parent."
     )
-    model: str
-    rules_file: str
-    presets_file: str
+    config: RunConfig = Field(description="The shoot's settings, frozen when its run started.")
+
+    @property
+    def model(self) -> str:
+        """The shoot's model."""
+        return self.config.model
+
+    @property
+    def rules_file(self) -> str:
+        """The shoot's routing rules file."""
+        return self.config.rules_file
+
+    @property
+    def presets_file(self) -> str:
+        """The shoot's channel presets file."""
+        return self.config.presets_file
 
     @model_validator(mode="after")
     def _default_output_root(self) -> ShootContext:
@@ -142,13 +156,12 @@ def run_stage(
 def cutout_key(item: ImageItem, ctx: ShootContext) -> str:
     """What shapes an image's AI mask (and its views' agreement): its content, the model,
     the inference size and whether the second view runs."""
-    settings = get_settings()
     return stage_key(
         "cutout-v2",
         item.sha256,
         ctx.model,
-        settings.model_input_max_side,
-        settings.confidence_second_view,
+        ctx.config.model_input_max_side,
+        ctx.config.confidence_second_view,
         item.refinement,
     )
 

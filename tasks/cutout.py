@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
 from cutline.base import storage
-from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
 from cutline.domain.workstate import WorkState
 from cutline.imaging.codec import decode_image, mask_to_png_bytes
@@ -25,7 +26,7 @@ def full_resolution_mask(alpha: np.ndarray, size: tuple[int, int]) -> Image.Imag
 
 def make_cutout(ctx: ShootContext) -> ImageWork:
     """Per-image cutout with the process's model session: the mask at full resolution, saved."""
-    settings = get_settings()
+    settings = ctx.config
     state = WorkState(ctx.layout)
     rules = load_rules(ctx.rules_file)
 
@@ -38,7 +39,9 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
             _keep_agreement(item, done.signals.get(AGREEMENT))
             item.reused.append("cutout")
             return
-        session = get_session(ctx.model, settings.resolved_model_home, settings.onnx_threads)
+        session = get_session(
+            ctx.model, Path(settings.model_home), settings.onnx_threads, settings.onnx_providers
+        )
         data = storage.read_bytes(item.source)
         small, info = decode_image(
             data,

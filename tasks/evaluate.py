@@ -15,14 +15,16 @@ from PIL import Image
 from cutline.base import storage
 from cutline.base.errors import CutlineError
 from cutline.base.naming import safe_component
-from cutline.base.settings import get_settings
+from cutline.base.settings import CutlineSettings
 from cutline.domain.items import ImageItem
 from cutline.domain.manifest import clean_category
+from cutline.domain.run_config import RunConfig
 from cutline.evaluation.eval_metrics import matte_metrics
 from cutline.evaluation.eval_set import EvalCase
 from cutline.evaluation.evaluate import ImageEval, overlay_png
 from cutline.imaging.codec import decode_image, load_mask
 from cutline.imaging.refine import refine_alpha
+from rules.engine import load_rules
 from tasks.context import ShootContext
 from tasks.stages import run_plain, stages_through
 
@@ -30,18 +32,19 @@ EVAL_STAGES = stages_through("route")
 EVAL_JOB = "EVAL"
 
 
-def eval_context(model: str, data: str, out_dir: str, rules_file: str) -> ShootContext:
+def eval_context(model: str, data: str, out_dir: str, settings: CutlineSettings) -> ShootContext:
     """The shoot context an evaluation runs the stages in: its work folder per model is under
     the report folder, so a rerun of the same evaluation reuses the cutouts."""
-    settings = get_settings()
+    rules_file = str(settings.rules_file)
+    config = RunConfig.freeze(settings, load_rules(rules_file).fingerprint).model_copy(
+        update={"model": model}
+    )
     return ShootContext(
         job_id=EVAL_JOB,
         shoot=data,
         job_root=storage.join(out_dir, "work", safe_component(model)),
         output_root=out_dir,
-        model=model,
-        rules_file=rules_file,
-        presets_file=str(settings.presets_file),
+        config=config,
     )
 
 
@@ -54,7 +57,7 @@ def _at(mask_uri: str, size: tuple[int, int]) -> np.ndarray:
 def evaluate_case(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
     """Cut out, score and route the image exactly as a shoot does, then compare the saved
     mask with the ground truth at the model's input size."""
-    settings = get_settings()
+    settings = ctx.config
     item = ImageItem(
         index=index,
         source=case.image,

@@ -7,7 +7,6 @@ from pathlib import Path
 from PIL import Image
 
 from cutline.base import storage
-from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem, JobLayout
 from cutline.domain.workstate import WorkState, file_fingerprint, stage_key
 from cutline.imaging import renditions
@@ -66,14 +65,14 @@ def write_final_renditions(
     presets: PresetBook,
     job_id: str,
     model: str,
+    png_level: int,
 ) -> None:
     """PNG with alpha, PSD and one JPG per channel, each carrying XMP with job, SKU, channels."""
-    settings = get_settings()
     xmp = rendition_xmp(item, job_id, model)
     rgba = renditions.cutout_rgba(rgb, mask)
     item.png = storage.write_bytes(
         layout.path("png", item.image_id, ".png"),
-        renditions.png_bytes(rgba, xmp, settings.png_compress_level),
+        renditions.png_bytes(rgba, xmp, png_level),
     )
     write_psd(item, layout, rgb, mask, xmp)
     item.jpg = [
@@ -90,7 +89,7 @@ EXPORT_LANES = frozenset({Lane.AUTO, Lane.REVIEW})
 
 def make_export(ctx: ShootContext) -> ImageWork:
     """Per-image export: every rendition for the auto lane, the starting PSD for review."""
-    settings = get_settings()
+    settings = ctx.config
     presets = load_presets(Path(ctx.presets_file))
     presets_version = file_fingerprint(ctx.presets_file)
     state = WorkState(ctx.layout)
@@ -104,7 +103,16 @@ def make_export(ctx: ShootContext) -> ImageWork:
             return
         rgb, mask = load_full(item, item.mask, settings.max_pixels)
         if item.lane == Lane.AUTO:
-            write_final_renditions(item, ctx.layout, rgb, mask, presets, ctx.job_id, ctx.model)
+            write_final_renditions(
+                item,
+                ctx.layout,
+                rgb,
+                mask,
+                presets,
+                ctx.job_id,
+                ctx.model,
+                settings.png_compress_level,
+            )
         else:
             write_psd(
                 item,

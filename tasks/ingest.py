@@ -9,7 +9,6 @@ from pydantic import BaseModel
 
 from cutline.base import storage
 from cutline.base.naming import image_ids
-from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
 from cutline.domain.manifest import Manifest, deadline_text, derive_sku, parse_manifest
 from cutline.domain.workstate import WorkState
@@ -54,7 +53,7 @@ def plan_shoot(ctx: ShootContext, manifest_uri: str | None, batch_size: int) -> 
     """List every input file of the shoot, give each its manifest data (or derived SKU), and
     write them as batches of ``batch_size`` records, so a 20,000-image shoot is never held
     in memory whole."""
-    settings = get_settings()
+    settings = ctx.config
     inputs, ignored = storage.list_shoot_files(ctx.shoot)
     if manifest_uri:
         manifest = parse_manifest(storage.read_bytes(manifest_uri), manifest_uri)
@@ -115,7 +114,7 @@ def plan_shoot(ctx: ShootContext, manifest_uri: str | None, batch_size: int) -> 
 
 def make_ingest(ctx: ShootContext) -> ImageWork:
     """Per-image ingest: read the file, record its SHA-256 and upright size, prove it decodes."""
-    settings = get_settings()
+    settings = ctx.config
     state = WorkState(ctx.layout)
 
     def ingest(item: ImageItem) -> None:

@@ -56,7 +56,8 @@ REGISTER_LANES = frozenset({Lane.AUTO})
 
 def make_register(ctx: ShootContext) -> ImageWork:
     """Per-image registration of an auto-lane asset in the DAM named by settings."""
-    adapter = create_adapter(get_settings(), ctx.output_root)
+    # The shoot's DAM (frozen with its run); credentials are this process's own.
+    adapter = create_adapter(ctx.config.dam_settings(get_settings()), ctx.output_root)
     presets_version = file_fingerprint(ctx.presets_file)
     state = WorkState(ctx.layout)
 

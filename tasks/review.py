@@ -151,23 +151,30 @@ def _approved_mask(decision: ReviewDecision, item: ImageItem, ctx: ShootContext)
     uri = decision.retouched_file.strip()
     mask = load_mask(storage.read_bytes(uri), uri)
     target = ctx.layout.path("masks", f"{item.image_id}.retouched", ".png")
-    return storage.write_bytes(target, mask_to_png_bytes(mask, get_settings().png_compress_level))
+    return storage.write_bytes(target, mask_to_png_bytes(mask, ctx.config.png_compress_level))
 
 
 @task(name="land-review-decision", retries=3, retry_delay_seconds=[5, 30, 120])
 def land_decision(decision: ReviewDecision, item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
     """Export and register an approved or replaced cutout, or register a rejection; update the ledger."""
-    settings = get_settings()
-    adapter = create_adapter(settings, ctx.output_root)
+    settings = get_settings()  # this process's: the DAM's credentials, the rate limit
+    adapter = create_adapter(ctx.config.dam_settings(settings), ctx.output_root)
     by = decision.retoucher.strip()
     if decision.decision == "reject":
         state = ApprovalState.REJECTED
         item.review_state = "rejected"
     else:
         mask_uri = _approved_mask(decision, item, ctx)
-        rgb, mask = load_full(item, mask_uri, settings.max_pixels)
+        rgb, mask = load_full(item, mask_uri, ctx.config.max_pixels)
         write_final_renditions(
-            item, ctx.layout, rgb, mask, load_presets(Path(ctx.presets_file)), ctx.job_id, ctx.model
+            item,
+            ctx.layout,
+            rgb,
+            mask,
+            load_presets(Path(ctx.presets_file)),
+            ctx.job_id,
+            ctx.model,
+            ctx.config.png_compress_level,
         )
         state = ApprovalState.APPROVED
         item.review_state = "approved" if decision.decision == "approve" else "replaced"
@@ -232,14 +239,13 @@ REVIEW_LANES = frozenset({Lane.REVIEW})
 def make_review_request(ctx: ShootContext) -> ImageWork:
     """Per-image: start the review-cutout run of a review-lane image (idempotent per job,
     content and file)."""
-    settings = get_settings()
 
     def request(item: ImageItem) -> None:
         # One review per input file and content; a previous run that ended without a
         # decision (failed, crashed, cancelled) is replaced by a fresh one.
         review_key = f"review:{ctx.job_id}:{item.sha256}:{short_hash(item.source_name)}"
         for _ in range(5):
-            run = start_review(item, ctx, settings.review_deployment, review_key)
+            run = start_review(item, ctx, ctx.config.review_deployment, review_key)
             if not run.state or not run.state.is_final() or run.state.is_completed():
                 break
             review_key = f"{review_key}:after-{str(run.id)[:8]}"

@@ -6,7 +6,6 @@ import numpy as np
 from PIL import Image
 
 from cutline.base import storage
-from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
 from cutline.domain.workstate import WorkState, stage_key
 from cutline.imaging.codec import decode_image, load_mask
@@ -19,7 +18,7 @@ _SCORE_SIDE = 512
 
 def make_score(ctx: ShootContext) -> ImageWork:
     """Per-image confidence: the AI mask scored against its image at a small working size."""
-    settings = get_settings()
+    settings = ctx.config
     state = WorkState(ctx.layout)
 
     def score(item: ImageItem) -> None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from cutline.base import storage
 from cutline.base.settings import CutlineSettings, get_settings
 from cutline.domain.items import ImageItem, JobLayout
+from cutline.domain.run_config import RunConfig
 from cutline.domain.workstate import WorkRecord
 from cutline.imaging.contact_sheet import ContactSheet, lane_of
 from cutline.records.ledger import read_ledger
@@ -141,15 +142,14 @@ def _reopened_item(layout: JobLayout, record: AssetRecord, producer: str, note: 
 
 
 def _shoot_context(layout: JobLayout, job_id: str, settings: CutlineSettings) -> ShootContext:
+    """The context of the shoot's last run, with the settings that run froze (a job written
+    before run configs were kept gets this process's settings)."""
     summary = json.loads(storage.read_bytes(layout.summary))
-    return ShootContext(
-        job_id=job_id,
-        shoot=summary["shoot"],
-        job_root=layout.root,
-        model=settings.model,
-        rules_file=str(settings.rules_file),
-        presets_file=str(settings.presets_file),
-    )
+    if storage.exists(layout.run_config):
+        config = RunConfig.model_validate_json(storage.read_bytes(layout.run_config))
+    else:
+        config = RunConfig.freeze(settings, summary.get("rules_version", ""))
+    return ShootContext(job_id=job_id, shoot=summary["shoot"], job_root=layout.root, config=config)
 
 
 def call_webhook(url: str, payload: dict, retries: int) -> str:
@@ -188,7 +188,7 @@ def land_signoff(
         if record.sku in back:
             item = _reopened_item(layout, record, producer, decision.note.strip())
             key = f"sendback:{job_id}:{record.content_hash}:{flow_run.get_id()}"
-            run = start_review(item, ctx, settings.review_deployment, key)
+            run = start_review(item, ctx, ctx.config.review_deployment, key)
             adapter.update_approval(
                 record.dam_id, ApprovalState.SENT_BACK, by=producer, note=decision.note.strip()
             )

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from prefect import Task, task
 
-from cutline.base.settings import CutlineSettings
 from cutline.domain.items import ImageItem
 from cutline.domain.limits import model_slot
+from cutline.domain.run_config import RunConfig
 from rules.engine import Lane
 from tasks.context import BatchRef, ImageWork, ShootContext, for_each_image, run_stage
 from tasks.cutout import make_cutout
@@ -27,10 +27,10 @@ from tasks.route import make_route
 from tasks.score import make_score
 
 
-def outage_retry_delays(settings: CutlineSettings) -> list[float]:
-    """Retry a batch whose storage or DAM was unreachable as long as settings say
+def outage_retry_delays(config: RunConfig) -> list[float]:
+    """Retry a batch whose storage or DAM was unreachable as long as the shoot's settings say
     (`stage_retry_delays`): how long an outage a shoot rides out before it stops."""
-    return list(settings.stage_retry_delays)
+    return list(config.stage_retry_delays)
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Stage:
     make_work: Callable[[ShootContext], ImageWork]
     lanes: frozenset[Lane] | None = None  # None: every image still in play
     holds_model_slot: bool = False  # waits for a `cutline-model` slot (the model's memory)
-    retry_delays: Callable[[CutlineSettings], list[float]] = field(default=outage_retry_delays)
+    retry_delays: Callable[[RunConfig], list[float]] = field(default=outage_retry_delays)
     in_plain_loop: bool = True  # part of the benchmarks' reference loop (no Prefect)
 
     @property
@@ -109,12 +109,12 @@ def _task(stage: Stage) -> Task:
     )(_batch_work(stage))
 
 
-def stage_tasks(settings: CutlineSettings, stages: Iterable[Stage] = STAGES) -> list[Task]:
+def stage_tasks(config: RunConfig, stages: Iterable[Stage] = STAGES) -> list[Task]:
     """The per-batch Prefect task of each stage, with the stage's retry policy: the same
     tasks whether the shoot runs its batches itself or a worker runs a batch flow."""
     tasks = []
     for stage in stages:
-        delays = stage.retry_delays(settings)
+        delays = stage.retry_delays(config)
         tasks.append(
             _task(stage).with_options(retries=len(delays), retry_delay_seconds=delays or 0)
         )

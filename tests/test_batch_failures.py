@@ -11,6 +11,7 @@ from cutline.records.tally import ShootTally, reconcile
 from flows.outcomes import settle_batch
 from flows.streaming import stream_batches
 from tasks.context import BatchRef, PlannedImage, ShootContext, run_stage, save_batch
+from tests.contexts import shoot_context
 
 pytestmark = pytest.mark.slow
 
@@ -65,14 +66,7 @@ def _typed(row: dict[str, str]) -> dict:
 
 
 def test_failed_batch_images_land_in_failed_with_the_error(prefect_server, tmp_path):
-    ctx = ShootContext(
-        job_id="FAIL-1",
-        shoot=str(tmp_path),
-        job_root=str(tmp_path / "job"),
-        model="u2netp",
-        rules_file="r",
-        presets_file="p",
-    )
+    ctx = shoot_context(tmp_path, "FAIL-1")
     items = [
         ImageItem(index=i, source=f"/s/{i}.jpg", source_name=f"{i}.jpg", image_id=str(i))
         for i in range(5)

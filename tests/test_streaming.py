@@ -12,6 +12,7 @@ from prefect import flow, task
 from cutline.base.settings import BatchOrder
 from flows.streaming import stream_batches
 from tasks.context import BatchRef, ShootContext
+from tests.contexts import shoot_context
 
 pytestmark = pytest.mark.slow
 
@@ -53,14 +54,7 @@ def run(order: str, batches: int, ctx: ShootContext) -> list[int]:
 @pytest.fixture
 def ctx(tmp_path) -> ShootContext:
     EVENTS.clear()
-    return ShootContext(
-        job_id="STREAM-1",
-        shoot=str(tmp_path),
-        job_root=str(tmp_path / "job"),
-        model="u2netp",
-        rules_file="r",
-        presets_file="p",
-    )
+    return shoot_context(tmp_path, "STREAM-1")
 
 
 def _position(what: str, batch: int, stage: str) -> int:
@@ -84,6 +78,6 @@ def test_streaming_lands_the_first_batch_before_the_last_one_starts(prefect_serv
 def test_stage_by_stage_runs_every_batch_through_a_stage_first(prefect_server, ctx):
     settled = run("stage-by-stage", 4, ctx)
     assert sorted(settled) == list(range(4))
-    last_ingest = max(_position("end", b, "ingest") for b in range(4))
+    last_ingest = max(_position("start", b, "ingest") for b in range(4))
     first_cutout = min(_position("start", b, "cutout") for b in range(4))
     assert last_ingest < first_cutout

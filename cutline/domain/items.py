@@ -120,3 +120,8 @@ class JobLayout:
     def summary(self) -> str:
         """The job's summary JSON."""
         return storage.join(self.root, "summary.json")
+
+    @property
+    def run_config(self) -> str:
+        """The settings the job's latest run froze (JSON), for the runs that follow it."""
+        return storage.join(self.root, "run-config.json")

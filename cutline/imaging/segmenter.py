@@ -3,34 +3,37 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from cutline.base.errors import ModelError
-from cutline.base.settings import get_settings
 from cutline.imaging import model_store
 
 _lock = threading.Lock()
 _sessions: dict[tuple[str, str, int], object] = {}
 
 
-def get_session(model: str, home: Path, threads: int = 0):  # -> rembg BaseSession
-    """The process's session for ``model``: created (and its file verified) once, then reused."""
-    key = (model, str(home), threads)
+def get_session(
+    model: str, home: Path, threads: int = 0, providers: Sequence[str] = ()
+):  # -> rembg BaseSession
+    """The process's session for ``model``: created (and its file verified) once, then reused.
+    ``providers`` are onnxruntime's execution providers in order (empty: its default)."""
+    key = (model, str(home), threads, tuple(providers))
     session = _sessions.get(key)
     if session is not None:
         return session
     with _lock:
         session = _sessions.get(key)
         if session is None:
-            session = _create_session(model, home, threads)
+            session = _create_session(model, home, threads, tuple(providers))
             _sessions[key] = session
     return session
 
 
-def _create_session(model: str, home: Path, threads: int):
+def _create_session(model: str, home: Path, threads: int, providers: tuple[str, ...]):
     import onnxruntime as ort
     from rembg import new_session
 
@@ -42,7 +45,6 @@ def _create_session(model: str, home: Path, threads: int):
     if threads:
         opts.intra_op_num_threads = threads
     kwargs: dict[str, object] = {"model_path": str(path)} if spec.onnx_path else {}
-    providers = get_settings().onnx_providers
     if providers:
         kwargs["providers"] = list(providers)
     try:

@@ -1,0 +1,102 @@
+"""A shoot's settings, frozen once when its run starts.
+
+The shoot flow reads the settings of the process it runs in (an entry point) and freezes what
+shapes the results into a `RunConfig` carried by the shoot context. Every stage task, a batch
+flow on another worker and a review run long after read this snapshot, never their own
+environment, so a second machine or a changed environment cannot give one shoot two models,
+two sizes or two DAMs.
+
+Credentials are the one exception: they are never frozen into a run (the context is stored
+with the run's parameters), so the process that talks to S3 or the DAM uses its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cutline.base.settings import BatchOrder, CutlineSettings
+from cutline.domain.workstate import file_fingerprint
+
+# Non-secret DAM settings the snapshot fixes for the whole shoot (the token is not one).
+DAM_FIELDS = (
+    "dam_adapter",
+    "catalog_dir",
+    "object_catalog_root",
+    "dam_http_base_url",
+    "dam_http_mapping_file",
+    "dam_http_auth_header",
+    "dam_http_auth_scheme",
+    "dam_http_timeout",
+    "dam_http_max_retries",
+    "dam_http_max_backoff",
+)
+
+
+_PATH_FIELDS = {"catalog_dir", "dam_http_mapping_file"}
+
+
+class RunConfig(BaseModel):
+    """What a shoot runs with; see the module docstring."""
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
+
+    model: str = Field(description="Model name or ONNX path.")
+    model_home: str = Field(description="Where the model's weights are (rembg's U2NET_HOME).")
+    model_input_max_side: int = Field(description="Long side of the decode the model sees.")
+    confidence_second_view: bool = Field(description="Whether the second, padded view runs.")
+    onnx_threads: int = Field(description="onnxruntime intra-op threads (0: its default).")
+    onnx_providers: list[str] = Field(description="onnxruntime execution providers, in order.")
+    max_pixels: int = Field(description="Largest image (pixels) decoded.")
+    png_compress_level: int = Field(description="zlib level of the PNGs written.")
+    sku_pattern: str = Field(description="SKU from a file name when the manifest has none.")
+    batch_size: int = Field(description="Images per stage task.")
+    workers: int = Field(description="Stage tasks in flight within the shoot run.")
+    batch_order: BatchOrder = Field(description="How batches go through the stages.")
+    stage_retry_delays: list[float] = Field(description="Retry delays of a stage per batch.")
+    rules_file: str = Field(description="The routing rules file.")
+    rules_fingerprint: str = Field(description="The rules' version and content hash.")
+    presets_file: str = Field(description="The channel presets file.")
+    presets_fingerprint: str = Field(description="Content hash of the presets file.")
+    review_deployment: str = Field(description="Deployment each review-lane image starts.")
+    dam: dict[str, object] = Field(
+        description="The non-secret DAM settings (adapter, catalog, endpoint, retries)."
+    )
+
+    @classmethod
+    def freeze(cls, settings: CutlineSettings, rules_fingerprint: str = "") -> RunConfig:
+        """The snapshot of ``settings`` a shoot runs with."""
+        return cls(
+            model=settings.model,
+            model_home=str(settings.resolved_model_home),
+            model_input_max_side=settings.model_input_max_side,
+            confidence_second_view=settings.confidence_second_view,
+            onnx_threads=settings.onnx_threads,
+            onnx_providers=list(settings.onnx_providers),
+            max_pixels=settings.max_pixels,
+            png_compress_level=settings.png_compress_level,
+            sku_pattern=settings.sku_pattern,
+            batch_size=settings.batch_size,
+            workers=settings.workers,
+            batch_order=settings.batch_order,
+            stage_retry_delays=list(settings.stage_retry_delays),
+            rules_file=str(settings.rules_file),
+            rules_fingerprint=rules_fingerprint,
+            presets_file=str(settings.presets_file),
+            presets_fingerprint=file_fingerprint(str(settings.presets_file)),
+            review_deployment=settings.review_deployment,
+            dam={
+                **{
+                    name: (str(value) if isinstance(value, Path) else value)
+                    for name in DAM_FIELDS
+                    if (value := getattr(settings, name)) is not None
+                },
+                "catalog_dir": str(settings.resolved_catalog_dir),
+            },
+        )
+
+    def dam_settings(self, local: CutlineSettings) -> CutlineSettings:
+        """This process's settings (for its credentials) with the shoot's DAM settings."""
+        update = {k: Path(v) if k in _PATH_FIELDS else v for k, v in self.dam.items()}
+        return local.model_copy(update=update)
