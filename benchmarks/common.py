@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import platform
 import statistics
 import time
@@ -78,8 +79,6 @@ def median(values: list[float]) -> float:
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    import os
-
     return {
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
@@ -96,3 +95,28 @@ def write_result(name: str, data: dict[str, Any], markdown: str) -> Path:
     md = RESULTS / f"{name}.md"
     md.write_text(markdown + "\n")
     return md
+
+
+def bench_settings(work: Path, name: str, port: str, postgres: bool = False, **extra: str) -> Any:
+    """Point Cutline at a fresh data root under ``work`` (quiet logs, no sign-off request, the
+    local model home), optionally a fresh PostgreSQL database for the server; fetch u2netp and
+    return the settings. ``extra`` are more environment variables for this benchmark."""
+    os.environ.update(
+        CUTLINE_DATA_ROOT=str(work / "data"),
+        CUTLINE_SIGNOFF_DEPLOYMENT="",  # measure processing, not the contact sheet after it
+        CUTLINE_SERVER_PORT=os.environ.get("CUTLINE_BENCH_PORT", port),
+        PREFECT_LOGGING_LEVEL="WARNING",
+        PREFECT_LOGGING_TO_API_ENABLED="false",
+        **extra,
+    )
+    os.environ.setdefault("CUTLINE_MODEL_HOME", str(Path.home() / ".cutline" / "models"))
+    if postgres:
+        from benchmarks.postgres import fresh_database_url
+
+        os.environ["CUTLINE_SERVER_DATABASE_URL"] = fresh_database_url(f"cutline_bench_{name}")
+    from cutline.base.settings import reload_settings
+    from cutline.imaging import model_store
+
+    settings = reload_settings()
+    model_store.fetch("u2netp", settings.resolved_model_home)
+    return settings

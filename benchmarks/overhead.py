@@ -12,12 +12,11 @@ Target (issue 5): flow images/s >= 0.90 x loop images/s.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import median, timed, write_jpegs, write_result
+from benchmarks.common import bench_settings, median, timed, write_jpegs, write_result
 
 RULES_ALL_AUTO = """version: "bench-all-auto"
 confidence: {review_below: 0.0}
@@ -77,25 +76,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cutline-bench-"))
     rules = work / "rules.yaml"
     rules.write_text(RULES_ALL_AUTO)
-    os.environ.update(
-        CUTLINE_DATA_ROOT=str(work / "data"),
-        CUTLINE_RULES_FILE=str(rules),
-        CUTLINE_SIGNOFF_DEPLOYMENT="",  # measure processing, not the contact sheet after it
-        CUTLINE_SERVER_PORT=os.environ.get("CUTLINE_BENCH_PORT", "4291"),
-        PREFECT_LOGGING_LEVEL="WARNING",
-        PREFECT_LOGGING_TO_API_ENABLED="false",
+    settings = bench_settings(
+        work, "overhead", "4291", args.postgres, CUTLINE_RULES_FILE=str(rules)
     )
-    if args.postgres:
-        from benchmarks.postgres import fresh_database_url
-
-        os.environ["CUTLINE_SERVER_DATABASE_URL"] = fresh_database_url("cutline_bench_overhead")
-    os.environ.setdefault("CUTLINE_MODEL_HOME", str(Path.home() / ".cutline" / "models"))
-    from cutline.base.settings import reload_settings
-    from cutline.imaging import model_store
     from cutline.ops import stack
 
-    settings = reload_settings()
-    model_store.fetch("u2netp", settings.resolved_model_home)
     shoot = work / "shoot"
     write_jpegs(shoot, args.count, (width, height))
     flow_times, loop_times = [], []

@@ -11,12 +11,11 @@ because every image stays in the auto lane under a lower threshold).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import median, timed, write_jpegs, write_result
+from benchmarks.common import bench_settings, median, timed, write_jpegs, write_result
 
 RULES = 'version: "{version}"\nconfidence: {{review_below: {threshold}}}\n'
 
@@ -32,26 +31,11 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
     work = Path(tempfile.mkdtemp(prefix="cutline-bench-"))
     rules = work / "rules.yaml"
-    os.environ.update(
-        CUTLINE_DATA_ROOT=str(work / "data"),
-        CUTLINE_RULES_FILE=str(rules),
-        CUTLINE_SIGNOFF_DEPLOYMENT="",  # measure processing, not the contact sheet after it
-        CUTLINE_SERVER_PORT=os.environ.get("CUTLINE_BENCH_PORT", "4292"),
-        PREFECT_LOGGING_LEVEL="WARNING",
-        PREFECT_LOGGING_TO_API_ENABLED="false",
-    )
-    os.environ.setdefault("CUTLINE_MODEL_HOME", str(Path.home() / ".cutline" / "models"))
-    if args.postgres:
-        from benchmarks.postgres import fresh_database_url
-
-        os.environ["CUTLINE_SERVER_DATABASE_URL"] = fresh_database_url("cutline_bench_rerun")
+    settings = bench_settings(work, "rerun", "4292", args.postgres, CUTLINE_RULES_FILE=str(rules))
     from cutline.base.settings import reload_settings
-    from cutline.imaging import model_store
     from cutline.ops import stack
     from flows.process_shoot import process_shoot
 
-    settings = reload_settings()
-    model_store.fetch("u2netp", settings.resolved_model_home)
     shoot = work / "shoot"
     write_jpegs(shoot, args.count, (width, height))
     first, unchanged, rerouted = [], [], []

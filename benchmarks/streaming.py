@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import median, write_jpegs, write_result
+from benchmarks.common import bench_settings, median, write_jpegs, write_result
 
 ORDERS = ("streaming", "stage-by-stage")
 
@@ -115,25 +115,15 @@ def main() -> None:
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     work = Path(tempfile.mkdtemp(prefix="cutline-bench-"))
-    os.environ.update(
-        CUTLINE_DATA_ROOT=str(work / "data"),
-        CUTLINE_SIGNOFF_DEPLOYMENT="",  # measure processing and reviews, not the contact sheet
-        CUTLINE_SERVER_PORT=os.environ.get("CUTLINE_BENCH_PORT", "4293"),
-        CUTLINE_SHARE_PORT=os.environ.get("CUTLINE_BENCH_SHARE_PORT", "4294"),
-        PREFECT_LOGGING_LEVEL="WARNING",
-        PREFECT_LOGGING_TO_API_ENABLED="false",
+    settings = bench_settings(
+        work,
+        "streaming",
+        "4295",
+        args.postgres,
+        CUTLINE_SHARE_PORT=os.environ.get("CUTLINE_BENCH_SHARE_PORT", "4296"),
     )
-    os.environ.setdefault("CUTLINE_MODEL_HOME", str(Path.home() / ".cutline" / "models"))
-    if args.postgres:
-        from benchmarks.postgres import fresh_database_url
-
-        os.environ["CUTLINE_SERVER_DATABASE_URL"] = fresh_database_url("cutline_bench_streaming")
-    from cutline.base.settings import reload_settings
-    from cutline.imaging import model_store
     from cutline.ops import stack
 
-    settings = reload_settings()
-    model_store.fetch("u2netp", settings.resolved_model_home)
     shoot = work / "shoot"
     write_jpegs(shoot, args.count, (width, height))
     reviews = _manifest(shoot)

@@ -1,4 +1,4 @@
-"""process-shoot: one flow run per shoot, mapped over batches of images for each stage."""
+"""process-shoot: one flow run per shoot; its batches stream through the stages of tasks.stages."""
 
 from __future__ import annotations
 
