@@ -56,7 +56,9 @@ def plan_shoot(ctx: ShootContext, manifest_uri: str | None, batch_size: int) -> 
     settings = ctx.config
     inputs, ignored = storage.list_shoot_files(ctx.shoot)
     if manifest_uri:
-        manifest = parse_manifest(storage.read_bytes(manifest_uri), manifest_uri)
+        manifest = parse_manifest(
+            storage.read_bytes(manifest_uri), manifest_uri, settings.manifest_date_order
+        )
         ignored = [u for u in ignored if u != storage.locate(manifest_uri).uri()]
     else:
         manifest = Manifest(rows={})
@@ -80,6 +82,16 @@ def plan_shoot(ctx: ShootContext, manifest_uri: str | None, batch_size: int) -> 
     for index, (uri, name) in enumerate(zip(inputs, names, strict=True)):
         row = manifest.lookup(name, basename_counts)
         item = ImageItem(index=index, source=uri, source_name=name, image_id=ids[name])
+        unclear = manifest.ambiguous(name, basename_counts)
+        if unclear is not None:
+            used_rows.add(unclear.filename)
+            item.fail(
+                "manifest",
+                f"manifest line {unclear.line} names '{unclear.filename}', which matches "
+                f"{basename_counts[unclear.filename.rsplit('/', 1)[-1]]} files in sub-folders, so "
+                f"its category and SKU cannot be given to any of them. Write the file's path in "
+                f"the shoot (e.g. {name}) in the filename column and rerun the job.",
+            )
         if row is not None:
             used_rows.add(row.filename)
             item.sku = row.sku

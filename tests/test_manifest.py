@@ -82,3 +82,93 @@ def test_image_ids_are_unique_even_when_names_collide():
     assert len(set(ids.values())) == 6
     assert ids["x/IMG.jpg"] == "x__IMG"
     assert ids["IMG.jpg"].startswith("IMG-") and ids["IMG.png"].startswith("IMG-")
+
+
+def test_an_unquoted_comma_stops_the_run_instead_of_shifting_columns():
+    # The first data row has one field too many: pandas alone would take the file names as
+    # the index and shift every column (SKUs in the category column, glassware lost).
+    data = (
+        b"filename,sku,category,brief\n"
+        b"GL-1.jpg,GL-1,glassware,on white, centred\n"
+        b"FW-1.jpg,FW-1,footwear,plain\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_manifest(data, "m.csv")
+    assert "line 2 has 5 fields but the header has 4" in str(info.value)
+    assert "unquoted comma" in str(info.value) and "double quotes" in info.value.hint
+
+
+def test_a_quoted_comma_is_one_value():
+    data = b'filename,sku,category,brief\nGL-1.jpg,GL-1,glassware,"on white, centred"\n'
+    row = parse_manifest(data, "m.csv").rows["GL-1.jpg"]
+    assert (row.sku, row.category, row.brief) == ("GL-1", "glassware", "on white, centred")
+
+
+@pytest.mark.parametrize(("sep", "word"), [(";", "semicolons"), ("\t", "tabs")])
+def test_a_separator_that_is_not_a_comma_is_named(sep, word):
+    data = sep.join(["filename", "sku", "category"]).encode() + b"\na.jpg" + sep.encode() + b"A\n"
+    with pytest.raises(ConfigError) as info:
+        parse_manifest(data, "m.csv")
+    assert f"separates its columns with {word}, not commas" in str(info.value)
+
+
+def test_invisible_characters_are_removed_from_every_value():
+    data = "filename,sku,category\nGL-1.jpg,\u00a0GL-1\u200b,glass\u200bware\ufeff\n".encode()
+    row = parse_manifest(data, "m.csv").rows["GL-1.jpg"]
+    assert row.category == "glassware" and row.sku == "GL-1"
+
+
+Y = date.today().year + 5  # a year to write deadlines in; parsing does not depend on today
+
+
+@pytest.mark.parametrize(
+    ("order", "raw", "expected"),
+    [
+        # ISO dates are never ambiguous, whatever the setting.
+        ("", f"{Y}-02-03", date(Y, 2, 3)),
+        # A month name says which is which.
+        ("", f"3 Feb {Y}", date(Y, 2, 3)),
+        # Numeric dates follow the studio's setting, the same way in every row.
+        ("day-first", f"12/01/{Y}", date(Y, 1, 12)),
+        ("day-first", f"31/12/{Y}", date(Y, 12, 31)),
+        ("month-first", f"12/01/{Y}", date(Y, 12, 1)),
+    ],
+)
+def test_deadlines_are_read_in_one_order(order, raw, expected):
+    row = parse_manifest(f"filename,deadline\na.jpg,{raw}\n".encode(), "m.csv", order).rows["a.jpg"]
+    assert not row.problems and row.deadline is not None and row.deadline.date() == expected
+
+
+def test_a_numeric_date_without_a_date_order_fails_its_row_only():
+    manifest = parse_manifest(
+        f"filename,deadline\na.jpg,31/12/{Y}\nb.jpg,12/01/{Y}\nc.jpg,{Y}-01-12\n".encode(),
+        "m.csv",
+    )
+    for name in ("a.jpg", "b.jpg"):
+        (problem,) = manifest.rows[name].problems
+        assert "could be day/month or month/day" in problem and "MANIFEST_DATE_ORDER" in problem
+    assert not manifest.rows["c.jpg"].problems
+    # 31/12 cannot be month-first: the row says it is not a date rather than guessing.
+    wrong = parse_manifest(f"filename,deadline\na.jpg,31/12/{Y}\n".encode(), "m.csv", "month-first")
+    assert "is not a date" in wrong.rows["a.jpg"].problems[0]
+
+
+def test_a_row_naming_a_file_name_shared_by_sub_folders_fails_those_files(tmp_path):
+    from PIL import Image
+
+    from tasks.ingest import plan_shoot
+    from tests.contexts import shoot_context
+
+    shoot = tmp_path / "shoot"
+    for day in ("day1", "day2"):
+        (shoot / day).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(shoot / day / "IMG_1.jpg")
+    (shoot / "manifest.csv").write_text("filename,sku,category\nIMG_1.jpg,GL-1,glassware\n")
+    ctx = shoot_context(tmp_path, "AMBIG-1", shoot=shoot)
+    plan = plan_shoot.fn(ctx, str(shoot / "manifest.csv"), 10)
+    items = plan.items()
+    assert [i.source_name for i in items] == ["day1/IMG_1.jpg", "day2/IMG_1.jpg"]
+    for item in items:
+        assert item.failed and "manifest line 2 names 'IMG_1.jpg'" in item.error
+        assert "matches 2 files" in item.error and item.source_name in item.error
+    assert plan.manifest_rows_without_files == []

@@ -151,6 +151,15 @@ class CutlineSettings(BaseSettings):
         default=DEFAULT_PRESETS_FILE,
         description="Channel presets for flat JPG renditions (YAML): size, background, square canvas, margin.",
     )
+    manifest_date_order: Literal["", "day-first", "month-first"] = Field(
+        default="",
+        description=(
+            "How the studio writes numeric manifest deadlines such as 03/04/2027: 'day-first' "
+            "(3 April) or 'month-first' (March 4). Empty: only YYYY-MM-DD (or a month name) is "
+            "accepted, and a numeric date fails its row with a reason, so a shoot never reads "
+            "two rows in two orders."
+        ),
+    )
     sku_pattern: str = Field(
         default=r"^(?P<sku>[^_]+)",
         description=(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import difflib
 import io
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -59,6 +61,14 @@ class Manifest:
             return self.rows.get(base)
         return None
 
+    def ambiguous(self, relative_name: str, basename_counts: dict[str, int]) -> ManifestRow | None:
+        """A row naming this file's bare base name while several files of the shoot share it
+        (day1/IMG_1.jpg, day2/IMG_1.jpg): it could describe any of them, so none may use it."""
+        if relative_name in self.rows:
+            return None
+        base = relative_name.rsplit("/", 1)[-1]
+        return self.rows.get(base) if basename_counts.get(base, 0) > 1 else None
+
 
 def _check_columns(columns: list[str], source: str) -> list[str]:
     normalised = [c.strip().lower() for c in columns]
@@ -83,23 +93,86 @@ def _check_columns(columns: list[str], source: str) -> list[str]:
     return normalised
 
 
-def _parse_deadline(value: str) -> datetime:
-    parsed = pd.to_datetime(value, errors="raise", utc=False, dayfirst=False)
+DATE_ORDERS = ("", "day-first", "month-first")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ].*)?$")
+_NUMERIC_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})$")
+
+
+class AmbiguousDate(ValueError):
+    """A numeric date whose day/month order the manifest does not say."""
+
+
+def _parse_deadline(value: str, date_order: str = "") -> datetime:
+    """ISO dates always; 31/12/2026-style dates only in the order the studio set (a shoot's
+    manifest must never read 12/01 as January in one row and December in the next); dates
+    with a month name (1 Dec 2026) as written."""
+    if _ISO_DATE.match(value):
+        return datetime.fromisoformat(value)
+    numeric = _NUMERIC_DATE.match(value)
+    if numeric:
+        if date_order not in ("day-first", "month-first"):
+            raise AmbiguousDate(value)
+        first, second, year = (int(g) for g in numeric.groups())
+        day, month = (first, second) if date_order == "day-first" else (second, first)
+        return datetime(year if year > 99 else 2000 + year, month, day)
+    if not re.search(r"[A-Za-z]{3}", value):
+        raise ValueError(value)
+    parsed = pd.to_datetime(value, errors="raise", utc=False)
     if pd.isna(parsed):
         raise ValueError(value)
     return parsed.to_pydatetime()
+
+
+# Characters a spreadsheet or a copy from a web page can hide in a cell: zero-width spaces and
+# joiners, byte-order marks, soft hyphens (Unicode category Cf).
+def clean_text(value: object) -> str:
+    """A cell as the studio meant it: Unicode-normalised (NFKC: no-break spaces become
+    spaces), invisible format characters removed, trimmed."""
+    text = unicodedata.normalize("NFKC", str(value))
+    return "".join(c for c in text if unicodedata.category(c) != "Cf").strip()
+
+
+_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+
+
+def _check_shape(text: str, source: str) -> None:
+    """Refuse a CSV whose rows do not line up with its header, before any value is read:
+    a row with more fields than the header would otherwise shift every column."""
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, None)
+    if not header:
+        raise ConfigError(
+            f"Manifest {source} is empty.", hint="Save it as UTF-8 CSV with a header row."
+        )
+    if len(header) == 1:
+        for sep, name in _SEPARATORS.items():
+            if sep in header[0]:
+                raise ConfigError(
+                    f"Manifest {source} separates its columns with {name}, not commas "
+                    f"(header: {header[0]!r}).",
+                    hint="Export it as CSV with commas (comma-separated values) and run again.",
+                )
+    for record in rows:
+        if len(record) > len(header):
+            raise ConfigError(
+                f"Manifest {source} line {rows.line_num} has {len(record)} fields but the header "
+                f"has {len(header)}: most likely a value with an unquoted comma "
+                f"(e.g. a brief like 'on white, centred').",
+                hint='Put such values in double quotes ("on white, centred") and run again; no '
+                "image was read.",
+            )
 
 
 _CHANNEL_SPLIT = re.compile(r"[;,]")
 
 
 def clean_category(value: object) -> str:
-    """A category as the rules see it: trimmed and lower-case (aliases are the rules' job).
+    """A category as the rules see it: cleaned and lower-case (aliases are the rules' job).
     Evaluation sets use it too, so eval routes exactly as a shoot does."""
-    return str(value).strip().lower()
+    return clean_text(value).lower()
 
 
-def parse_manifest(data: bytes, source: str) -> Manifest:
+def parse_manifest(data: bytes, source: str, date_order: str = "") -> Manifest:
     """Read a manifest CSV with pandas and validate it.
 
     Structural problems (no filename column, a misspelled column, duplicate file
@@ -107,19 +180,22 @@ def parse_manifest(data: bytes, source: str) -> Manifest:
     deadline) is kept as a problem on that row so only that image fails.
     """
     try:
+        text = data.decode("utf-8-sig")
+        _check_shape(text, source)
         frame = pd.read_csv(
-            io.BytesIO(data),
+            io.StringIO(text),
             dtype=str,
             keep_default_na=False,
             skipinitialspace=True,
-            encoding="utf-8-sig",
+            index_col=False,  # never take the first column as the index
         )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(
             f"Manifest {source} is not a readable CSV ({exc}).",
             hint="Save it as UTF-8 CSV with a header row.",
         ) from None
-    columns = _check_columns(list(frame.columns), source)
+    frame = frame.map(clean_text)
+    columns = _check_columns([clean_text(c) for c in frame.columns], source)
     frame.columns = columns
     extra_cols = [c for c in columns if c not in KNOWN_COLUMNS]
     rows: dict[str, ManifestRow] = {}
@@ -139,8 +215,18 @@ def parse_manifest(data: bytes, source: str) -> Manifest:
         raw_deadline = str(record.get("deadline", "")).strip()
         if raw_deadline:
             try:
-                deadline = _parse_deadline(raw_deadline)
-                has_time = len(raw_deadline) > 10
+                deadline = _parse_deadline(raw_deadline, date_order)
+                has_time = (len(raw_deadline) > 10 and bool(_ISO_DATE.match(raw_deadline))) or (
+                    deadline.hour,
+                    deadline.minute,
+                    deadline.second,
+                ) != (0, 0, 0)
+            except AmbiguousDate:
+                problems.append(
+                    f"manifest line {line}: deadline '{raw_deadline}' could be day/month or "
+                    "month/day; write it as YYYY-MM-DD, or set CUTLINE_MANIFEST_DATE_ORDER to "
+                    "day-first or month-first for the studio's format"
+                )
             except (ValueError, TypeError, pd.errors.OutOfBoundsDatetime):
                 problems.append(
                     f"manifest line {line}: deadline '{raw_deadline}' is not a date (use YYYY-MM-DD or ISO 8601)"

@@ -51,6 +51,7 @@ class RunConfig(BaseModel):
     max_pixels: int = Field(description="Largest image (pixels) decoded.")
     png_compress_level: int = Field(description="zlib level of the PNGs written.")
     sku_pattern: str = Field(description="SKU from a file name when the manifest has none.")
+    manifest_date_order: str = Field(default="", description="Order of numeric manifest dates.")
     batch_size: int = Field(description="Images per stage task.")
     workers: int = Field(description="Stage tasks in flight within the shoot run.")
     batch_order: BatchOrder = Field(description="How batches go through the stages.")
@@ -77,6 +78,7 @@ class RunConfig(BaseModel):
             max_pixels=settings.max_pixels,
             png_compress_level=settings.png_compress_level,
             sku_pattern=settings.sku_pattern,
+            manifest_date_order=settings.manifest_date_order,
             batch_size=settings.batch_size,
             workers=settings.workers,
             batch_order=settings.batch_order,
