@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cutline.base.errors import CutlineError, StorageFullError
+from cutline.base.errors import CutlineError, OutputStorageError
 from cutline.base.settings import get_settings
 from cutline.domain.items import JobLayout
 from cutline.records.tally import ShootTally
@@ -65,7 +65,7 @@ def write_ledger_safely(tally: ShootTally, layout: JobLayout, job_id: str) -> tu
     """
     try:
         return tally.write_ledger(layout), ""
-    except (*TRANSIENT_ERRORS, OSError, StorageFullError) as exc:
+    except (*TRANSIENT_ERRORS, OSError, OutputStorageError) as exc:
         fallback = JobLayout.for_job(str(get_settings().data_root / "unfinished-ledgers"), job_id)
         return tally.write_ledger(fallback), f"{type(exc).__name__}: {exc}"
 

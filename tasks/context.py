@@ -15,7 +15,7 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field, model_validator
 
 from cutline.base import storage
-from cutline.base.errors import CutlineError, ImageInputError, ModelError, StorageFullError
+from cutline.base.errors import CutlineError, ImageInputError, ModelError, OutputStorageError
 from cutline.domain.items import ImageItem, JobLayout
 from cutline.domain.locations import check_location
 from cutline.domain.run_config import RunConfig
@@ -179,8 +179,8 @@ def for_each_image(
     """Run ``work`` on each image still in play; a bad image fails alone, with its reason.
 
     ``lanes`` restricts the stage to images in those lanes. Transient infrastructure
-    errors, a full output disk and model errors propagate so Prefect retries (or fails)
-    the whole batch.
+    errors, a full or read-only output storage and model errors propagate so Prefect
+    retries (or fails) the whole batch.
     """
     logger = _logger()
     for item in items:
@@ -189,7 +189,7 @@ def for_each_image(
         started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             work(item)
-        except (*TRANSIENT_ERRORS, ModelError, StorageFullError):
+        except (*TRANSIENT_ERRORS, ModelError, OutputStorageError):
             raise
         except ImageInputError as exc:
             item.fail(stage, f"{exc.problem} {exc.hint}".strip())

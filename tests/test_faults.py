@@ -229,10 +229,10 @@ def test_s3_that_does_not_come_back_fails_the_run_with_a_ledger_of_unfinished_im
     assert s3server.SECRET_KEY not in output
 
 
-def _mount_tmpfs(target: Path, size: str) -> None:
+def _mount_tmpfs(target: Path, size: str, options: str = "") -> None:
     target.mkdir(parents=True)
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}{options}", "tmpfs", str(target)],
         capture_output=True,
         text=True,
     )
@@ -297,3 +297,34 @@ def test_a_full_output_disk_stops_the_run_clearly_and_leaves_no_half_written_fil
             assert Path(row["png"]).is_file() and Path(row["psd"]).is_file()
     finally:
         subprocess.run(["umount", "-l", str(out)], check=False)
+
+
+def test_a_read_only_rendition_folder_stops_the_run_once_with_the_cause(
+    prefect_server, model_home, tmp_path, override_settings
+):
+    from flows.process_shoot import process_shoot
+
+    shoot, out = tmp_path / "shoot", tmp_path / "out"
+    names = product_shoot(shoot, 4, size=(320, 240))
+    png = out / "RO-1" / "png"
+    _mount_tmpfs(png, "1m", ",ro")  # root ignores permissions: a read-only mount refuses it too
+    try:
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(ALL_AUTO_RULES)
+        override_settings(
+            rules_file=str(rules), stage_retry_delays="[0]", catalog_dir=str(tmp_path / "cat")
+        )
+        state = process_shoot(
+            shoot=str(shoot), job_id="RO-1", output_root=str(out), return_state=True
+        )
+        assert state.is_failed()
+        message = str(state.result(raise_on_failure=False))
+        assert "did not finish" in message and "refuses writes" in message, message
+        assert "Make that folder writable" in message
+        rows = read_ledger(str(out / "RO-1" / "ledger.csv"))
+        assert sorted(r["source_name"] for r in rows) == names
+        # Not one "unexpected OSError ... report it" per image: the batch stopped as a whole.
+        assert not any("unexpected" in r["error"] for r in rows)
+        assert all("not finished" in r["error"] for r in rows if r["lane"] == "failed")
+    finally:
+        subprocess.run(["umount", "-l", str(png)], check=False)

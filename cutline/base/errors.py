@@ -29,6 +29,14 @@ class ModelError(CutlineError):
     """The background-removal model cannot be provisioned or loaded."""
 
 
-class StorageFullError(CutlineError):
-    """The output storage has no space left; every later write would fail too, so the
+class OutputStorageError(CutlineError):
+    """The output storage takes no more writes; every later write would fail too, so the
     batch stops (and is retried) instead of failing its images one by one."""
+
+
+class StorageFullError(OutputStorageError):
+    """The output storage has no space left."""
+
+
+class StorageUnwritableError(OutputStorageError):
+    """The output storage refuses writes (read-only, or no permission)."""

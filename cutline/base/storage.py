@@ -16,10 +16,11 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from cutline.base.errors import StorageFullError
+from cutline.base.errors import StorageFullError, StorageUnwritableError
 from cutline.base.settings import get_settings
 
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+_NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ def open_for_writing(uri: str) -> Iterator[BinaryIO]:
     Locally the bytes go to a temporary name in the same folder and are renamed into
     place when the block ends without error (the temporary file is removed otherwise);
     for object stores the bytes are buffered and PUT whole when the block ends without
-    error. A full disk raises StorageFullError, which says what to do.
+    error. A full disk raises StorageFullError, a read-only or forbidden folder
+    StorageUnwritableError; each says what to do.
     """
     loc = locate(uri)
     if not loc.is_local:
@@ -139,6 +141,12 @@ def open_for_writing(uri: str) -> Iterator[BinaryIO]:
                 f"No space left on the output storage writing {loc.path}; nothing was left "
                 "under that name.",
                 hint="Free space there (or point CUTLINE_OUTPUT_ROOT at a larger disk) and "
+                "rerun the job; finished images are kept.",
+            ) from exc
+        if exc.errno in _NOT_WRITABLE:
+            raise StorageUnwritableError(
+                f"The output storage refuses writes at {folder} ({exc.strerror}).",
+                hint="Make that folder writable (or point CUTLINE_OUTPUT_ROOT elsewhere) and "
                 "rerun the job; finished images are kept.",
             ) from exc
         raise
