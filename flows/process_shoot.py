@@ -107,6 +107,18 @@ def unused_csv_warnings(ignored: list[str], manifest: str | None) -> list[str]:
     ]
 
 
+def refuse_output_inside_shoot(shoot: str, output_root: str) -> None:
+    """Refuse an output root in the shoot folder: every rerun would take Cutline's own
+    renditions, masks and contact sheet for new images of the shoot."""
+    inner, outer = storage.real_uri(output_root), storage.real_uri(shoot)
+    if inner == outer or inner.startswith(outer.rstrip("/") + "/"):
+        raise ConfigError(
+            f"The output root {output_root} is inside the shoot folder {shoot}: a rerun would "
+            "ingest Cutline's own outputs as new images.",
+            hint="Choose an output root outside the shoot folder (--out or CUTLINE_OUTPUT_ROOT).",
+        )
+
+
 def preflight(
     job_id: str, shoot: str, manifest: str | None, output_root: str
 ) -> tuple[str, str, DamAdapter, ResidencyReport]:
@@ -125,6 +137,7 @@ def preflight(
         raise ConfigError(
             f"Shoot folder {shoot} does not exist or is not a folder.", hint="Check the path."
         )
+    refuse_output_inside_shoot(shoot, output_root)
     if manifest and not storage.exists(manifest):
         raise ConfigError(f"Manifest {manifest} does not exist.", hint="Check the --manifest path.")
     rules = load_rules(settings.rules_file)

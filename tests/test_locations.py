@@ -130,3 +130,27 @@ def test_a_retouched_file_outside_the_roots_is_refused_in_the_review_form(
             ReviewDecision(decision="replace", retouched_file=path, retoucher="Ana"), item
         )
         assert expected in problem
+
+
+@pytest.mark.parametrize("inside", ["out", "out/renders", "."])
+def test_an_output_root_inside_the_shoot_is_refused(tmp_path: Path, inside: str):
+    from flows.process_shoot import refuse_output_inside_shoot
+
+    shoot = tmp_path / "shoot"
+    shoot.mkdir()
+    with pytest.raises(ConfigError) as info:
+        refuse_output_inside_shoot(str(shoot), str(shoot / inside))
+    assert "inside the shoot folder" in str(info.value)
+    # Next to the shoot, or in a folder that only starts with the same name, is fine.
+    refuse_output_inside_shoot(str(shoot), str(tmp_path / "out"))
+    refuse_output_inside_shoot(str(shoot), str(tmp_path / "shoot-out"))
+
+
+def test_an_output_root_reaching_the_shoot_through_a_symlink_is_refused(tmp_path: Path):
+    from flows.process_shoot import refuse_output_inside_shoot
+
+    shoot = tmp_path / "shoot"
+    (shoot / "renders").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(shoot / "renders")
+    with pytest.raises(ConfigError):
+        refuse_output_inside_shoot(str(shoot), str(tmp_path / "link"))

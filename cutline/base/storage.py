@@ -79,6 +79,12 @@ def locate(path_or_uri: str | os.PathLike[str]) -> Location:
     return Location(fs, path.rstrip("/") if path != "/" else path)
 
 
+def real_uri(path_or_uri: str) -> str:
+    """The URI of a location with local symlinks resolved, for comparing two locations."""
+    loc = locate(path_or_uri)
+    return os.path.realpath(loc.path) if loc.is_local else loc.uri()
+
+
 def join(base: str, *parts: str) -> str:
     """Join path parts onto a local path or a URI."""
     if "://" in base:
