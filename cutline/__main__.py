@@ -1,5 +1,5 @@
 """`python -m cutline` runs the CLI."""
 
-from cutline.ops.cli import app
+from cutline.ops.cli import main
 
-app(prog_name="cutline")
+main()

@@ -11,8 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cutline.base.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RULES_FILE = PROJECT_ROOT / "rules" / "default.yaml"
@@ -373,6 +375,14 @@ class CutlineSettings(BaseSettings):
         ),
     )
 
+    @field_validator("data_root", "output_root", "model_home", "catalog_dir", mode="before")
+    @classmethod
+    def _not_blank(cls, value: object) -> object:
+        # An empty variable would silently mean the current folder.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty; give a folder, or unset it to use the default")
+        return value
+
     @field_validator("data_root", "output_root", "model_home", "catalog_dir", mode="after")
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
@@ -416,8 +426,28 @@ class CutlineSettings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> CutlineSettings:
-    """The process-wide settings, read once from the environment."""
-    return CutlineSettings()
+    """The process-wide settings, read once from the environment; a bad value raises a
+    ConfigError naming each variable, its value and what it must be."""
+    try:
+        return CutlineSettings()
+    except ValidationError as exc:
+        raise settings_error(exc) from None
+
+
+def settings_error(exc: ValidationError) -> ConfigError:
+    """One line per bad setting, as the user wrote it: the variable, its value, the rule."""
+    problems = []
+    for error in exc.errors():
+        name = "CUTLINE_" + "_".join(str(part) for part in error["loc"][:1]).upper()
+        value = error.get("input")
+        secret = any(word in name for word in ("SECRET", "TOKEN", "PASSWORD", "KEY"))
+        shown = f"={value!r}" if isinstance(value, str | int | float) and not secret else ""
+        problems.append(f"{name}{shown}: {error['msg'].removeprefix('Value error, ')}")
+    return ConfigError(
+        "Invalid setting(s): " + "; ".join(problems) + ".",
+        hint="Fix the environment variable (or the .env file) and run again; "
+        "`CutlineSettings` in cutline/base/settings.py describes every setting.",
+    )
 
 
 def reload_settings() -> CutlineSettings:

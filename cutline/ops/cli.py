@@ -523,7 +523,12 @@ def signoff_resume(
     raise typer.Exit(1)
 
 
-def main() -> None:  # pragma: no cover - console entry
-    """Console entry point."""
-    app(prog_name="cutline")
+def main() -> None:
+    """Console entry point: an error Cutline explains (bad settings, a wrong path, a refused
+    run) is one line on stderr with exit code 2, not a traceback."""
+    try:
+        app(prog_name="cutline", standalone_mode=True)
+    except CutlineError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
     sys.exit(0)
