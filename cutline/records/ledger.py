@@ -103,13 +103,34 @@ REVIEW_FIELDS = (
 )
 
 
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
+# (OWASP "CSV injection"): a manifest value or a reviewer's note must never run as one.
+FORMULA_STARTS = frozenset("=+-@\t\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """``value`` as a spreadsheet shows it but never evaluates it: prefixed with a single
+    quote when it (after any quotes already there) starts like a formula."""
+    return "'" + value if value.lstrip("'")[:1] in FORMULA_STARTS and value else value
+
+
+def from_spreadsheet_safe(value: str) -> str:
+    """The value `spreadsheet_safe` was given (exact round trip)."""
+    return value[1:] if value.startswith("'") and value.lstrip("'")[:1] in FORMULA_STARTS else value
+
+
+def _safe_rows(rows: Iterable[dict[str, str]]) -> Iterator[dict[str, str]]:
+    for row in rows:
+        yield {key: spreadsheet_safe(str(value)) for key, value in row.items()}
+
+
 def _render(rows: list[dict[str, str]]) -> bytes:
     buf = io.StringIO()
     writer = csv.DictWriter(
         buf, fieldnames=LEDGER_COLUMNS, lineterminator="\n", extrasaction="ignore"
     )
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(_safe_rows(rows))
     return buf.getvalue().encode("utf-8")
 
 
@@ -155,7 +176,7 @@ def write_ledger_rows(rows: Iterable[dict[str, str]], layout: JobLayout) -> str:
             text, fieldnames=LEDGER_COLUMNS, lineterminator="\n", extrasaction="ignore"
         )
         writer.writeheader()
-        writer.writerows(_with_review_outcomes(rows, layout))
+        writer.writerows(_safe_rows(_with_review_outcomes(rows, layout)))
         text.flush()
         text.detach()
     return storage.locate(layout.ledger).uri()
@@ -208,6 +229,10 @@ def record_review_outcome(layout: JobLayout, item: ImageItem) -> None:
 
 
 def read_ledger(uri: str) -> list[dict[str, str]]:
-    """Read a ledger CSV back as dictionaries."""
+    """Read a ledger CSV back as dictionaries, values as they were before they were made
+    spreadsheet-safe."""
     text = storage.read_bytes(uri).decode("utf-8")
-    return list(csv.DictReader(io.StringIO(text)))
+    return [
+        {key: from_spreadsheet_safe(value or "") for key, value in row.items()}
+        for row in csv.DictReader(io.StringIO(text))
+    ]
