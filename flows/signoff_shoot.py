@@ -11,6 +11,7 @@ from cutline.base.settings import get_settings
 from cutline.domain.items import JobLayout, validate_job_id
 from cutline.domain.locations import check_location
 from cutline.imaging.contact_sheet import build_contact_sheet
+from cutline.records.ledger import own_cutouts
 from cutline.records.summary import artifact_key
 from cutline.services.share import register_share
 from dam_adapters import create_adapter
@@ -40,11 +41,13 @@ def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome:
     logger = get_run_logger()
     layout = JobLayout.for_job(output_root, job_id)
     records = create_adapter(settings, output_root).list_job(job_id)
+    cutouts = own_cutouts(layout)  # thumbnails from our files, never from DAM-given URLs
     sheet = build_contact_sheet(
         records,
         job_id,
         storage.join(layout.root, "contact-sheet"),
         load_presets(settings.presets_file),
+        lambda record: cutouts.get((record.source_name, record.content_hash)),
     )
     link = register_share(settings, job_id, storage.parent(sheet.index))
     shared = f"client link {link}" if link else ""

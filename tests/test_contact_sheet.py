@@ -46,7 +46,11 @@ def test_sheet_lists_every_auto_and_approved_asset_on_paginated_pages(tmp_path, 
     _register(catalog, tmp_path, 7, ApprovalState.APPROVED, "Ana <retouch>")
     records = catalog.list_job("SIGN-1")
     sheet = build_contact_sheet(
-        records, "SIGN-1", str(tmp_path / "sheet"), load_presets(DEFAULT_PRESETS_FILE)
+        records,
+        "SIGN-1",
+        str(tmp_path / "sheet"),
+        load_presets(DEFAULT_PRESETS_FILE),
+        lambda record: record.renditions.get("png"),  # the test's own files
     )
     assert sheet.assets == 8 and len(sheet.html_pages) == 2 and len(sheet.png_pages) == 2
     pages = "".join(Path(p).read_text() for p in sheet.html_pages)
@@ -63,3 +67,63 @@ def test_sheet_lists_every_auto_and_approved_asset_on_paginated_pages(tmp_path, 
     assert len(thumbs) == 16  # on a checkerboard and on the channel background
     channel = Image.open(next(t for t in thumbs if "SKU-001" in t.name and "channel" in t.name))
     assert channel.getpixel((2, 2)) == (0xF2, 0xF2, 0xF2)  # the social preset's background
+
+
+def test_the_sheet_never_fetches_a_rendition_url_the_dam_returned(tmp_path):
+    """A hostile DAM answers with file:// and loopback URLs: the sheet takes each thumbnail
+    from Cutline's own cutout (by source and content, from the job's ledger) and leaves off an
+    asset it has no cutout of, instead of reading whatever the URL names."""
+    from cutline.domain.items import ImageItem, JobLayout
+    from cutline.records.ledger import own_cutouts, write_ledger
+    from rules.engine import Lane
+
+    catalog = LocalCatalog(tmp_path / "catalog")
+    ours = _register(catalog, tmp_path, 1, ApprovalState.AUTO_APPROVED, "cutline-auto")
+    theirs = _register(catalog, tmp_path, 2, ApprovalState.AUTO_APPROVED, "cutline-auto")
+    hostile = {
+        ours.dam_id: "file:///etc/shadow",
+        theirs.dam_id: "http://127.0.0.1:9/internal.png",
+    }
+    records = [
+        r.model_copy(update={"renditions": {"png": hostile[r.dam_id]}}) for r in (ours, theirs)
+    ]
+    layout = JobLayout.for_job(str(tmp_path / "out"), "SIGN-1")
+    inside = Path(layout.root) / "png" / "one.png"
+    inside.parent.mkdir(parents=True)
+    Image.open(tmp_path / "cut-1.png").save(inside)
+    items = [
+        ImageItem(
+            index=0,
+            source="/shoot/1.jpg",
+            source_name="1.jpg",
+            image_id="1",
+            sha256=ours.content_hash,
+            lane=Lane.AUTO,
+            reasons="ok",
+            png=str(inside),
+        ),
+        # Its PNG is outside the job folder: not ours, so never read either.
+        ImageItem(
+            index=1,
+            source="/shoot/2.jpg",
+            source_name="2.jpg",
+            image_id="2",
+            sha256=theirs.content_hash,
+            lane=Lane.AUTO,
+            reasons="ok",
+            png="/etc/passwd",
+        ),
+    ]
+    write_ledger(items, layout)
+    cutouts = own_cutouts(layout)
+    assert cutouts == {("1.jpg", ours.content_hash): str(inside)}
+    sheet = build_contact_sheet(
+        records,
+        "SIGN-1",
+        str(tmp_path / "sheet"),
+        load_presets(DEFAULT_PRESETS_FILE),
+        lambda record: cutouts.get((record.source_name, record.content_hash)),
+    )
+    assert sheet.assets == 1
+    page = Path(sheet.html_pages[0]).read_text()
+    assert "SKU-001" in page and "SKU-002" not in page

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
@@ -45,8 +46,8 @@ def _checkerboard(size: tuple[int, int], cell: int = 10) -> Image.Image:
     return board
 
 
-def _cutout(record: AssetRecord) -> Image.Image:
-    image = Image.open(io.BytesIO(storage.read_bytes(record.renditions["png"]))).convert("RGBA")
+def _cutout(png: str) -> Image.Image:
+    image = Image.open(io.BytesIO(storage.read_bytes(png))).convert("RGBA")
     image.thumbnail((THUMB, THUMB))
     return image
 
@@ -57,8 +58,10 @@ def _on(background: Image.Image, cutout: Image.Image) -> Image.Image:
     return out
 
 
-def _thumbnails(record: AssetRecord, presets: PresetBook) -> tuple[Image.Image, Image.Image]:
-    cutout = _cutout(record)
+def _thumbnails(
+    record: AssetRecord, png: str, presets: PresetBook
+) -> tuple[Image.Image, Image.Image]:
+    cutout = _cutout(png)
     channel = next((c for c in record.channels if c in presets.presets), None)
     colour = presets.presets[channel].background_rgb if channel else (255, 255, 255)
     return (
@@ -122,19 +125,26 @@ def _page_html(
 
 
 def build_contact_sheet(
-    records: list[AssetRecord], job_id: str, folder: str, presets: PresetBook
+    records: list[AssetRecord],
+    job_id: str,
+    folder: str,
+    presets: PresetBook,
+    png_for: Callable[[AssetRecord], str | None],
 ) -> ContactSheet:
-    """Write the sheet of ``records`` (auto, approved and rejected assets) into ``folder``."""
-    shown = sorted(
-        (r for r in records if r.renditions.get("png")), key=lambda r: (r.sku, r.source_name)
-    )
+    """Write the sheet of ``records`` (auto, approved and rejected assets) into ``folder``.
+
+    Thumbnails come from ``png_for(record)``: Cutline's own cutout of that asset, never a URL
+    the DAM returned (which could point at local files or internal hosts); records without
+    one are left off the sheet."""
+    pngs = {r.dam_id: png for r in records if (png := png_for(r))}
+    shown = sorted((r for r in records if r.dam_id in pngs), key=lambda r: (r.sku, r.source_name))
     pages = max(1, -(-len(shown) // PER_PAGE))
     html_pages, png_pages = [], []
     for number in range(1, pages + 1):
         chunk = shown[(number - 1) * PER_PAGE : number * PER_PAGE]
         tiles, rows = [], []
         for record in chunk:
-            checker, channel = _thumbnails(record, presets)
+            checker, channel = _thumbnails(record, pngs[record.dam_id], presets)
             stem = safe_component(f"{record.sku}-{record.dam_id}")
             names = (f"thumbs/{stem}.checker.png", f"thumbs/{stem}.channel.png")
             for name, image in zip(names, (checker, channel), strict=True):

@@ -228,6 +228,19 @@ def record_review_outcome(layout: JobLayout, item: ImageItem) -> None:
         storage.write_bytes(layout.ledger, _render(rows))
 
 
+def own_cutouts(layout: JobLayout) -> dict[tuple[str, str], str]:
+    """The cutout PNG Cutline wrote for each (source name, content hash) of the job, as its
+    ledger lists them; only files inside the job folder count."""
+    if not storage.exists(layout.ledger):
+        return {}
+    root = storage.real_uri(layout.root).rstrip("/") + "/"
+    return {
+        (row["source_name"], row["sha256"]): row["png"]
+        for row in read_ledger(layout.ledger)
+        if row.get("png") and storage.real_uri(row["png"]).startswith(root)
+    }
+
+
 def read_ledger(uri: str) -> list[dict[str, str]]:
     """Read a ledger CSV back as dictionaries, values as they were before they were made
     spreadsheet-safe."""
