@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from cutline.base import storage
 from cutline.base.naming import image_ids
 from cutline.domain.items import ImageItem
+from cutline.domain.locations import check_location
 from cutline.domain.manifest import Manifest, deadline_text, derive_sku, parse_manifest
 from cutline.domain.workstate import WorkState
 from cutline.imaging.codec import decode_image
@@ -130,6 +131,10 @@ def make_ingest(ctx: ShootContext) -> ImageWork:
     state = WorkState(ctx.layout)
 
     def ingest(item: ImageItem) -> None:
+        # Never open what is not a regular file, nor a link that leaves the allowed folders
+        # (the studio's policy in this process's settings, like its credentials).
+        storage.require_regular_file(item.source, item.source_name)
+        check_location(item.source, f"input file {item.source_name!r} (after links)")
         data = storage.read_bytes(item.source)
         item.sha256 = hashlib.sha256(data).hexdigest()
         done = state.reusable(item, "ingest", item.sha256)

@@ -15,7 +15,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from cutline.base import storage
-from cutline.base.errors import ConfigError
+from cutline.base.errors import ConfigError, ImageInputError
 from cutline.base.naming import short_hash
 from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
@@ -121,7 +121,10 @@ def validate_decision(decision: ReviewDecision, item: ImageItem) -> str:
     except ConfigError as exc:
         return str(exc)
     try:
+        storage.require_regular_file(uri, "the retouched file")  # never /dev/zero or a FIFO
         data = storage.read_bytes(uri)
+    except ImageInputError as exc:
+        return f"{exc} Give the path of an exported PNG or TIFF."
     except (FileNotFoundError, IsADirectoryError):
         return f"the retouched file {uri} does not exist."
     except Exception as exc:  # permissions, network, bad URI scheme

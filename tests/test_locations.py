@@ -154,3 +154,57 @@ def test_an_output_root_reaching_the_shoot_through_a_symlink_is_refused(tmp_path
     (tmp_path / "link").symlink_to(shoot / "renders")
     with pytest.raises(ConfigError):
         refuse_output_inside_shoot(str(shoot), str(tmp_path / "link"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # a FIFO that is opened blocks for ever: fail fast instead
+def test_a_link_out_of_the_roots_and_a_fifo_each_fail_alone(
+    prefect_server, model_home, tmp_path: Path, override_settings
+):
+    import os
+    import shutil
+
+    from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
+    from cutline.records.ledger import read_ledger
+    from flows.process_shoot import process_shoot
+
+    shoot, out = tmp_path / "shoots" / "SS26", tmp_path / "out"
+    write_sample_shoot(shoot, DEFAULT_SAMPLES[:1], size=(320, 240))
+    outside = tmp_path / "elsewhere" / "private.jpg"
+    outside.parent.mkdir()
+    shutil.copy(shoot / DEFAULT_SAMPLES[0].filename, outside)
+    (shoot / "linked.jpg").symlink_to(outside)  # inside the shoot, pointing out of the roots
+    os.mkfifo(shoot / "pipe.jpg")  # opening it would block the run
+    override_settings(
+        allowed_roots=json.dumps([str(tmp_path / "shoots"), str(out)]),
+        catalog_dir=str(tmp_path / "catalog"),
+    )
+    summary = process_shoot(
+        shoot=str(shoot), job_id="ESC-1", manifest=str(shoot / "manifest.csv"), output_root=str(out)
+    )
+    rows = {r["source_name"]: r for r in read_ledger(summary.ledger)}
+    assert rows["linked.jpg"]["lane"] == "failed" and rows["linked.jpg"]["png"] == ""
+    assert "outside the folders this studio allows" in rows["linked.jpg"]["error"]
+    assert rows["pipe.jpg"]["lane"] == "failed"
+    assert "is a FIFO, not a regular file" in rows["pipe.jpg"]["error"]
+    assert rows[DEFAULT_SAMPLES[0].filename]["lane"] in {"auto", "review"}
+    assert not list((out / "ESC-1").rglob("linked*.png"))  # nothing made from the outside file
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "fifo"])
+def test_a_device_or_fifo_as_retouched_file_is_refused_without_reading_it(
+    tmp_path: Path, device: str
+):
+    import os
+
+    from cutline.domain.items import ImageItem
+    from tasks.review import ReviewDecision, validate_decision
+
+    if device == "fifo":
+        device = str(tmp_path / "mask.png")
+        os.mkfifo(device)  # reading it would wait for a writer for ever
+    item = ImageItem(index=0, source="/s/a.jpg", source_name="a.jpg", image_id="a")
+    problem = validate_decision(
+        ReviewDecision(decision="replace", retouched_file=device, retoucher="Ana"), item
+    )
+    assert "not a regular file" in problem and "exported PNG or TIFF" in problem

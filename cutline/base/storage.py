@@ -7,6 +7,7 @@ import errno
 import io
 import os
 import posixpath
+import stat
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from cutline.base.errors import StorageFullError, StorageUnwritableError
+from cutline.base.errors import ImageInputError, StorageFullError, StorageUnwritableError
 from cutline.base.settings import get_settings
 
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -182,6 +183,35 @@ def list_shoot_files(root: str) -> tuple[list[str], list[str]]:
         suffix = posixpath.splitext(rel)[1].lower()
         (ignored if suffix in SIDECAR_SUFFIXES else inputs).append(loc.uri(path))
     return sorted(inputs), sorted(ignored)
+
+
+def require_regular_file(uri: str, name: str) -> None:
+    """Refuse, without opening it, a local input that is not a regular file once symlinks are
+    followed: reading a FIFO blocks for ever, a device such as /dev/zero never ends."""
+    loc = locate(uri)
+    if not loc.is_local:
+        return
+    try:
+        mode = os.stat(loc.path).st_mode
+    except FileNotFoundError:
+        return  # the read that follows says the file does not exist
+    except OSError as exc:
+        raise ImageInputError(name, f"cannot be read ({exc.strerror}).") from None
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "not a file"
+        )
+        raise ImageInputError(
+            name,
+            f"is {kind}, not a regular file; only image files are processed.",
+            hint="Remove it from the shoot folder.",
+        )
 
 
 def relative_name(root: str, uri: str) -> str:
