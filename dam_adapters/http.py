@@ -11,13 +11,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from cutline.base import storage
-from cutline.base.errors import CutlineError
+from cutline.base.errors import ConfigError, CutlineError
+from cutline.base.redact import redact, redact_url
 from cutline.base.yamlfile import load_model
 from dam_adapters.base import (
     ApprovalState,
@@ -112,8 +113,16 @@ class HttpDam(DamAdapter):
         max_backoff: float = 60.0,
         sleep=time.sleep,
     ) -> None:
+        if urlsplit(base_url).username or urlsplit(base_url).password:
+            raise ConfigError(
+                "The DAM base URL carries a user name or password "
+                f"({redact_url(base_url)}); it would be printed and stored with every record.",
+                hint="Remove it from CUTLINE_DAM_HTTP_BASE_URL and give the credential as "
+                "CUTLINE_DAM_HTTP_TOKEN (sent only in the authorization header).",
+            )
         self.base_url = base_url.rstrip("/")
         self.mapping = mapping
+        self._secrets = [token] if token else []
         self.max_retries = max_retries
         self.max_backoff = max_backoff
         self._sleep = sleep
@@ -167,13 +176,14 @@ class HttpDam(DamAdapter):
                     headers=headers,
                 )
             except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                last = redact(f"{type(exc).__name__}: {exc}", self._secrets)
             else:
                 if response.status_code == 404 and allow_404:
                     return None
                 if response.status_code < 400:
                     return response
-                last = f"HTTP {response.status_code} {response.text[:200]}"
+                # The body may echo the request, credentials included: never copy them on.
+                last = f"HTTP {response.status_code} {redact(response.text, self._secrets)[:300]}"
                 if response.status_code not in RETRY_STATUSES:
                     break
             if attempt < self.max_retries:

@@ -30,13 +30,21 @@ class DamState:
     assets: dict[str, dict] = field(default_factory=dict)
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
-    failures: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    failures: list[tuple[int, dict[str, str], bool]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fail_next(self, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
-        """Answer the next ``times`` requests with ``status`` (and headers, e.g. Retry-After)."""
+    def fail_next(
+        self,
+        status: int,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        echo: bool = False,
+    ) -> None:
+        """Answer the next ``times`` requests with ``status`` (and headers, e.g. Retry-After);
+        ``echo`` puts the request's headers, credentials included, into the error body, as
+        careless servers do."""
         with self.lock:
-            self.failures.extend([(status, headers or {})] * times)
+            self.failures.extend([(status, headers or {}, echo)] * times)
 
 
 def _handler(state: DamState):
@@ -70,7 +78,8 @@ def _handler(state: DamState):
                 )
                 failure = state.failures.pop(0) if state.failures else None
             if failure is not None:
-                self._send(failure[0], {"error": "injected"}, failure[1])
+                echoed = {"request_headers": dict(self.headers.items())} if failure[2] else {}
+                self._send(failure[0], {"error": "injected", **echoed}, failure[1])
                 return
             if self.headers.get("Authorization") != f"Bearer {state.token}":
                 self._send(401, {"error": "bad credential"})

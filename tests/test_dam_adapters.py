@@ -146,6 +146,24 @@ class TestHttpDam(DamAdapterContract):
             for r in dam_server.state.requests
         )
 
+    def test_an_error_body_echoing_the_token_never_carries_it_on(self, dam_server, rendition_uri):
+        from dam_adapters.http import DamHttpError
+
+        adapter = _http_adapter(dam_server.url, sleep=lambda _: None, max_retries=0)
+        dam_server.state.fail_next(400, echo=True)
+        with pytest.raises(DamHttpError) as info:
+            adapter.register(self.submission(rendition_uri))
+        message = str(info.value)
+        assert "HTTP 400" in message and "request_headers" in message  # the body is kept...
+        assert DAM_TOKEN not in message and "[redacted]" in message  # ...without the token
+
+    def test_a_base_url_with_a_password_is_refused_without_printing_it(self):
+        from cutline.base.errors import ConfigError
+
+        with pytest.raises(ConfigError) as info:
+            _http_adapter("https://studio:hunter22@dam.example/api")
+        assert "hunter22" not in str(info.value) and "CUTLINE_DAM_HTTP_TOKEN" in str(info.value)
+
     def test_client_errors_are_not_retried(self, dam_server, rendition_uri):
         from dam_adapters.http import DamHttpError
 

@@ -142,3 +142,13 @@ def test_a_review_outcome_written_into_the_ledger_is_spreadsheet_safe_too(tmp_pa
     assert "'=1+1" in text and "'+note" in text
     (row,) = read_ledger(str(tmp_path / "CSV-2" / "ledger.csv"))
     assert row["reviewed_by"] == "=1+1" and row["review_note"] == "+note"
+
+
+def test_a_failure_reason_never_carries_a_password_or_an_authorization_value():
+    item = _item(0, Lane.AUTO)
+    item.fail(
+        "register",
+        'POST https://ops:hunter22@dam.example/assets failed: {"Authorization": "Bearer abc.def"}',
+    )
+    assert "hunter22" not in item.error and "abc.def" not in item.error
+    assert "https://[redacted]@dam.example/assets" in item.error

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cutline.base import storage
 from cutline.base.errors import ConfigError
 from cutline.base.naming import safe_component
+from cutline.base.redact import redact
 from rules.engine import Lane
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -81,9 +82,10 @@ class ImageItem(BaseModel):
         return self.lane == Lane.FAILED
 
     def fail(self, stage: str, message: str) -> None:
-        """Put the image in the failed lane with a reason naming the stage."""
+        """Put the image in the failed lane with a reason naming the stage (any password in
+        a URL or authorization value in the message is redacted: it goes to the ledger)."""
         self.lane = Lane.FAILED
-        self.error = f"{stage}: {message}"
+        self.error = f"{stage}: {redact(message)}"
         self.reasons = self.error
 
 
