@@ -19,6 +19,7 @@ class ApprovalState(StrEnum):
     REJECTED = "rejected"  # a retoucher asked for a reshoot
     SIGNED_OFF = "signed-off"  # the producer (or client) signed the shoot off
     SENT_BACK = "sent-back"  # the producer sent it back to the review lane
+    WITHDRAWN = "withdrawn"  # its source left the shoot or was replaced by a new version
 
 
 def idempotency_key(job_id: str, source_sha256: str) -> str:

@@ -49,6 +49,7 @@ from rules.engine import load_rules
 from rules.presets import load_presets
 from tasks.context import BatchRef, ShootContext
 from tasks.ingest import plan_shoot
+from tasks.register import withdraw_stale_assets
 from tasks.signoff import request_signoff
 from tasks.stages import stage_tasks
 
@@ -245,6 +246,10 @@ def process_shoot(
         )
         summary.cost = cost_report(tally, summary.wall_seconds, settings)
         summary.manifest, summary.warnings = manifest or "", warnings
+        summary.withdrawn = [
+            f"{r.sku} ({r.source_name}): {r.note}"
+            for r in withdraw_stale_assets(adapter, job_id, tally.versions())
+        ]
         try:
             summary.signoff_run_id = request_signoff(
                 job_id, out_root, reason=f"shoot:{flow_run.get_id()}"

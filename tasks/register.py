@@ -6,7 +6,14 @@ from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
 from cutline.domain.limits import dam_write_slot
 from cutline.domain.workstate import WorkState, file_fingerprint, stage_key
-from dam_adapters import ApprovalState, AssetSubmission, DamAdapter, create_adapter, idempotency_key
+from dam_adapters import (
+    ApprovalState,
+    AssetRecord,
+    AssetSubmission,
+    DamAdapter,
+    create_adapter,
+    idempotency_key,
+)
 from rules.engine import Lane
 from tasks.context import ImageWork, ShootContext
 from tasks.export import export_key
@@ -52,6 +59,36 @@ def register_item(
 
 
 REGISTER_LANES = frozenset({Lane.AUTO})
+
+
+def withdraw_stale_assets(
+    adapter: DamAdapter, job_id: str, current: dict[str, set[str]]
+) -> list[AssetRecord]:
+    """Make the DAM match the shoot after a rerun: every asset of the job whose source file
+    is no longer in the shoot, or whose content was replaced by a new version under the same
+    name, is withdrawn (a state of its own, with the reason, kept in its history) instead of
+    staying approved next to the new one.
+
+    ``current`` maps each input's name in the shoot to the content hashes seen this run ('' when
+    the file could not be read, which withdraws nothing under that name).
+    """
+    withdrawn = []
+    for record in adapter.list_job(job_id):
+        if record.approval_state == ApprovalState.WITHDRAWN:
+            continue
+        versions = current.get(record.source_name)
+        if versions is not None and (record.content_hash in versions or "" in versions):
+            continue
+        note = (
+            f"superseded: {record.source_name} was replaced by a new version in the shoot"
+            if versions
+            else f"withdrawn: {record.source_name} is no longer in the shoot"
+        )
+        dam_write_slot()
+        withdrawn.append(
+            adapter.update_approval(record.dam_id, ApprovalState.WITHDRAWN, by="cutline", note=note)
+        )
+    return withdrawn
 
 
 def make_register(ctx: ShootContext) -> ImageWork:

@@ -75,7 +75,10 @@ def counts_by_lane(records: list[AssetRecord]) -> dict[str, int]:
     """Assets per lane and approval state, e.g. {'auto': 3, 'review: approved': 1}."""
     counts: dict[str, int] = {}
     for record in records:
-        key = "auto" if lane_of(record) == "auto" else f"review: {record.approval_state.value}"
+        if record.approval_state == ApprovalState.WITHDRAWN:  # gone from the shoot: not signed
+            key = "withdrawn (no longer in the shoot)"
+        else:
+            key = "auto" if lane_of(record) == "auto" else f"review: {record.approval_state.value}"
         counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items()))
 

@@ -316,3 +316,50 @@ def test_edge_refinement_switched_on_by_category_in_the_rules(
     assert rows["SKU-1002"]["refinement"] == "guided-filter"
     assert rows["SKU-1001"]["refinement"] == ""
     assert all(r["lane"] == "auto" and Path(r["mask"]).is_file() for r in rows.values())
+
+
+def test_a_rerun_after_the_shoot_changed_makes_the_dam_match_it(
+    prefect_server, model_home, tmp_path, override_settings, settings
+):
+    """A file deleted and a file replaced by a new version under the same name: the rerun
+    withdraws the deleted image's asset and the superseded version (with the reason, kept in
+    history), registers the new version, and leaves the unchanged image alone."""
+    from cutline.imaging.samples import render_sample
+    from flows.process_shoot import process_shoot
+
+    shoot, out = tmp_path / "shoot", tmp_path / "out"
+    kept, replaced, deleted = DEFAULT_SAMPLES[:3]
+    write_sample_shoot(shoot, (kept, replaced, deleted), size=(320, 240))
+    (shoot / "manifest.csv").unlink()  # SKUs from the file names; no always-review category
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('version: "all-auto"\nconfidence: {review_below: 0.0}\n')
+    override_settings(rules_file=str(rules), catalog_dir=str(tmp_path / "catalog"))
+    catalog = LocalCatalog(tmp_path / "catalog")
+
+    first = process_shoot(shoot=str(shoot), job_id="CHANGED-1", output_root=str(out))
+    assert first.lanes["auto"] == 3 and first.withdrawn == []
+    before = {r.source_name: r for r in catalog.list_job("CHANGED-1")}
+
+    (shoot / deleted.filename).unlink()
+    render_sample(replaced, (320, 240), seed=99).save(shoot / replaced.filename, quality=80)
+    again = process_shoot(shoot=str(shoot), job_id="CHANGED-1", output_root=str(out))
+
+    records = catalog.list_job("CHANGED-1")
+    by_state: dict[str, list] = {}
+    for record in records:
+        by_state.setdefault(record.approval_state.value, []).append(record)
+    withdrawn = {r.dam_id: r for r in by_state["withdrawn"]}
+    assert set(withdrawn) == {before[deleted.filename].dam_id, before[replaced.filename].dam_id}
+    assert "is no longer in the shoot" in withdrawn[before[deleted.filename].dam_id].note
+    assert "replaced by a new version" in withdrawn[before[replaced.filename].dam_id].note
+    assert all(r.history[-1]["state"] == "withdrawn" for r in withdrawn.values())
+    live = {r.source_name: r for r in by_state["auto-approved"]}
+    assert set(live) == {kept.filename, replaced.filename}
+    assert live[kept.filename].revision == before[kept.filename].revision  # untouched
+    assert live[replaced.filename].dam_id != before[replaced.filename].dam_id  # the new version
+    rows = read_ledger(again.ledger)
+    assert sorted(r["source_name"] for r in rows) == sorted([kept.filename, replaced.filename])
+    assert len(again.withdrawn) == 2
+    # A third, unchanged run withdraws nothing more.
+    third = process_shoot(shoot=str(shoot), job_id="CHANGED-1", output_root=str(out))
+    assert third.withdrawn == []

@@ -38,6 +38,7 @@ class ShootSummary(BaseModel):
     contact_sheet: str = ""
     manifest: str = ""
     warnings: list[str] = []
+    withdrawn: list[str] = []
 
 
 def summarize(
@@ -135,6 +136,14 @@ def summary_markdown(summary: ShootSummary) -> str:
     ]
     if summary.warnings:
         lines += ["", "## Warnings", "", *[f"- {w}" for w in summary.warnings]]
+    if summary.withdrawn:
+        lines += [
+            "",
+            f"## Withdrawn from the DAM ({len(summary.withdrawn)})",
+            "",
+            *[f"- {w}" for w in summary.withdrawn[:LISTED_ROWS]],
+            *_more(len(summary.withdrawn)),
+        ]
     if summary.cost:
         c = summary.cost
         lines += [
