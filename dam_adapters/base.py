@@ -22,9 +22,13 @@ class ApprovalState(StrEnum):
     WITHDRAWN = "withdrawn"  # its source left the shoot or was replaced by a new version
 
 
-def idempotency_key(job_id: str, source_sha256: str) -> str:
-    """The key that makes registration idempotent: the same image in the same job."""
-    return f"{job_id}:{source_sha256}"
+def idempotency_key(job_id: str, sku: str, source_name: str, source_sha256: str) -> str:
+    """The key that makes registration idempotent: the asset the studio means, i.e. this
+    file (by its name in the shoot and its content) as this SKU in this job. Identical bytes
+    under two SKUs or two names are two assets. SKU and name are hashed, so the key stays
+    ASCII (it travels as an HTTP header)."""
+    who = hashlib.sha256(f"{sku}\x1f{source_name}".encode()).hexdigest()[:16]
+    return f"{job_id}:{who}:{source_sha256}"
 
 
 def dam_id_for(key: str) -> str:
@@ -62,7 +66,7 @@ class AssetSubmission(BaseModel):
     @property
     def key(self) -> str:
         """Idempotency key of this submission."""
-        return idempotency_key(self.job_id, self.content_hash)
+        return idempotency_key(self.job_id, self.sku, self.source_name, self.content_hash)
 
 
 class AssetRecord(AssetSubmission):

@@ -62,28 +62,31 @@ REGISTER_LANES = frozenset({Lane.AUTO})
 
 
 def withdraw_stale_assets(
-    adapter: DamAdapter, job_id: str, current: dict[str, set[str]]
+    adapter: DamAdapter, job_id: str, current: dict[str, set[tuple[str, str]]]
 ) -> list[AssetRecord]:
     """Make the DAM match the shoot after a rerun: every asset of the job whose source file
-    is no longer in the shoot, or whose content was replaced by a new version under the same
-    name, is withdrawn (a state of its own, with the reason, kept in its history) instead of
-    staying approved next to the new one.
+    is no longer in the shoot, whose content was replaced by a new version under the same
+    name, or whose file now belongs to another SKU, is withdrawn (a state of its own, with the
+    reason, kept in its history) instead of staying approved next to the new one.
 
-    ``current`` maps each input's name in the shoot to the content hashes seen this run ('' when
-    the file could not be read, which withdraws nothing under that name).
+    ``current`` maps each input's name in the shoot to the (content hash, SKU) pairs seen this
+    run (an empty hash when the file could not be read, which withdraws nothing of that name).
     """
     withdrawn = []
     for record in adapter.list_job(job_id):
         if record.approval_state == ApprovalState.WITHDRAWN:
             continue
         versions = current.get(record.source_name)
-        if versions is not None and (record.content_hash in versions or "" in versions):
+        hashes = {sha for sha, _ in versions or ()}
+        if versions is not None and ((record.content_hash, record.sku) in versions or "" in hashes):
             continue
-        note = (
-            f"superseded: {record.source_name} was replaced by a new version in the shoot"
-            if versions
-            else f"withdrawn: {record.source_name} is no longer in the shoot"
-        )
+        if not versions:
+            note = f"withdrawn: {record.source_name} is no longer in the shoot"
+        elif record.content_hash in hashes:
+            skus = ", ".join(sorted(sku for sha, sku in versions if sha == record.content_hash))
+            note = f"superseded: {record.source_name} is now SKU {skus} in the manifest"
+        else:
+            note = f"superseded: {record.source_name} was replaced by a new version in the shoot"
         dam_write_slot()
         withdrawn.append(
             adapter.update_approval(record.dam_id, ApprovalState.WITHDRAWN, by="cutline", note=note)
@@ -104,7 +107,7 @@ def make_register(ctx: ShootContext) -> ImageWork:
         if (
             done is not None
             and done.dam_id
-            and adapter.find(idempotency_key(ctx.job_id, item.sha256))
+            and adapter.find(idempotency_key(ctx.job_id, item.sku, item.source_name, item.sha256))
         ):
             item.dam_id = done.dam_id  # registered by an earlier run, and still in the DAM
             item.reused.append("register")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dam_adapters import ApprovalState, AssetSubmission, DamAdapter
+from dam_adapters import ApprovalState, AssetSubmission, DamAdapter, idempotency_key
 
 
 class DamAdapterContract:
@@ -53,7 +53,9 @@ class DamAdapterContract:
         assert record.channels == ["web", "marketplace"]
         assert record.approval_state == ApprovalState.AUTO_APPROVED
         assert record.content_hash == "a1" * 32
-        assert record.idempotency_key == "SS26-0142:" + "a1" * 32
+        assert record.idempotency_key == idempotency_key(
+            "SS26-0142", "SKU-100", "SKU-100_front.jpg", "a1" * 32
+        )
         assert set(record.renditions) == {"png"}
         assert adapter.get(record.dam_id) == record
 
@@ -61,10 +63,20 @@ class DamAdapterContract:
         self, adapter, rendition_uri
     ):
         first = adapter.register(self.submission(rendition_uri))
-        second = adapter.register(self.submission(rendition_uri, sku="SKU-100-B"))
+        second = adapter.register(self.submission(rendition_uri, category="homeware"))
         assert second.dam_id == first.dam_id
         assert second.revision == first.revision + 1
-        assert [r.sku for r in adapter.list_job("SS26-0142")] == ["SKU-100-B"]
+        assert [r.category for r in adapter.list_job("SS26-0142")] == ["homeware"]
+
+    def test_identical_bytes_under_two_skus_are_two_assets(self, adapter, rendition_uri):
+        # The same product shot filed twice (two colourways shot once, a duplicated file):
+        # each SKU must reach the DAM.
+        one = adapter.register(self.submission(rendition_uri))
+        two = adapter.register(
+            self.submission(rendition_uri, sku="SKU-200", source_name="SKU-200_front.jpg")
+        )
+        assert one.dam_id != two.dam_id and one.content_hash == two.content_hash
+        assert sorted(r.sku for r in adapter.list_job("SS26-0142")) == ["SKU-100", "SKU-200"]
 
     def test_registering_the_identical_image_again_changes_nothing(self, adapter, rendition_uri):
         first = adapter.register(self.submission(rendition_uri))

@@ -33,10 +33,10 @@ def _submission(tmp_path: Path, **changes) -> AssetSubmission:
 def test_registering_twice_updates_instead_of_duplicating(tmp_path: Path):
     catalog = LocalCatalog(tmp_path / "catalog")
     first = catalog.register(_submission(tmp_path))
-    second = catalog.register(_submission(tmp_path, sku="SKU-1b"))
+    second = catalog.register(_submission(tmp_path, campaign="AW27"))
     assert first.dam_id == second.dam_id
     assert second.revision == 2 and second.created_at == first.created_at
-    assert [r.sku for r in catalog.list_job("SS26-0142")] == ["SKU-1b"]
+    assert [r.campaign for r in catalog.list_job("SS26-0142")] == ["AW27"]
     assert len(list((tmp_path / "catalog" / "records").glob("*.json"))) == 1
 
 

@@ -336,9 +336,13 @@ def test_a_rerun_after_the_shoot_changed_makes_the_dam_match_it(
     override_settings(rules_file=str(rules), catalog_dir=str(tmp_path / "catalog"))
     catalog = LocalCatalog(tmp_path / "catalog")
 
+    twin = "SKU-9001_front.jpg"  # identical bytes filed under a second SKU
+    (shoot / twin).write_bytes((shoot / kept.filename).read_bytes())
     first = process_shoot(shoot=str(shoot), job_id="CHANGED-1", output_root=str(out))
-    assert first.lanes["auto"] == 3 and first.withdrawn == []
+    assert first.lanes["auto"] == 4 and first.withdrawn == []
     before = {r.source_name: r for r in catalog.list_job("CHANGED-1")}
+    assert len({r.dam_id for r in before.values()}) == 4  # the twin is an asset of its own
+    assert before[twin].sku == "SKU-9001" and before[kept.filename].sku == kept.sku
 
     (shoot / deleted.filename).unlink()
     render_sample(replaced, (320, 240), seed=99).save(shoot / replaced.filename, quality=80)
@@ -354,11 +358,13 @@ def test_a_rerun_after_the_shoot_changed_makes_the_dam_match_it(
     assert "replaced by a new version" in withdrawn[before[replaced.filename].dam_id].note
     assert all(r.history[-1]["state"] == "withdrawn" for r in withdrawn.values())
     live = {r.source_name: r for r in by_state["auto-approved"]}
-    assert set(live) == {kept.filename, replaced.filename}
+    assert set(live) == {kept.filename, replaced.filename, twin}
     assert live[kept.filename].revision == before[kept.filename].revision  # untouched
     assert live[replaced.filename].dam_id != before[replaced.filename].dam_id  # the new version
     rows = read_ledger(again.ledger)
-    assert sorted(r["source_name"] for r in rows) == sorted([kept.filename, replaced.filename])
+    assert sorted(r["source_name"] for r in rows) == sorted(
+        [kept.filename, replaced.filename, twin]
+    )
     assert len(again.withdrawn) == 2
     # A third, unchanged run withdraws nothing more.
     third = process_shoot(shoot=str(shoot), job_id="CHANGED-1", output_root=str(out))

@@ -157,11 +157,11 @@ class ShootTally:
         """The first TABLE_ROWS images in shoot order, for the UI's table."""
         return [row for _, row in sorted(self.table, key=lambda pair: pair[0])]
 
-    def versions(self) -> dict[str, set[str]]:
-        """Each input's name in the shoot and the content hashes seen for it."""
-        seen: dict[str, set[str]] = defaultdict(set)
+    def versions(self) -> dict[str, set[tuple[str, str]]]:
+        """Each input's name in the shoot and the (content hash, SKU) pairs seen for it."""
+        seen: dict[str, set[tuple[str, str]]] = defaultdict(set)
         for row in self.ledger_rows():
-            seen[row["source_name"]].add(row["sha256"])
+            seen[row["source_name"]].add((row["sha256"], row["sku"]))
         return dict(seen)
 
     def ledger_rows(self) -> Iterator[dict[str, str]]:
