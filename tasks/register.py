@@ -78,9 +78,17 @@ def withdraw_stale_assets(
             continue
         versions = current.get(record.source_name)
         hashes = {sha for sha, _ in versions or ()}
-        if versions is not None and ((record.content_hash, record.sku) in versions or "" in hashes):
+        key = idempotency_key(job_id, record.sku, record.source_name, record.content_hash)
+        legacy = record.idempotency_key != key and adapter.find(key) is not None
+        if (
+            versions is not None
+            and ((record.content_hash, record.sku) in versions or "" in hashes)
+            and not legacy
+        ):
             continue
-        if not versions:
+        if legacy:  # registered before the key named SKU and file; the rerun registered it anew
+            note = f"superseded: {record.source_name} is registered again as {key}"
+        elif not versions:
             note = f"withdrawn: {record.source_name} is no longer in the shoot"
         elif record.content_hash in hashes:
             skus = ", ".join(sorted(sku for sha, sku in versions if sha == record.content_hash))

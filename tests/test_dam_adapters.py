@@ -184,3 +184,38 @@ def test_retry_after_parsing(header, expected):
     from dam_adapters.http import retry_after_seconds
 
     assert retry_after_seconds(header, now=5.0) == expected
+
+
+@pytest.mark.slow
+def test_an_asset_registered_under_the_old_key_is_withdrawn_once_registered_anew(
+    prefect_server, settings, tmp_path
+):
+    """Catalogs written before the key named SKU and file: a rerun registers the asset under
+    the new key, and the old record is withdrawn instead of standing beside it."""
+    from cutline.domain.limits import ensure_limits
+    from dam_adapters import ApprovalState, AssetSubmission
+    from dam_adapters.base import dam_id_for, next_record
+    from dam_adapters.local_catalog import LocalCatalog
+    from tasks.register import withdraw_stale_assets
+
+    ensure_limits(settings)  # withdrawals honour the DAM write rate limit
+
+    catalog = LocalCatalog(tmp_path / "catalog")
+    png = tmp_path / "c.png"
+    png.write_bytes(b"png")
+    asset = AssetSubmission(
+        job_id="OLD-1",
+        sku="SKU-1",
+        source="/s/a.jpg",
+        source_name="a.jpg",
+        content_hash="c" * 64,
+        approval_state=ApprovalState.AUTO_APPROVED,
+        renditions={"png": str(png)},
+    )
+    legacy_key = f"OLD-1:{'c' * 64}"  # the key format before
+    draft = next_record(None, asset, {"png": str(png)}, dam_id=dam_id_for(legacy_key))
+    catalog._write(draft.model_copy(update={"idempotency_key": legacy_key}))  # as an old catalog
+    fresh = catalog.register(asset)  # what the rerun does
+    (gone,) = withdraw_stale_assets(catalog, "OLD-1", {"a.jpg": {("c" * 64, "SKU-1")}})
+    assert gone.idempotency_key == legacy_key and gone.approval_state == ApprovalState.WITHDRAWN
+    assert catalog.get(fresh.dam_id).approval_state == ApprovalState.AUTO_APPROVED
