@@ -81,7 +81,17 @@ def test_image_ids_are_unique_even_when_names_collide():
     ids = image_ids(["a b.jpg", "a_b.jpg", "x/IMG.jpg", "y/IMG.jpg", "IMG.jpg", "IMG.png"])
     assert len(set(ids.values())) == 6
     assert ids["x/IMG.jpg"] == "x__IMG"
-    assert ids["IMG.jpg"].startswith("IMG-") and ids["IMG.png"].startswith("IMG-")
+    assert ids["IMG.jpg"].startswith("IMG~") and ids["IMG.png"].startswith("IMG~")
+
+
+def test_a_file_named_like_another_files_disambiguated_id_cannot_take_it():
+    from cutline.base.naming import short_hash
+
+    # x.jpg and x.png need disambiguating; a third file is named after what x.jpg's id was
+    # (and would be under a '-' suffix): it must not share an output name with either.
+    names = ["x.jpg", "x.png", f"x-{short_hash('x.jpg')}.tif", f"x~{short_hash('x.jpg')}.tif"]
+    ids = image_ids(names)
+    assert len(set(ids.values())) == len(names), ids
 
 
 def test_an_unquoted_comma_stops_the_run_instead_of_shifting_columns():

@@ -28,13 +28,18 @@ def short_hash(text: str, length: int = 8) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:length]
 
 
+# Joins a name to its disambiguating hash. safe_component never produces it, so no input file
+# name can imitate the disambiguated id of another file (e.g. a file named 'x-1a2b3c4d.tif').
+DISAMBIGUATOR = "~"
+
+
 def image_ids(relative_names: list[str]) -> dict[str, str]:
     """A unique, path-safe id per input file, readable where the name allows.
 
     The id is the file's path inside the shoot without its suffix, sanitised, with
     folders joined by '__'. When two files would get the same id (e.g. 'a b.jpg' and
-    'a_b.jpg', or the same name with two suffixes), each gets a short hash of its
-    original path appended.
+    'a_b.jpg', or the same name with two suffixes), each gets '~' and a hash of its original
+    path appended; a sanitised name never contains '~', so ids are unique by construction.
     """
     base: dict[str, str] = {}
     for rel in relative_names:
@@ -44,7 +49,13 @@ def image_ids(relative_names: list[str]) -> dict[str, str]:
     counts: dict[str, int] = {}
     for value in base.values():
         counts[value] = counts.get(value, 0) + 1
-    return {
-        rel: (f"{value}-{short_hash(rel)}" if counts[value] > 1 else value)
+    ids = {
+        rel: (f"{value}{DISAMBIGUATOR}{short_hash(rel)}" if counts[value] > 1 else value)
         for rel, value in base.items()
     }
+    if len(set(ids.values())) < len(ids):  # two paths share a short hash: use the whole hash
+        ids = {
+            rel: (f"{value}{DISAMBIGUATOR}{short_hash(rel, 40)}" if counts[value] > 1 else value)
+            for rel, value in base.items()
+        }
+    return ids
