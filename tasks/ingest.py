@@ -11,7 +11,13 @@ from cutline.base import storage
 from cutline.base.naming import image_ids
 from cutline.domain.items import ImageItem
 from cutline.domain.locations import check_location
-from cutline.domain.manifest import Manifest, deadline_text, derive_sku, parse_manifest
+from cutline.domain.manifest import (
+    Manifest,
+    deadline_text,
+    derive_sku,
+    manifest_row_item,
+    parse_manifest,
+)
 from cutline.domain.workstate import WorkState
 from cutline.imaging.codec import decode_image
 from rules.presets import load_presets
@@ -36,7 +42,7 @@ class ShootPlan(BaseModel):
 
     @property
     def inputs(self) -> list[str]:
-        """Every input file, in shoot order."""
+        """Every input file in shoot order, then every manifest row that names no file."""
         return [p.source for batch in self.planned for p in batch]
 
     def items(self) -> list[ImageItem]:
@@ -117,9 +123,15 @@ def plan_shoot(ctx: ShootContext, manifest_uri: str | None, batch_size: int) -> 
         items.append(item)
         if len(items) == batch_size:
             flush()
+    unused = sorted(set(manifest.rows) - used_rows)
+    for offset, filename in enumerate(unused):  # a row of their own in the ledger, failed
+        items.append(
+            manifest_row_item(manifest.rows[filename], manifest_uri or "", len(inputs) + offset)
+        )
+        if len(items) == batch_size:
+            flush()
     if items:
         flush()
-    unused = sorted(set(manifest.rows) - used_rows)
     return ShootPlan(
         refs=refs, planned=planned, ignored=ignored, manifest_rows_without_files=unused
     )

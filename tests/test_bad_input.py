@@ -136,8 +136,9 @@ def corpus_run(prefect_server, model_home, tmp_path_factory):
 
 def test_every_file_is_in_exactly_one_lane_and_the_ledger_reconciles(corpus_run):
     summary, rows, expected, _, _ = corpus_run
-    assert sorted(rows) == sorted(expected)
-    assert sum(summary.lanes.values()) == len(expected) == summary.total
+    # Every file, and the manifest row that names no file, each have one ledger row.
+    assert sorted(rows) == sorted([*expected, "missing-file.jpg"])
+    assert sum(summary.lanes.values()) == len(expected) + 1 == summary.total
     for name, lane in expected.items():
         got = rows[name]["lane"]
         assert (got == "failed") == (lane == "failed"), (name, got, rows[name]["error"])
@@ -200,6 +201,9 @@ def test_hostile_names_and_skus_stay_inside_the_output_root(corpus_run):
     assert unicode_row["image_id"].isascii() and " " not in unicode_row["image_id"]
 
 
-def test_manifest_rows_without_files_are_reported(corpus_run):
-    summary, _, _, _, _ = corpus_run
+def test_manifest_rows_without_files_are_reported_and_in_the_ledger(corpus_run):
+    summary, rows, _, _, _ = corpus_run
     assert summary.manifest_rows_without_files == ["missing-file.jpg"]
+    row = rows["missing-file.jpg"]
+    assert row["lane"] == "failed" and row["sku"] == "SKU-GONE"
+    assert "no file for this manifest row (line 4 names 'missing-file.jpg')" in row["error"]

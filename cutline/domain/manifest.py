@@ -13,6 +13,7 @@ from datetime import datetime
 import pandas as pd
 
 from cutline.base.errors import ConfigError
+from cutline.domain.items import ImageItem
 
 KNOWN_COLUMNS = (
     "filename",
@@ -269,3 +270,33 @@ def derive_sku(relative_name: str, pattern: str) -> str:
     if match and match.groupdict().get("sku"):
         return match.group("sku")
     return stem
+
+
+MANIFEST_ROW_MARK = "#manifest-line-"
+
+
+def manifest_row_item(row: ManifestRow, manifest_uri: str, index: int) -> ImageItem:
+    """The ledger's record of a manifest row that names no file of the shoot: failed, with
+    the row's data, so the ledger accounts for every manifest row as well as every file."""
+    item = ImageItem(
+        index=index,
+        source=f"{manifest_uri}{MANIFEST_ROW_MARK}{row.line}",
+        source_name=row.filename,
+        image_id=f"manifest-line-{row.line}",
+        sku=row.sku,
+        category=row.category,
+        campaign=row.campaign,
+        deadline=deadline_text(row),
+        manifest_line=row.line,
+    )
+    item.fail(
+        "manifest",
+        f"no file for this manifest row (line {row.line} names '{row.filename}'). Add the file "
+        "to the shoot folder, or correct or remove the row, then rerun the job.",
+    )
+    return item
+
+
+def is_manifest_row(source: str) -> bool:
+    """Whether a ledger source is a manifest row without a file (not a file of the shoot)."""
+    return MANIFEST_ROW_MARK in source

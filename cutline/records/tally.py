@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cutline.domain.items import ImageItem, JobLayout
+from cutline.domain.manifest import is_manifest_row
 from cutline.records.ledger import (
     LEDGER_COLUMNS,
     ReconciliationError,
@@ -158,10 +159,12 @@ class ShootTally:
         return [row for _, row in sorted(self.table, key=lambda pair: pair[0])]
 
     def versions(self) -> dict[str, set[tuple[str, str]]]:
-        """Each input's name in the shoot and the (content hash, SKU) pairs seen for it."""
+        """Each input file's name in the shoot and the (content hash, SKU) pairs seen for it
+        (manifest rows without a file are not files of the shoot)."""
         seen: dict[str, set[tuple[str, str]]] = defaultdict(set)
         for row in self.ledger_rows():
-            seen[row["source_name"]].add((row["sha256"], row["sku"]))
+            if not is_manifest_row(row["source"]):
+                seen[row["source_name"]].add((row["sha256"], row["sku"]))
         return dict(seen)
 
     def ledger_rows(self) -> Iterator[dict[str, str]]:
