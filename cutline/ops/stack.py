@@ -193,6 +193,36 @@ def _ensure_limits_on(settings: CutlineSettings, url: str) -> None:
         ensure_limits(settings)
 
 
+OWNER_VARIABLE = "cutline_stack_data_root"
+
+
+def _claim_server(settings: CutlineSettings, url: str, *, found_running: bool) -> None:
+    """Make sure the embedded server on our port is this stack's: a server another stack (or
+    someone else) started there would run our reviews into its own catalog. A server this
+    stack started is marked with its data root (a Prefect variable)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.variables import Variable
+
+    ours = str(settings.data_root)
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        owner = Variable.get(OWNER_VARIABLE, default=None)
+        if found_running and owner != ours:
+            whose = (
+                f"the Cutline stack with data root {owner}"
+                if owner
+                else "a Prefect server this stack did not start"
+            )
+            raise CutlineError(
+                f"Port {settings.server_port} is taken by {whose}; this stack's data root is "
+                f"{ours}. Attaching would run this stack's reviews in the other one's catalog.",
+                hint=f"Give this stack free ports (e.g. CUTLINE_SERVER_PORT="
+                f"{settings.server_port + 1} and another CUTLINE_SHARE_PORT), or use that stack's "
+                "CUTLINE_DATA_ROOT.",
+            )
+        if owner != ours:
+            Variable.set(OWNER_VARIABLE, ours, overwrite=True)
+
+
 def up(
     settings: CutlineSettings, *, timeout: float = _HEALTH_TIMEOUT, serve: bool = True
 ) -> StackStatus:
@@ -232,6 +262,8 @@ def up(
             f"Is port {settings.server_port} taken? Set CUTLINE_SERVER_PORT to another port.",
         )
     url = api_url(settings)
+    if not external_api_url():
+        _claim_server(settings, url, found_running=current.healthy and not current.managed)
     _ensure_limits_on(settings, url)
     if serve and _read_pid(_pid_file(settings, "serve")) is None:
         proc, log_path = _spawn(
