@@ -34,6 +34,7 @@ from cutline.records.summary import (
     summary_markdown,
 )
 from cutline.records.tally import ShootTally
+from cutline.services.review_queue import cancel_reviews_of_gone_files
 from dam_adapters import DamAdapter, create_adapter
 from flows.batches_on_workers import run_batches_on_workers
 from flows.outcomes import (
@@ -246,10 +247,13 @@ def process_shoot(
         )
         summary.cost = cost_report(tally, summary.wall_seconds, settings)
         summary.manifest, summary.warnings = manifest or "", warnings
+        versions = tally.versions()
         summary.withdrawn = [
             f"{r.sku} ({r.source_name}): {r.note}"
-            for r in withdraw_stale_assets(adapter, job_id, tally.versions())
+            for r in withdraw_stale_assets(adapter, job_id, versions)
         ]
+        for run_id in cancel_reviews_of_gone_files(job_id, versions):
+            logger.warning("Cancelled review run %s: its image left the shoot or changed", run_id)
         try:
             summary.signoff_run_id = request_signoff(
                 job_id, out_root, reason=f"shoot:{flow_run.get_id()}"

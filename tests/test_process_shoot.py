@@ -369,3 +369,26 @@ def test_a_rerun_after_the_shoot_changed_makes_the_dam_match_it(
     # A third, unchanged run withdraws nothing more.
     third = process_shoot(shoot=str(shoot), job_id="CHANGED-1", output_root=str(out))
     assert third.withdrawn == []
+
+
+def test_a_waiting_review_of_a_replaced_image_is_cancelled_on_rerun(
+    prefect_server, model_home, tmp_path, settings
+):
+    """Approving the old version later would publish what the shoot no longer has: the rerun
+    cancels its waiting review and the new version waits in a review of its own."""
+    from cutline.imaging.samples import render_sample
+    from cutline.services.review_queue import read_run
+    from flows.process_shoot import process_shoot
+    from tests.reviews import wait_for_reviews
+
+    glass = next(s for s in DEFAULT_SAMPLES if s.category == "glassware")
+    shoot, out = tmp_path / "shoot", tmp_path / "out"
+    write_sample_shoot(shoot, (glass,), size=(320, 240))
+    process_shoot(shoot=str(shoot), job_id="REPLACED-1", output_root=str(out))
+    (old,) = wait_for_reviews(settings, "REPLACED-1", 1)
+
+    render_sample(glass, (320, 240), seed=42).save(shoot / glass.filename, quality=80)
+    process_shoot(shoot=str(shoot), job_id="REPLACED-1", output_root=str(out))
+    assert read_run(old.run_id).state.is_cancelled()
+    (new,) = wait_for_reviews(settings, "REPLACED-1", 1)
+    assert new.run_id != old.run_id

@@ -79,6 +79,30 @@ def _entry(run: Any, settings: CutlineSettings, now: datetime, ui_url: str) -> R
     )
 
 
+def cancel_reviews_of_gone_files(job: str, current: dict[str, set[tuple[str, str]]]) -> list[str]:
+    """Cancel the open review runs of a job whose image is no longer in the shoot, or whose
+    file now holds other content: approving one later would publish what the shoot no longer
+    has. ``current`` is what `ShootTally.versions` returns. Returns the cancelled run ids."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    cancelled = []
+    with get_client(sync_client=True) as client:
+        for run in waiting_runs(job):
+            item = run.parameters.get("item", {})
+            versions = current.get(item.get("source_name", ""))
+            hashes = {sha for sha, _ in versions or ()}
+            if versions is not None and (item.get("sha256") in hashes or "" in hashes):
+                continue
+            client.set_flow_run_state(
+                run.id,
+                Cancelled(message="The image left the shoot or was replaced by a new version."),
+                force=True,
+            )
+            cancelled.append(str(run.id))
+    return cancelled
+
+
 def waiting_runs(job: str | None) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
