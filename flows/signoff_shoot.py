@@ -7,7 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.flow_runs import suspend_flow_run
 
 from cutline.base import storage
-from cutline.base.settings import get_settings
+from cutline.base.settings import CutlineSettings, get_settings
 from cutline.domain.items import JobLayout, validate_job_id
 from cutline.domain.locations import check_location
 from cutline.imaging.contact_sheet import build_contact_sheet
@@ -16,7 +16,7 @@ from cutline.records.summary import artifact_key
 from cutline.services.share import register_share
 from dam_adapters import create_adapter
 from rules.presets import load_presets
-from tasks.run_inputs import judged_once, once
+from tasks.run_inputs import judged_once, once, remembered
 from tasks.signoff import (
     SignOffDecision,
     SignOffOutcome,
@@ -49,8 +49,8 @@ def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome:
         load_presets(settings.presets_file),
         lambda record: cutouts.get((record.source_name, record.content_hash)),
     )
-    link = register_share(settings, job_id, storage.parent(sheet.index))
-    shared = f"client link {link}" if link else ""
+    link = remembered("client-link", lambda: _share(settings, job_id, sheet.index))
+    shared = f"client link {link['text']}" if link else ""
     if once("sheet-artifact"):
         create_markdown_artifact(
             markdown=signoff_description(job_id, records, sheet, shared),
@@ -72,4 +72,10 @@ def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome:
             break
         logger.warning("Sign-off answer for %s rejected: %s", job_id, problem)
         attempt += 1
-    return land_signoff(decision, job_id, output_root, sheet, link or "")
+    return land_signoff(decision, job_id, output_root, sheet, link.get("url", ""))
+
+
+def _share(settings: CutlineSettings, job_id: str, sheet_index: str) -> dict[str, str]:
+    """One client link per sign-off run (a resumed run replays, it must not issue another)."""
+    link = register_share(settings, job_id, storage.parent(sheet_index))
+    return {"url": link.url, "text": link.describe()} if link else {}

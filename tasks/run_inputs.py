@@ -4,6 +4,7 @@ one-time side effects are remembered as run inputs."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from prefect.input import create_flow_run_input, read_flow_run_input
 
@@ -16,12 +17,21 @@ def once(key: str) -> bool:
     return True
 
 
-def judged_once(key: str, judge: Callable[[], str]) -> str:
-    """``judge()`` the first time ``key`` is seen in this run, its stored verdict after that,
-    so a replayed run judges an answer the same way."""
+T = TypeVar("T")
+
+
+def remembered(key: str, make: Callable[[], T]) -> T:
+    """``make()`` the first time ``key`` is seen in this run, its stored (JSON) value after
+    that, so a replayed run sees what the first pass produced (a verdict, an issued link)."""
     stored = read_flow_run_input(key)
     if stored is not None:
         return stored
-    verdict = judge()
-    create_flow_run_input(key, verdict)
-    return verdict
+    value = make()
+    create_flow_run_input(key, value)
+    return value
+
+
+def judged_once(key: str, judge: Callable[[], str]) -> str:
+    """``judge()`` the first time ``key`` is seen in this run, its stored verdict after that,
+    so a replayed run judges an answer the same way."""
+    return remembered(key, judge)

@@ -70,9 +70,10 @@ def test_shoot_to_signoff_with_a_send_back_then_approval(
     assert all(sku in sheet for sku in auto)  # every auto asset is on the sheet
     assert (out / "SIGN-0001" / "contact-sheet" / "page-001.png").is_file()
 
-    _check_client_link(settings, text, auto)
+    link = _check_client_link(settings, text, auto)
 
     bad = decide(first.run_id, _signoff_form("send-back", "NOPE-1"))
+    assert link in form_description(first.run_id)  # the replayed run issued no second link
     assert bad.state.is_paused() and "unknown or not signable SKU(s): NOPE-1" in form_description(
         first.run_id
     )
@@ -131,28 +132,25 @@ def test_shoot_to_signoff_with_a_send_back_then_approval(
     assert "SKU-2001" in sheet and "(review, approved)" in sheet
 
 
-def _check_client_link(settings, form_text: str, skus) -> None:
-    """The read-only client link serves the sheet and nothing else."""
-    from cutline.services.share import share_url
+def _check_client_link(settings, form_text: str, skus) -> str:
+    """The form carries an expiring, unguessable client link that serves the sheet and
+    nothing else (tests/test_share.py covers expiry, revocation and path tricks)."""
+    import re
 
-    link = share_url(settings, "SIGN-0001")
-    assert f"client link {link}" in form_text
+    found = re.search(
+        r"client link (http://\S+/s/[A-Za-z0-9_-]{43}/index\.html) \(valid until ", form_text
+    )
+    assert found, form_text
+    link = found.group(1)
     page = urllib.request.urlopen(link.replace("index.html", "page-001.html"), timeout=10)
     body = page.read().decode()
     assert page.status == 200 and all(sku in body for sku in skus)
     thumb = body.split('src="', 1)[1].split('"', 1)[0]
     image = urllib.request.urlopen(link.replace("index.html", thumb), timeout=10)
     assert image.headers["Content-Type"] == "image/png"
-    base = link.rsplit("/shoots/", 1)[0]
-    for path in (
-        "/shoots/SIGN-0001/../../ledger.csv",
-        "/shoots/SIGN-0001/ledger.csv",
-        "/shoots/OTHER/index.html",
-        "/",
-    ):
+    base = link.rsplit("/s/", 1)[0]
+    for path in ("/shoots/SIGN-0001/index.html", link.rsplit("/", 1)[0] + "/../ledger.csv", "/"):
         with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(base + path, timeout=10)
+            urllib.request.urlopen(path if path.startswith("http") else base + path, timeout=10)
         assert info.value.code == 404, path
-    with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(urllib.request.Request(link, data=b"x", method="POST"), timeout=10)
-    assert info.value.code == 405
+    return link

@@ -233,6 +233,15 @@ class CutlineSettings(BaseSettings):
     share_port: int | None = Field(
         default=None, description="Port of the contact-sheet links; empty means server_port + 1."
     )
+    share_link_days: float = Field(
+        default=14.0,
+        gt=0,
+        le=365,
+        description=(
+            "Days a client link to a contact sheet keeps working; after that it answers 410 and "
+            "the producer issues a new one with `cutline signoff link JOB`."
+        ),
+    )
     runner_poll_seconds: int = Field(
         default=2,
         ge=1,

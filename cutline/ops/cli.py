@@ -469,6 +469,32 @@ def signoff_list(
         typer.echo(f"{e.job_id:16} waiting since {e.waiting_since}  {e.run_id}\n    {e.ui_url}")
 
 
+@signoff_app.command("link")
+def signoff_link(
+    job: Annotated[str, typer.Argument(help="Job ID of the shoot whose contact sheet to share.")],
+    days: Annotated[
+        float | None,
+        typer.Option("--days", min=0.01, max=365, help="Days the link works (default: setting)."),
+    ] = None,
+    revoke: Annotated[
+        bool, typer.Option("--revoke", help="Make every link of the shoot stop working now.")
+    ] = False,
+) -> None:
+    """Issue a new client link to a shoot's contact sheet (old links expire on their own),
+    or revoke them all."""
+    from cutline.services.share import renew_share, revoke_shares
+
+    settings = get_settings()
+    if revoke:
+        typer.echo(f"revoked {revoke_shares(settings, job)} link(s) of shoot {job}")
+        return
+    try:
+        link = renew_share(settings, job, days)
+    except LookupError as exc:
+        raise _fail(exc) from None
+    typer.echo(link.describe())
+
+
 @signoff_app.command("resume")
 def signoff_resume(
     job: Annotated[str, typer.Argument(help="Job ID of the shoot to sign off.")],

@@ -1,83 +1,179 @@
-"""A read-only link to a shoot's contact sheet for the client, served by the local stack.
+"""Read-only links to a shoot's files for people outside Cutline, served by the local stack.
 
-The sign-off run registers the sheet's folder under the data root; the serve process answers
-GET /shoots/<job>/<file> from that folder only (no listing, no other files, no writes)."""
+A link is ``http://HOST:PORT/s/<token>/<file>``: the token is unguessable (256 random bits),
+names one folder of one job, and expires (``CUTLINE_SHARE_LINK_DAYS``). Job ids never appear
+in a link, so links cannot be enumerated. The registry under the data root keeps only a hash
+of each token, so reading it does not hand out working links. The serve process answers GET
+for files of the granted folder only (no listing, no other files, no writes); an expired link
+answers 410 with what to do next."""
 
 from __future__ import annotations
 
-import json
+import hashlib
 import mimetypes
 import re
+import secrets
 import threading
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from pydantic import BaseModel
 
 from cutline.base.settings import CutlineSettings
 from cutline.domain.items import validate_job_id
 
 _FILE = re.compile(r"^(thumbs/)?[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(html|png)$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+class ShareGrant(BaseModel):
+    """What one link opens: a folder of one job, until a moment."""
+
+    job_id: str
+    folder: str
+    created_at: datetime
+    expires_at: datetime
+
+    def expired(self, now: datetime | None = None) -> bool:
+        """Whether the link no longer opens."""
+        return (now or datetime.now(UTC)) >= self.expires_at
+
+
+class ShareLink(BaseModel):
+    """A link as handed out: the URL (holding the token) and when it stops working."""
+
+    url: str
+    expires_at: datetime
+
+    def describe(self) -> str:
+        """The link and its expiry, for a form or a terminal."""
+        return f"{self.url} (valid until {self.expires_at:%Y-%m-%d %H:%M} UTC)"
 
 
 def _registry(settings: CutlineSettings) -> Path:
     return settings.data_root / "shares"
 
 
-def share_url(settings: CutlineSettings, job_id: str) -> str:
-    """The client's read-only link to a shoot's contact sheet."""
-    return f"http://{settings.share_host}:{settings.resolved_share_port}/shoots/{job_id}/index.html"
+def _grant_file(settings: CutlineSettings, token: str) -> Path:
+    return _registry(settings) / f"{hashlib.sha256(token.encode()).hexdigest()}.json"
 
 
-def register_share(settings: CutlineSettings, job_id: str, folder: str) -> str | None:
-    """Make a local contact-sheet folder reachable by its link; the link, or None when the
-    sheet is not on a local disk (share it from the object store instead)."""
+def register_share(
+    settings: CutlineSettings,
+    job_id: str,
+    folder: str,
+    now: datetime | None = None,
+    days: float | None = None,
+) -> ShareLink | None:
+    """Issue a new read-only link to a local contact-sheet folder; None when the sheet is not
+    on a local disk (share it from the object store instead). Expired grants of the same
+    job are removed."""
     validate_job_id(job_id)
     if "://" in folder:
         return None
+    now = now or datetime.now(UTC)
+    token = secrets.token_urlsafe(32)
+    grant = ShareGrant(
+        job_id=job_id,
+        folder=str(Path(folder).resolve()),
+        created_at=now,
+        expires_at=now + timedelta(days=days if days is not None else settings.share_link_days),
+    )
     registry = _registry(settings)
     registry.mkdir(parents=True, exist_ok=True)
-    (registry / f"{job_id}.json").write_text(json.dumps({"folder": str(Path(folder).resolve())}))
-    return share_url(settings, job_id)
+    for old in grants_of(settings, job_id):
+        if old[1].expired(now):
+            old[0].unlink(missing_ok=True)
+    _grant_file(settings, token).write_text(grant.model_dump_json())
+    url = f"http://{settings.share_host}:{settings.resolved_share_port}/s/{token}/index.html"
+    return ShareLink(url=url, expires_at=grant.expires_at)
 
 
-def _resolve(settings: CutlineSettings, path: str) -> Path | None:
-    """The file a request path names, if it is one a client may read."""
+def grants_of(settings: CutlineSettings, job_id: str) -> list[tuple[Path, ShareGrant]]:
+    """Every registered grant of a job (expired ones too), newest first."""
+    found = []
+    for path in _registry(settings).glob("*.json"):
+        try:
+            grant = ShareGrant.model_validate_json(path.read_text())
+        except (OSError, ValueError):  # a link file from an older version: it opens nothing
+            continue
+        if grant.job_id == job_id:
+            found.append((path, grant))
+    return sorted(found, key=lambda pair: pair[1].created_at, reverse=True)
+
+
+def renew_share(settings: CutlineSettings, job_id: str, days: float | None = None) -> ShareLink:
+    """A fresh link to the folder the job's newest link opened (the old links keep their own
+    expiry; revoke them with ``revoke_shares``)."""
+    grants = grants_of(settings, validate_job_id(job_id))
+    if not grants:
+        raise LookupError(
+            f"shoot {job_id} has no shared contact sheet yet: it is shared when its sign-off "
+            "is requested (after the shoot run)"
+        )
+    link = register_share(settings, job_id, grants[0][1].folder, days=days)
+    assert link is not None  # the folder was local when it was first shared
+    return link
+
+
+def revoke_shares(settings: CutlineSettings, job_id: str) -> int:
+    """Make every link of a job stop working at once; how many there were."""
+    grants = grants_of(settings, validate_job_id(job_id))
+    for path, _ in grants:
+        path.unlink(missing_ok=True)
+    return len(grants)
+
+
+def _resolve(settings: CutlineSettings, path: str) -> tuple[int, Path | str]:
+    """(200, file) for a file a client may read; otherwise (status, message)."""
     parts = path.split("?", 1)[0].strip("/").split("/", 2)
-    if len(parts) != 3 or parts[0] != "shoots" or not _FILE.match(parts[2]):
-        return None
+    if len(parts) != 3 or parts[0] != "s" or not _TOKEN.match(parts[1]):
+        return 404, "No such page"
     try:
-        job_id = validate_job_id(parts[1])
-        record = json.loads((_registry(settings) / f"{job_id}.json").read_text())
-    except (ValueError, OSError):
-        return None
-    folder = Path(record["folder"]).resolve()
+        grant = ShareGrant.model_validate_json(_grant_file(settings, parts[1]).read_text())
+    except (OSError, ValueError):
+        return 404, "No such link (it may have been revoked)"
+    if grant.expired():
+        return 410, (
+            f"This link expired on {grant.expires_at:%Y-%m-%d %H:%M} UTC; ask the producer "
+            f"for a new one (cutline signoff link {grant.job_id})"
+        )
+    if not _FILE.match(parts[2]):
+        return 404, "No such file in this contact sheet"
+    folder = Path(grant.folder).resolve()
     target = (folder / parts[2]).resolve()
-    return target if target.is_file() and target.is_relative_to(folder) else None
+    if not (target.is_relative_to(folder) and target.is_file()):
+        return 404, "No such file in this contact sheet"
+    return 200, target
 
 
 def start_share_server(settings: CutlineSettings) -> ThreadingHTTPServer:
-    """Serve registered contact sheets read-only, in a background thread."""
+    """Serve shared contact sheets read-only, in a background thread."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:
             return
 
         def do_GET(self) -> None:
-            target = _resolve(settings, self.path)
-            if target is None:
-                self.send_error(404, "No such contact sheet page")
+            status, found = _resolve(settings, self.path)
+            if status != 200 or not isinstance(found, Path):
+                self.send_error(status, str(found))
                 return
-            body = target.read_bytes()
+            body = found.read_bytes()
             self.send_response(200)
-            self.send_header("Content-Type", mimetypes.guess_type(target.name)[0] or "text/html")
+            self.send_header("Content-Type", mimetypes.guess_type(found.name)[0] or "text/html")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            self.send_header("Referrer-Policy", "no-referrer")  # the token stays in this page
+            self.send_header("X-Content-Type-Options", "nosniff")
             self.end_headers()
             self.wfile.write(body)
 
         def do_POST(self) -> None:
             self.send_error(405, "The contact sheet is read-only")
 
-        do_PUT = do_DELETE = do_POST
+        do_PUT = do_DELETE = do_PATCH = do_POST
 
     server = ThreadingHTTPServer((settings.share_host, settings.resolved_share_port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True, name="contact-sheet-share").start()

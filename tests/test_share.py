@@ -1,0 +1,115 @@
+"""Client links to a contact sheet: unguessable, scoped to one folder, read-only, and they
+expire. Served by the real share server on a free port; the CLI issues and revokes them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cutline.base.settings import CutlineSettings
+from cutline.services.share import register_share, start_share_server
+from tests.conftest import _free_port
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    """A share server over its own data root, and a two-page contact sheet folder."""
+    settings = CutlineSettings(data_root=tmp_path / "data", share_port=_free_port())
+    sheet = tmp_path / "out" / "JOB-1" / "contact-sheet"
+    (sheet / "thumbs").mkdir(parents=True)
+    (sheet / "index.html").write_text("<a href='page-001.html'>SKU-1</a>")
+    (sheet / "page-001.html").write_text("<img src='thumbs/SKU-1.png'>")
+    (sheet / "thumbs" / "SKU-1.png").write_bytes(b"\x89PNG fake")
+    (sheet.parent / "ledger.csv").write_text("secret ledger")
+    server = start_share_server(settings)
+    yield settings, sheet
+    server.shutdown()
+    server.server_close()
+
+
+def _get(url: str, method: str = "GET") -> tuple[int, bytes]:
+    data = b"x" if method != "GET" else None
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, data, method=method), timeout=5
+        ) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_a_link_opens_its_sheet_and_nothing_else(served) -> None:
+    settings, sheet = served
+    link = register_share(settings, "JOB-1", str(sheet))
+    assert link is not None
+    token = link.url.split("/s/", 1)[1].split("/", 1)[0]
+    assert len(token) == 43 and "JOB-1" not in link.url  # 256 random bits; no job id to guess
+    assert _get(link.url) == (200, b"<a href='page-001.html'>SKU-1</a>")
+    assert _get(link.url.replace("index.html", "thumbs/SKU-1.png"))[0] == 200
+    base = link.url.split("/s/", 1)[0]
+    for path in (
+        f"/s/{token}/../ledger.csv",
+        f"/s/{token}/%2e%2e/ledger.csv",
+        f"/s/{token}/ledger.csv",
+        "/shoots/JOB-1/index.html",  # the old, guessable form of link
+        f"/s/{token[:-1]}A/index.html",
+        f"/s/{token}x/index.html",
+        "/",
+    ):
+        assert _get(base + path)[0] == 404, path
+    assert _get(link.url, "POST")[0] == 405
+    assert not any(token in p.read_text() for p in (settings.data_root / "shares").iterdir())
+
+
+def test_an_expired_link_says_so_and_a_new_one_works(served) -> None:
+    settings, sheet = served
+    long_ago = datetime.now(UTC) - timedelta(days=30)
+    old = register_share(settings, "JOB-1", str(sheet), now=long_ago)
+    assert old is not None and old.expires_at < datetime.now(UTC)
+    status, body = _get(old.url)
+    assert status == 410 and b"cutline signoff link JOB-1" in body
+
+    env = {**os.environ, "CUTLINE_DATA_ROOT": str(settings.data_root)}
+    env["CUTLINE_SHARE_PORT"] = str(settings.resolved_share_port)
+    issue = subprocess.run(
+        [sys.executable, "-m", "cutline", "signoff", "link", "JOB-1", "--days", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert issue.returncode == 0, issue.stderr
+    url = issue.stdout.split()[0]
+    assert url != old.url and "valid until" in issue.stdout
+    assert _get(url)[0] == 200
+    assert len(list((settings.data_root / "shares").iterdir())) == 1  # the expired one is gone
+
+    revoke = subprocess.run(
+        [sys.executable, "-m", "cutline", "signoff", "link", "JOB-1", "--revoke"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert revoke.returncode == 0 and "revoked 1 link(s)" in revoke.stdout
+    assert _get(url)[0] == 404
+
+
+def test_no_link_for_a_shoot_never_shared(served) -> None:
+    settings, _ = served
+    env = {**os.environ, "CUTLINE_DATA_ROOT": str(settings.data_root)}
+    issue = subprocess.run(
+        [sys.executable, "-m", "cutline", "signoff", "link", "NEVER-1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert issue.returncode == 2 and "no shared contact sheet yet" in issue.stderr
