@@ -34,6 +34,7 @@ from cutline.records.summary import (
     summary_markdown,
 )
 from cutline.records.tally import ShootTally
+from cutline.services.job_lock import one_run_per_job
 from cutline.services.review_queue import cancel_reviews_of_gone_files
 from dam_adapters import DamAdapter, create_adapter
 from flows.batches_on_workers import run_batches_on_workers
@@ -189,6 +190,33 @@ def process_shoot(
     check_location(out_root, "output root", settings)
     out_root = storage.locate(out_root).uri()
     rules_version, model_label, adapter, where = preflight(job_id, shoot, manifest, out_root)
+    run_id = flow_run.get_id()
+
+    def waiting(others: list[str]) -> None:
+        logger.warning(
+            "Job %s is being run by %s; this run starts when that one ends (one run per job)",
+            job_id,
+            ", ".join(others) or "another run",
+        )
+
+    with one_run_per_job(job_id, run_id, settings.job_wait_minutes * 60, waiting):
+        return _run_shoot(
+            shoot, job_id, manifest, out_root, started, (rules_version, model_label, adapter, where)
+        )
+
+
+def _run_shoot(
+    shoot: str,
+    job_id: str,
+    manifest: str | None,
+    out_root: str,
+    started: float,
+    checked: tuple[str, str, DamAdapter, ResidencyReport],
+) -> ShootSummary:
+    """The shoot itself, run while this run holds the job (see ``one_run_per_job``)."""
+    logger = get_run_logger()
+    settings = get_settings()
+    rules_version, model_label, adapter, where = checked
     manifest = find_manifest(shoot, manifest)
     logger.info("Manifest: %s", manifest or "none")
     logger.info(where.describe())
@@ -256,7 +284,7 @@ def process_shoot(
             logger.warning("Cancelled review run %s: its image left the shoot or changed", run_id)
         try:
             summary.signoff_run_id = request_signoff(
-                job_id, out_root, reason=f"shoot:{flow_run.get_id()}"
+                job_id, out_root, reason=f"shoot:{flow_run.get_id()}:{flow_run.run_count}"
             )
         except Exception as exc:  # the shoot is done; sign-off can be requested by hand
             logger.warning("Could not request sign-off for %s: %s", job_id, exc)
@@ -316,13 +344,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
-    state = process_shoot(
-        shoot=args.shoot,
-        job_id=args.job_id,
-        manifest=args.manifest,
-        output_root=args.out,
-        return_state=True,
-    )
+    try:
+        state = process_shoot(
+            shoot=args.shoot,
+            job_id=args.job_id,
+            manifest=args.manifest,
+            output_root=args.out,
+            return_state=True,
+        )
+    except KeyboardInterrupt:  # Ctrl-C: the engine has marked the run; say what to do
+        print(
+            f"stopped: shoot {args.job_id} was interrupted; finished images are kept, run the "
+            "same command again to finish it",
+            file=sys.stderr,
+        )
+        return 130
     if not state.is_completed():
         error = state.result(raise_on_failure=False)
         print(f"error: shoot {args.job_id} ended {state.name}: {error}", file=sys.stderr)

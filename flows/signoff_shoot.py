@@ -5,6 +5,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.flow_runs import suspend_flow_run
+from prefect.runtime import flow_run
+from prefect.states import Cancelled, State
 
 from cutline.base import storage
 from cutline.base.settings import CutlineSettings, get_settings
@@ -14,12 +16,14 @@ from cutline.imaging.contact_sheet import build_contact_sheet
 from cutline.records.ledger import own_cutouts
 from cutline.records.summary import artifact_key
 from cutline.services.share import register_share
+from cutline.services.signoff_queue import newer_signoff
 from dam_adapters import create_adapter
 from rules.presets import load_presets
 from tasks.run_inputs import judged_once, once, remembered
 from tasks.signoff import (
     SignOffDecision,
     SignOffOutcome,
+    job_dam_settings,
     land_signoff,
     signoff_description,
     validate_signoff,
@@ -27,7 +31,7 @@ from tasks.signoff import (
 
 
 @flow(name="signoff-shoot", persist_result=True, log_prints=True)
-def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome:
+def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome | State:
     """Build the shoot's contact sheet from the DAM, then wait (suspended, holding no
     process) for the producer to approve it or send SKUs back to review.
 
@@ -40,7 +44,8 @@ def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome:
     settings = get_settings()
     logger = get_run_logger()
     layout = JobLayout.for_job(output_root, job_id)
-    records = create_adapter(settings, output_root).list_job(job_id)
+    run_id = str(flow_run.get_id())
+    records = create_adapter(job_dam_settings(layout, settings), output_root).list_job(job_id)
     cutouts = own_cutouts(layout)  # thumbnails from our files, never from DAM-given URLs
     sheet = build_contact_sheet(
         records,
@@ -59,6 +64,10 @@ def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome:
         )
     problem, attempt = "", 0
     while True:
+        newer = newer_signoff(job_id, run_id)
+        if newer:  # a newer contact sheet was requested meanwhile: never two forms
+            logger.info("Sign-off of %s superseded by sign-off run %s", job_id, newer)
+            return Cancelled(message=f"superseded by sign-off run {newer}")
         form = SignOffDecision.with_initial_data(
             description=signoff_description(job_id, records, sheet, shared, problem),
             decision="approve",

@@ -155,6 +155,16 @@ def _shoot_context(layout: JobLayout, job_id: str, settings: CutlineSettings) ->
     return ShootContext(job_id=job_id, shoot=summary["shoot"], job_root=layout.root, config=config)
 
 
+def job_dam_settings(layout: JobLayout, settings: CutlineSettings) -> CutlineSettings:
+    """This process's settings with the DAM the job's last run registered into (from its
+    run config), so a sign-off reads and updates the records that run wrote, whatever the
+    serving process's own environment says."""
+    if not storage.exists(layout.run_config):
+        return settings
+    config = RunConfig.model_validate_json(storage.read_bytes(layout.run_config))
+    return config.dam_settings(settings)
+
+
 def call_webhook(url: str, payload: dict, retries: int) -> str:
     """POST the payload, retrying with backoff; 'sent' or why it failed."""
     problem = ""
@@ -179,8 +189,8 @@ def land_signoff(
     call the webhook."""
     logger = get_run_logger()
     settings = get_settings()
-    adapter = create_adapter(settings, output_root)
     layout = JobLayout.for_job(output_root, job_id)
+    adapter = create_adapter(job_dam_settings(layout, settings), output_root)
     producer = decision.producer.strip()
     back = set(decision.skus()) if decision.decision == "send-back" else set()
     signed, reopened = [], []
@@ -235,12 +245,12 @@ def land_signoff(
 
 
 def request_signoff(job_id: str, output_root: str, reason: str) -> str | None:
-    """Start the shoot's sign-off run (superseding one still waiting); its id, or None when
-    sign-off requests are switched off."""
+    """Start the shoot's sign-off run, then cancel any older one still waiting or being
+    prepared (a producer never has two forms, nor none); its id, or None when sign-off
+    requests are switched off."""
     settings = get_settings()
     if not settings.signoff_deployment:
         return None
-    _cancel_waiting_signoffs(job_id)
     run = run_deployment(
         settings.signoff_deployment,
         parameters={"job_id": job_id, "output_root": output_root},
@@ -250,17 +260,19 @@ def request_signoff(job_id: str, output_root: str, reason: str) -> str | None:
         timeout=0,
         as_subflow=False,
     )
+    _cancel_older_signoffs(job_id, keep=str(run.id))
     return str(run.id)
 
 
-def _cancel_waiting_signoffs(job_id: str) -> None:
+def _cancel_older_signoffs(job_id: str, keep: str) -> None:
     """A newer contact sheet replaces an older one still waiting for the producer."""
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled
 
-    waiting = signoff_runs(job_id, ["PAUSED", "SCHEDULED", "PENDING"])
+    waiting = signoff_runs(job_id, ["PAUSED", "SCHEDULED", "PENDING", "RUNNING"])
     with get_client(sync_client=True) as client:
         for run in waiting:
-            client.set_flow_run_state(
-                run.id, Cancelled(message="superseded by a newer contact sheet"), force=True
-            )
+            if str(run.id) != keep:
+                client.set_flow_run_state(
+                    run.id, Cancelled(message=f"superseded by sign-off run {keep}"), force=True
+                )

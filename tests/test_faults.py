@@ -328,3 +328,105 @@ def test_a_read_only_rendition_folder_stops_the_run_once_with_the_cause(
         assert all("not finished" in r["error"] for r in rows if r["lane"] == "failed")
     finally:
         subprocess.run(["umount", "-l", str(png)], check=False)
+
+
+def _signoffs(job: str, states: list[str]) -> list:
+    from cutline.services.signoff_queue import signoff_runs
+
+    return signoff_runs(job, states)
+
+
+def test_two_runs_of_one_job_at_once_run_one_after_the_other_with_one_signoff(
+    prefect_server, model_home, tmp_path
+):
+    from dam_adapters import ApprovalState
+    from dam_adapters.local_catalog import LocalCatalog
+    from tests.reviews import decide
+
+    shoot, out, catalog_dir = tmp_path / "shoot", tmp_path / "out", tmp_path / "catalog"
+    names = product_shoot(shoot, 6)
+    env = _env(tmp_path, catalog_dir=str(catalog_dir))
+    command = _shoot_process(str(shoot), "TWICE-1", str(out))
+    runs = [
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], "\n".join(outputs)
+    waited = [o for o in outputs if "this run starts when that one ends (one run per job)" in o]
+    assert len(waited) == 1, "\n----\n".join(outputs)
+
+    rows = read_ledger(str(out / "TWICE-1" / "ledger.csv"))
+    assert sorted(r["source_name"] for r in rows) == names
+    assets = LocalCatalog(catalog_dir).list_job("TWICE-1")
+    assert len(assets) == len(names) and all(a.revision == 1 for a in assets)
+
+    # Exactly one sign-off form is left once both requests have settled.
+    def settled():
+        busy = _signoffs("TWICE-1", ["SCHEDULED", "PENDING", "RUNNING"])
+        paused = _signoffs("TWICE-1", ["PAUSED"])
+        return paused if not busy and paused else None
+
+    paused = wait_until(settled, "the sign-off requests to settle", timeout=180)
+    assert len(paused) == 1
+    time.sleep(3)  # a second form, had one been started late, would show up now
+    assert len(_signoffs("TWICE-1", ["PAUSED", "SCHEDULED", "PENDING", "RUNNING"])) == 1
+    form = {"decision": "approve", "send_back": "", "note": "", "producer": "Pat", "comment": ""}
+    assert decide(str(paused[0].id), form).state.is_completed()
+    signed = LocalCatalog(catalog_dir).list_job("TWICE-1")
+    assert {a.approval_state for a in signed} == {ApprovalState.SIGNED_OFF}
+    assert {a.approved_by for a in signed} == {"Pat"}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_run_promptly_and_the_rerun_finishes_it(
+    prefect_server, model_home, tmp_path, restore_limits, signum
+):
+    from cutline.services.review_queue import read_run
+    from dam_adapters.local_catalog import LocalCatalog
+
+    shoot, out, catalog_dir = tmp_path / "shoot", tmp_path / "out", tmp_path / "catalog"
+    names = product_shoot(shoot, 16)
+    job = f"SIG-{signum.value}"
+    env = _env(tmp_path, catalog_dir=str(catalog_dir), dam_writes_per_second="2")
+    command = _shoot_process(str(shoot), job, str(out))
+    worker = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    records = catalog_dir / "records"
+    _wait_for(
+        lambda: records.is_dir() and len(list(records.glob("*.json"))) >= 2,
+        300,
+        "the first DAM registrations",
+        worker,
+    )
+    sent = time.monotonic()
+    worker.send_signal(signum)
+    output = worker.communicate(timeout=60)[0]
+    stopped_in = time.monotonic() - sent
+    assert stopped_in < 20, f"took {stopped_in:.0f} s to stop:\n{output}"
+    assert worker.returncode != 0
+    assert "Traceback" not in output, output
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        (first,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[job]))
+        )
+    state = read_run(str(first.id)).state
+    assert state.is_final() and not state.is_completed(), state  # not left Running
+
+    started = time.monotonic()
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "one run per job" not in rerun.stdout + rerun.stderr  # the job was freed at once
+    rows = read_ledger(str(out / job / "ledger.csv"))
+    assert sorted(r["source_name"] for r in rows) == names
+    assert all(r["lane"] == "auto" for r in rows), [r["error"] for r in rows if r["error"]]
+    assets = LocalCatalog(catalog_dir).list_job(job)
+    assert len(assets) == len(names) and all(a.revision == 1 for a in assets)
+    assert time.monotonic() - started < 300

@@ -281,6 +281,53 @@ def test_cli_run_completes_with_failed_images_and_exit_zero(prefect_server, mode
     assert shown.returncode == 0 and '"job_id": "CLI-0001"' in shown.stdout
 
 
+def test_ctrl_c_on_cli_run_stops_the_shoot_and_the_same_command_finishes_it(
+    prefect_server, model_home, tmp_path
+):
+    import signal
+    import time
+
+    from cutline.services.review_queue import read_run
+    from tests.images import product_shoot
+
+    names = product_shoot(tmp_path / "big", 40, size=(800, 600))
+    command = [
+        sys.executable,
+        "-m",
+        "cutline",
+        "run",
+        "big",
+        "--job-id",
+        "CLI-STOP",
+        "--out",
+        "out",
+    ]
+    cli = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    seen = ""
+    while "CLI-STOP: Running" not in seen:  # _follow prints each state change
+        line = cli.stdout.readline()
+        assert line, f"cutline run ended early: {cli.wait()} {cli.stderr.read()}"
+        seen += line
+    run_id = seen.split("/runs/flow-run/", 1)[1].split()[0]
+    sent = time.monotonic()
+    cli.send_signal(signal.SIGINT)
+    out, err = cli.communicate(timeout=120)
+    assert time.monotonic() - sent < 90
+    assert cli.returncode == 130, out + err
+    assert "stopping shoot CLI-STOP" in err and "run the same command again" in err
+    assert "Traceback" not in err
+    state = read_run(run_id).state
+    assert state.is_cancelled(), state  # stopped, not left running on the server
+    assert not (tmp_path / "out" / "CLI-STOP" / "summary.json").exists()
+
+    again = _cli(*command[3:], cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = read_ledger(str(tmp_path / "out" / "CLI-STOP" / "ledger.csv"))
+    assert sorted(r["source_name"] for r in rows) == names
+
+
 def test_cli_demo_runs_a_sample_shoot_and_says_where_things_are(
     prefect_server, model_home, tmp_path
 ):

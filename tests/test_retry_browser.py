@@ -66,3 +66,20 @@ def test_ops_retry_a_cli_started_shoot_from_the_prefect_ui(
     assert ledger.stat().st_mtime_ns > written  # the shoot really ran again
     assert {r["sku"]: r["lane"] for r in read_ledger(str(ledger))} == lanes
     assert {r.dam_id: r.revision for r in catalog.list_job(JOB)} == assets  # nothing twice
+
+    # The retried run asked for sign-off again: exactly one form waits, the one its summary
+    # names, never the first run's cancelled one (nor none).
+    import json
+
+    from cutline.services.signoff_queue import signoff_runs
+
+    summary = json.loads((out / JOB / "summary.json").read_text())
+
+    def one_form():
+        live = signoff_runs(JOB, ["SCHEDULED", "PENDING", "RUNNING", "PAUSED"])
+        return live if len(live) == 1 and live[0].state.is_paused() else None
+
+    (waiting,) = wait_until(one_form, "one sign-off form for the retried shoot", timeout=120)
+    assert str(waiting.id) == summary["signoff_run_id"]
+    first_signoffs = signoff_runs(JOB, ["CANCELLED"])
+    assert first_signoffs and all(str(r.id) != summary["signoff_run_id"] for r in first_signoffs)

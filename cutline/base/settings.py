@@ -226,6 +226,15 @@ class CutlineSettings(BaseSettings):
     signoff_webhook_retries: int = Field(
         default=4, ge=0, le=10, description="Retries of the sign-off webhook, with backoff."
     )
+    job_wait_minutes: float = Field(
+        default=240.0,
+        ge=0,
+        le=7 * 24 * 60,
+        description=(
+            "How long a shoot run waits while another run of the same job is going (one run "
+            "per job at a time); after that it fails naming the other run."
+        ),
+    )
     share_host: str = Field(
         default="127.0.0.1",
         description="Address of the read-only contact-sheet links (0.0.0.0 to reach clients on the network).",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -67,6 +70,7 @@ def stack_status() -> None:
 
 
 _FOLLOW_SECONDS = 2.0
+_STOP_WAIT_SECONDS = 60.0
 _UNCLAIMED_HINT_SECONDS = 60.0
 
 
@@ -97,9 +101,53 @@ def _follow(run_id, job_id: str) -> Any:
         time.sleep(_FOLLOW_SECONDS)
 
 
-def run_shoot(shoot: str, job_id: str, manifest: str | None, out: str | None) -> int:
+@contextlib.contextmanager
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a closed terminal, a scheduler stopping the job) acts like Ctrl-C."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_run(run_id: str, job_id: str) -> int:
+    """Cancel the shoot run this terminal started (Ctrl-C or SIGTERM) and wait, bounded, for
+    it to stop; finished work stays in the job folder, so the same command finishes it."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    from cutline.services.review_queue import read_run
+
+    typer.echo(f"\nstopping shoot {job_id} (run {run_id}) ...", err=True)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run_id, Cancelling(message="stopped from the terminal"))
+    deadline = time.monotonic() + _STOP_WAIT_SECONDS
+    state = read_run(run_id).state
+    while not (state and state.is_final()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        state = read_run(run_id).state
+    ended = state.name if state else "unknown"
+    typer.echo(
+        f"shoot {job_id} {'stopped' if state and state.is_final() else 'is stopping'} "
+        f"({ended}); finished images are kept: run the same command again to finish it",
+        err=True,
+    )
+    return 130
+
+
+def run_shoot(
+    shoot: str, job_id: str, manifest: str | None, out: str | None, detach: bool = False
+) -> int:
     """Submit a run of the process-shoot deployment (the same run the UI's Custom run makes,
     which ops can Retry), follow it to the end and print its summary; return the exit code.
+    Ctrl-C or SIGTERM while following cancels the run; ``detach`` returns once submitted.
 
     Paths are made absolute here: the run executes in the stack's serve process or a worker.
     """
@@ -121,14 +169,14 @@ def run_shoot(shoot: str, job_id: str, manifest: str | None, out: str | None) ->
             settings.shoot_deployment, parameters=parameters, timeout=0, as_subflow=False
         )
         typer.echo(f"shoot {job_id}: run {current.ui_url}/runs/flow-run/{submitted.id}")
+        if detach:
+            typer.echo(f"the run goes on without this terminal: `cutline status {job_id}`")
+            return 0
         try:
-            run = _follow(submitted.id, job_id)
+            with _signals_as_interrupt():
+                run = _follow(submitted.id, job_id)
         except KeyboardInterrupt:
-            typer.echo(
-                f"\nstopped following; the run goes on: `cutline status {job_id}` or the UI",
-                err=True,
-            )
-            return 130
+            return _stop_run(str(submitted.id), job_id)
         if not run.state.is_completed():
             typer.secho(
                 f"error: shoot {job_id} ended {run.state.name}: {run.state.message or 'no message'}",
@@ -161,10 +209,17 @@ def run(
     out: Annotated[
         str | None, typer.Option(help="Output root (default: CUTLINE_OUTPUT_ROOT).")
     ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach", help="Submit the run and return; it goes on without this terminal."
+        ),
+    ] = False,
 ) -> None:
-    """Run one shoot end to end; exits 0 when the run completed, even if some images failed."""
+    """Run one shoot end to end; exits 0 when the run completed, even if some images failed.
+    Ctrl-C (or SIGTERM) stops the run; rerunning the same command finishes it."""
     try:
-        code = run_shoot(shoot, job_id, manifest, out)
+        code = run_shoot(shoot, job_id, manifest, out, detach)
     except CutlineError as exc:
         raise _fail(exc) from None
     raise typer.Exit(code)

@@ -62,3 +62,15 @@ def signoff_run_for(job: str, ui_url: str) -> SignOffEntry | None:
     """The sign-off run of ``job`` waiting for an answer, if any."""
     entries = waiting_signoffs(ui_url, job)
     return entries[0] if entries else None
+
+
+def newer_signoff(job: str, run_id: str) -> str | None:
+    """The id of a sign-off run of ``job`` requested after ``run_id`` and not ended without an
+    answer, if any: a newer contact sheet makes this one's form obsolete."""
+    live = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "COMPLETED"]
+    runs = signoff_runs(job, live)
+    mine = next((run for run in runs if str(run.id) == run_id), None)
+    if mine is None or mine.created is None:
+        return None
+    newer = [run for run in runs if run.created and run.created > mine.created]
+    return str(max(newer, key=lambda run: run.created).id) if newer else None

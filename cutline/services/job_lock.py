@@ -1,0 +1,103 @@
+"""One shoot run per job at a time.
+
+Two runs of one job at once (a Retry clicked while a rerun is going, a schedule overlapping a
+producer's run, two workers) would write the same job folder, ledger and DAM records and ask
+for two sign-offs. Each run of a job therefore holds the job's slot, a Prefect global
+concurrency limit of 1 named ``cutline-job-<JOB>``; a second run waits for it (saying which
+run it waits for) and then runs as a rerun. The slot is held under a lease that the holder
+renews: a run whose process is killed frees it within ``LEASE_SECONDS``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from uuid import UUID
+
+from cutline.base.errors import CutlineError
+
+LEASE_SECONDS = 60.0
+POLL_SECONDS = 15.0
+SHOOT_FLOW = "process-shoot"
+
+
+class JobBusyError(CutlineError):
+    """Another run of the job held it for longer than this run could wait."""
+
+
+def lock_name(job_id: str) -> str:
+    """The global concurrency limit that stands for one job."""
+    return f"cutline-job-{job_id}"
+
+
+def other_runs_of_job(job_id: str, run_id: str | None) -> list[str]:
+    """Ids of the job's other shoot runs that are running now (the run name is the job id)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[SHOOT_FLOW])),
+            flow_run_filter=FlowRunFilter(
+                name=FlowRunFilterName(any_=[job_id]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["RUNNING"])),
+            ),
+            limit=20,
+        )
+    return [str(run.id) for run in runs if str(run.id) != run_id]
+
+
+@contextmanager
+def one_run_per_job(
+    job_id: str,
+    run_id: str | None,
+    wait_seconds: float,
+    on_wait: Callable[[list[str]], None],
+) -> Iterator[None]:
+    """Hold the job's slot for the body; wait up to ``wait_seconds`` for another run of the
+    job to finish first, calling ``on_wait`` with the runs it waits for every poll."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+    from prefect.concurrency.sync import concurrency
+
+    name = lock_name(job_id)
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
+    deadline = time.monotonic() + wait_seconds
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, limit=1)
+    poll = 1.0  # the first look is short, so a waiting run says so at once
+    with ExitStack() as held:
+        while True:
+            try:
+                held.enter_context(
+                    concurrency(
+                        name,
+                        occupy=1,
+                        timeout_seconds=max(1.0, min(poll, deadline - time.monotonic())),
+                        strict=True,
+                        lease_duration=LEASE_SECONDS,
+                        holder=holder,
+                        raise_on_lease_renewal_failure=False,
+                    )
+                )
+                break
+            except TimeoutError:
+                others = other_runs_of_job(job_id, run_id)
+                if time.monotonic() >= deadline:
+                    raise JobBusyError(
+                        f"Job {job_id} is still being run by flow run(s) "
+                        f"{', '.join(others) or '(a run whose process stopped)'}; this run "
+                        f"waited {wait_seconds / 60:.0f} min for it.",
+                        hint="Let that run finish (or cancel it in the UI), then rerun the job; "
+                        "CUTLINE_JOB_WAIT_MINUTES sets how long a run waits.",
+                    ) from None
+                on_wait(others)
+                poll = POLL_SECONDS
+        yield
