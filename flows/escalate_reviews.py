@@ -8,13 +8,17 @@ from prefect.settings import PREFECT_UI_URL
 
 from cutline.base.settings import get_settings
 from cutline.services.review_queue import list_reviews, mark_escalated
+from cutline.services.stranded_runs import recover_stranded_runs
 
 
 @flow(name="escalate-reviews")
 def escalate_reviews() -> list[str]:
-    """Tag every overdue waiting review 'escalated' and emit cutline.review.escalated once."""
+    """Tag every overdue waiting review 'escalated' and emit cutline.review.escalated once;
+    recover runs whose process died (see cutline.services.stranded_runs)."""
     logger = get_run_logger()
     settings = get_settings()
+    for run in recover_stranded_runs(settings.stranded_after_seconds):
+        logger.warning("%s %s run %s: its process had stopped", run.action, run.flow, run.name)
     escalated = []
     ui_url = PREFECT_UI_URL.value() or settings.ui_url  # the UI of the API this run reports to
     for entry in list_reviews(settings, ui_url):

@@ -36,6 +36,7 @@ from cutline.records.summary import (
 from cutline.records.tally import ShootTally
 from cutline.services.job_lock import one_run_per_job
 from cutline.services.review_queue import cancel_reviews_of_gone_files
+from cutline.services.stranded_runs import recover_stranded_runs
 from dam_adapters import DamAdapter, create_adapter
 from flows.batches_on_workers import run_batches_on_workers
 from flows.outcomes import (
@@ -217,6 +218,11 @@ def _run_shoot(
     logger = get_run_logger()
     settings = get_settings()
     rules_version, model_label, adapter, where = checked
+    for stranded in recover_stranded_runs(settings.stranded_after_seconds, job_id):
+        # a review of this job left Running by a crash would otherwise be reattached as is
+        logger.warning(
+            "%s %s run %s: its process had stopped", stranded.action, stranded.flow, stranded.name
+        )
     manifest = find_manifest(shoot, manifest)
     logger.info("Manifest: %s", manifest or "none")
     logger.info(where.describe())

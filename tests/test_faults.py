@@ -430,3 +430,75 @@ def test_a_signal_stops_a_run_promptly_and_the_rerun_finishes_it(
     assets = LocalCatalog(catalog_dir).list_job(job)
     assert len(assets) == len(names) and all(a.revision == 1 for a in assets)
     assert time.monotonic() - started < 300
+
+
+def _process_of_run(run_id: str) -> int | None:
+    """The pid of the process executing a flow run (the runner gives it the run id)."""
+    marker = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                return int(environ.parent.name)
+        except OSError:
+            continue
+    return None
+
+
+def test_a_review_whose_stack_dies_while_the_decision_lands_is_run_again_and_lands(
+    prefect_server, model_home, tmp_path, settings
+):
+    """The machine 'crashes' (serve process and the review's process killed) right after a
+    retoucher's answer was taken: the run is left Running; `cutline up` finds it silent and
+    runs it again, which lands the answer already given (nobody is asked twice)."""
+    from cutline.imaging.samples import Sample, write_sample_shoot
+    from cutline.ops import stack
+    from cutline.services.review_queue import read_run, resume_review
+    from cutline.services.stranded_runs import stranded_runs
+    from dam_adapters import ApprovalState
+    from dam_adapters.local_catalog import LocalCatalog
+    from flows.process_shoot import process_shoot
+    from tests.reviews import ui_form, wait_for_reviews
+
+    job = "CRASH-REV"
+    sample = Sample("GL-9_front.jpg", "GL-9", "glassware", "tall", (150, 170, 190), "web", 4, "")
+    write_sample_shoot(tmp_path / "shoot", [sample], size=(2400, 1800))
+    process_shoot(shoot=str(tmp_path / "shoot"), job_id=job, output_root=str(tmp_path / "out"))
+    (entry,) = wait_for_reviews(settings, job, 1)
+
+    resume_review(entry.run_id, ui_form("approve", retoucher="Kim Retoucher"))
+    wait_until(lambda: read_run(entry.run_id).state.is_running(), "the review to land", 120, 0.05)
+    child = _process_of_run(entry.run_id)
+    serve = stack._read_pid(stack._pid_file(settings, "serve"))
+    assert child and serve, "the review's process and the serve process must be found"
+    os.killpg(serve, signal.SIGKILL)
+    os.kill(child, signal.SIGKILL)
+    catalog = LocalCatalog(settings.resolved_catalog_dir)
+    assert all(r.approval_state != ApprovalState.APPROVED for r in catalog.list_job(job))
+    stack.up(settings)  # the machine is back: a fresh serve process, nothing recovered yet
+    time.sleep(2)
+    assert read_run(entry.run_id).state.is_running()  # stranded: Running, with no process
+
+    stale = 40.0  # the serve process's runs beat every 30 s
+    wait_until(lambda: stranded_runs(stale, job), "the review to fall silent", 180, 2)
+    env = {**os.environ, "CUTLINE_STRANDED_AFTER_SECONDS": str(stale)}
+    up = subprocess.run(
+        [sys.executable, "-m", "cutline", "up"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"rescheduled review-cutout run {entry.run_name}" in up.stdout, up.stdout
+
+    def landed():
+        run = read_run(entry.run_id)
+        return run if run.state.is_final() else None
+
+    run = wait_until(landed, "the recovered review to land", 240, 1)
+    assert run.state.is_completed(), run.state
+    (record,) = catalog.list_job(job)
+    assert record.approval_state == ApprovalState.APPROVED
+    assert record.approved_by == "Kim Retoucher"
+    (row,) = read_ledger(str(tmp_path / "out" / job / "ledger.csv"))
+    assert row["review_state"] == "approved" and row["reviewed_by"] == "Kim Retoucher"

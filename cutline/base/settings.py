@@ -202,6 +202,17 @@ class CutlineSettings(BaseSettings):
             "waited this long, or earlier when its manifest deadline has passed."
         ),
     )
+    stranded_after_seconds: float = Field(
+        default=600.0,
+        ge=35,
+        description=(
+            "A Running review, sign-off, shoot or batch run with no Prefect heartbeat for this "
+            "long lost its process: reviews and sign-offs are run again (landing the answer "
+            "already given), shoots and batches are marked Crashed. Keep it above 3x the "
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY of every process running Cutline flows (the "
+            "stack's serve process: 30 s; Prefect's default: 180 s)."
+        ),
+    )
     shoot_deployment: str = Field(
         default="process-shoot/shoot",
         description=(

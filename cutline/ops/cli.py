@@ -45,12 +45,21 @@ def _fail(exc: Exception, code: int = 2) -> typer.Exit:
 
 @app.command()
 def up() -> None:
-    """Start the local stack (Prefect server with UI) in the background."""
+    """Start the local stack (Prefect server with UI) in the background, and recover runs a
+    crash left Running (reviews and sign-offs run again, landing the answer already given)."""
+    from cutline.services.stranded_runs import recover_stranded_runs
+
+    settings = get_settings()
     try:
-        current = stack.up(get_settings())
+        current = stack.up(settings)
     except CutlineError as exc:
         raise _fail(exc) from None
     typer.echo(f"Prefect API {current.api_url} is up; UI at {current.ui_url}")
+    with stack.using_stack(settings):  # runs left Running by a crash are run again or closed
+        for run in recover_stranded_runs(settings.stranded_after_seconds):
+            typer.echo(
+                f"{run.action} {run.flow} run {run.name} ({run.run_id}): its process had stopped"
+            )
 
 
 @app.command()

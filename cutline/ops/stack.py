@@ -23,6 +23,9 @@ from cutline.base.errors import CutlineError
 from cutline.base.settings import PROJECT_ROOT, CutlineSettings
 
 _HEALTH_TIMEOUT = 120.0
+HEARTBEAT_SECONDS = (
+    30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the runs the stack serves (Prefect minimum)
+)
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,9 @@ def serve_env(settings: CutlineSettings, url: str) -> dict[str, str]:
     env["PREFECT_API_URL"] = url
     env["PREFECT_RUNNER_POLL_FREQUENCY"] = str(settings.runner_poll_seconds)
     env["PREFECT_LOGGING_TO_API_ENABLED"] = "true"  # flow-run logs belong in the UI
+    # Every flow-run process says it is alive this often; a run silent for
+    # CUTLINE_STRANDED_AFTER_SECONDS lost its process and is recovered (see stranded_runs).
+    env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     env["CUTLINE_DATA_ROOT"] = str(settings.data_root)
     env["CUTLINE_PROJECT_DIR"] = str(PROJECT_ROOT)
     return env
