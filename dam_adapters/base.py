@@ -8,14 +8,15 @@ from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 
 class ApprovalState(StrEnum):
     """Where an asset stands with people."""
 
     AUTO_APPROVED = "auto-approved"  # published by the rules without a person
-    APPROVED = "approved"  # a retoucher approved or replaced the mask
+    APPROVED = "approved"  # a retoucher approved the AI mask as it is
+    REPLACED = "replaced"  # a retoucher published their own retouched mask instead
     REJECTED = "rejected"  # a retoucher asked for a reshoot
     SIGNED_OFF = "signed-off"  # the producer (or client) signed the shoot off
     SENT_BACK = "sent-back"  # the producer sent it back to the review lane
@@ -53,7 +54,11 @@ class AssetSubmission(BaseModel):
     source_name: str = Field(description="The file's path inside the shoot, as given.")
     content_hash: str = Field(description="SHA-256 of the source file.")
     approval_state: ApprovalState
-    approved_by: str = ""
+    decided_by: str = Field(
+        default="",
+        validation_alias=AliasChoices("decided_by", "approved_by"),  # records before the rename
+        description="Who took the current approval decision (retoucher, producer, or the rules).",
+    )
     note: str = ""
     confidence: float | None = None
     reasons: str = ""
@@ -62,6 +67,11 @@ class AssetSubmission(BaseModel):
         description="Rendition kind (png, psd, mask, jpg:<channel>) -> file path or URI.",
     )
     metadata: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def approved_by(self) -> str:
+        """The decider under its old name (it was set on rejections too: see decided_by)."""
+        return self.decided_by
 
     @property
     def key(self) -> str:
@@ -108,7 +118,7 @@ def next_record(
         history.append(
             {
                 "state": asset.approval_state.value,
-                "by": asset.approved_by,
+                "by": asset.decided_by,
                 "at": now,
                 "note": asset.note,
             }
@@ -132,7 +142,7 @@ def approval_update(record: AssetRecord, state: ApprovalState, by: str, note: st
     return record.model_copy(
         update={
             "approval_state": state,
-            "approved_by": by,
+            "decided_by": by,
             "note": note,
             "updated_at": now,
             "revision": record.revision + 1,

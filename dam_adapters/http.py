@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cutline.base import storage
 from cutline.base.errors import ConfigError, CutlineError
@@ -67,6 +67,14 @@ class HttpMapping(BaseModel):
     id_field: str = "id"
     list_field: str = "items"
     fields: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("fields")
+    @classmethod
+    def _renamed_fields(cls, fields: dict[str, str]) -> dict[str, str]:
+        """A mapping written before decided_by was named approved_by still works."""
+        if "approved_by" in fields and "decided_by" not in fields:
+            fields = {("decided_by" if k == "approved_by" else k): v for k, v in fields.items()}
+        return fields
 
     def to_remote(self, data: dict[str, Any]) -> dict[str, Any]:
         """Rename Cutline fields to the DAM's."""

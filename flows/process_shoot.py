@@ -13,6 +13,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_UI_URL
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from cutline.base import storage
@@ -281,6 +282,7 @@ def _run_shoot(
         )
         summary.cost = cost_report(tally, summary.wall_seconds, settings)
         summary.manifest, summary.warnings = manifest or "", warnings
+        summary.ui_url = PREFECT_UI_URL.value() or settings.ui_url
         versions = tally.versions()
         summary.withdrawn = [
             f"{r.sku} ({r.source_name}): {r.note}"

@@ -13,7 +13,7 @@ from cutline.base.settings import CutlineSettings, get_settings
 from cutline.domain.items import JobLayout, validate_job_id
 from cutline.domain.locations import check_location
 from cutline.imaging.contact_sheet import build_contact_sheet
-from cutline.records.ledger import own_cutouts
+from cutline.records.ledger import own_cutouts, read_ledger
 from cutline.records.summary import artifact_key
 from cutline.services.share import register_share
 from cutline.services.signoff_queue import newer_signoff
@@ -54,23 +54,24 @@ def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome | State:
         load_presets(settings.presets_file),
         lambda record: cutouts.get((record.source_name, record.content_hash)),
     )
+    ledger_rows = read_ledger(layout.ledger) if storage.exists(layout.ledger) else None
     link = remembered("client-link", lambda: _share(settings, job_id, sheet.index))
     shared = f"client link {link['text']}" if link else ""
     if once("sheet-artifact"):
         create_markdown_artifact(
-            markdown=signoff_description(job_id, records, sheet, shared),
+            markdown=signoff_description(job_id, records, sheet, shared, "", ledger_rows),
             key=f"{artifact_key(job_id)}-contact-sheet",
             description=f"Contact sheet of shoot {job_id}",
         )
-    problem, attempt = "", 0
+    problem, attempt, previous = "", 0, {}
     while True:
         newer = newer_signoff(job_id, run_id)
         if newer:  # a newer contact sheet was requested meanwhile: never two forms
             logger.info("Sign-off of %s superseded by sign-off run %s", job_id, newer)
             return Cancelled(message=f"superseded by sign-off run {newer}")
         form = SignOffDecision.with_initial_data(
-            description=signoff_description(job_id, records, sheet, shared, problem),
-            decision="approve",
+            description=signoff_description(job_id, records, sheet, shared, problem, ledger_rows),
+            **previous,  # no default decision; asked again, the refused answer is kept
         )
         decision = suspend_flow_run(wait_for_input=form, key=f"signoff-{attempt}", timeout=None)
         problem = judged_once(
@@ -80,6 +81,7 @@ def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome | State:
         if not problem:
             break
         logger.warning("Sign-off answer for %s rejected: %s", job_id, problem)
+        previous = decision.model_dump(include=set(SignOffDecision.model_fields))
         attempt += 1
     return land_signoff(decision, job_id, output_root, sheet, link.get("url", ""))
 

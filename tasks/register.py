@@ -20,9 +20,16 @@ from tasks.export import export_key
 
 
 def submission_for(
-    item: ImageItem, job_id: str, state: ApprovalState, *, by: str, note: str = ""
+    item: ImageItem,
+    job_id: str,
+    state: ApprovalState,
+    *,
+    by: str,
+    note: str = "",
+    extra: dict[str, str] | None = None,
 ) -> AssetSubmission:
-    """The DAM submission for an exported image."""
+    """The DAM submission for an exported image (``extra``: more metadata, e.g. the
+    retouched file a replacement came from)."""
     renditions = {"png": item.png, "psd": item.psd, "mask": item.mask}
     renditions.update({f"jpg:{ch}": uri for ch, uri in zip(item.channels, item.jpg, strict=False)})
     return AssetSubmission(
@@ -35,12 +42,17 @@ def submission_for(
         source_name=item.source_name,
         content_hash=item.sha256,
         approval_state=state,
-        approved_by=by,
+        decided_by=by,
         note=note,
         confidence=item.confidence,
         reasons=item.reasons,
         renditions={k: v for k, v in renditions.items() if v},
-        metadata={"deadline": item.deadline, "brief": item.brief, "rules": ";".join(item.rules)},
+        metadata={
+            "deadline": item.deadline,
+            "brief": item.brief,
+            "rules": ";".join(item.rules),
+            **(extra or {}),
+        },
     )
 
 
@@ -52,9 +64,10 @@ def register_item(
     *,
     by: str,
     note: str = "",
+    extra: dict[str, str] | None = None,
 ) -> None:
     """Register one image and remember its DAM id on the item."""
-    record = adapter.register(submission_for(item, job_id, state, by=by, note=note))
+    record = adapter.register(submission_for(item, job_id, state, by=by, note=note, extra=extra))
     item.dam_id = record.dam_id
 
 

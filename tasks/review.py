@@ -37,7 +37,6 @@ class ReviewDecision(RunInput):
     """The retoucher's answer, as the Resume form in the Prefect UI asks for it."""
 
     decision: Literal["approve", "replace", "reject"] = Field(
-        default="approve",
         description=(
             "approve: publish with the AI mask as it is. replace: publish with your retouched "
             "file instead. reject: the photo cannot be used; request a reshoot."
@@ -68,26 +67,44 @@ class ReviewOutcome(BaseModel):
     renditions: list[str]
 
 
-def _link(uri: str) -> str:
+def _file_line(label: str, uri: str, url: str = "") -> str:
+    """One file of the review: an http link the browser can open (from the share server),
+    and where it is for tools on the studio's disks (Photoshop opens the path)."""
     if not uri:
-        return "-"
-    href = uri if "://" in uri else Path(uri).resolve().as_uri()
-    return f"[{uri}]({href})"
+        return f"- {label}: -"
+    opened = f"[open]({url}) · " if url else ""
+    return f"- {label}: {opened}`{uri}`"
 
 
-def review_description(item: ImageItem, ctx: ShootContext, problem: str = "") -> str:
-    """The markdown shown above the Resume form: what the image is, why it is here, files."""
+def review_description(
+    item: ImageItem, ctx: ShootContext, problem: str = "", links: dict[str, str] | None = None
+) -> str:
+    """The markdown shown above the Resume form: the pictures, what the image is, why it is
+    here, and its files."""
+    links = links or {}
     size = f"{item.width}x{item.height}" if item.width else "unknown size"
     lines = []
     if problem:
         lines += [
             f"> **Your last answer could not be used:** {problem}",
-            "> Please correct it and resume again.",
+            "> Your answer is kept below: correct it and submit again.",
             "",
         ]
     lines += [
         f"### Review {item.sku} · {item.category or 'no category'} · job {ctx.job_id}",
         "",
+    ]
+    if links.get("preview"):
+        lines += [
+            f"![source, cutout on a checkerboard, AI mask over the source]({links['preview']})",
+            "",
+            f"**[Open the review page]({links['page']})** (pictures, source, AI mask, reference, "
+            f"layered PSD; the link works until {links.get('expires', '-')})",
+            "",
+        ]
+    elif links.get("problem"):
+        lines += [f"_No preview: {links['problem']}_", ""]
+    lines += [
         f"**Deadline:** {item.deadline or 'none given'}  ",
         f"**Why it needs a person:** {item.reasons}  ",
         f"**Queue:** {item.queue or 'standard'}  ",
@@ -96,13 +113,16 @@ def review_description(item: ImageItem, ctx: ShootContext, problem: str = "") ->
         "",
         f"**Brief:** {item.brief or '(no brief)'}",
         "",
-        f"- Reference image: {_link(item.reference)}",
-        f"- Source ({size}): {_link(item.source)}",
-        f"- PSD with the AI mask as the starting layer mask: {_link(item.psd)}",
-        f"- AI mask: {_link(item.mask)}",
+        _file_line("Reference image", item.reference, links.get("reference", "")),
+        _file_line(f"Source ({size})", item.source, links.get("source", "")),
+        _file_line(
+            "PSD with the AI mask as the starting layer mask", item.psd, links.get("layered", "")
+        ),
+        _file_line("AI mask", item.mask, links.get("mask", "")),
         "",
-        "**approve** publishes the AI mask; **replace** publishes your retouched file (PNG with "
-        f"alpha, or a grayscale mask, exactly {size}); **reject** asks for a reshoot.",
+        "Choose a **decision** (required): **approve** publishes the AI mask; **replace** "
+        f"publishes your retouched file (PNG with alpha, or a grayscale mask, exactly {size}); "
+        "**reject** asks for a reshoot.",
     ]
     return "\n".join(lines)
 
@@ -179,8 +199,9 @@ def land_decision(decision: ReviewDecision, item: ImageItem, ctx: ShootContext) 
             ctx.model,
             ctx.config.png_compress_level,
         )
-        state = ApprovalState.APPROVED
-        item.review_state = "approved" if decision.decision == "approve" else "replaced"
+        replaced = decision.decision == "replace"
+        state = ApprovalState.REPLACED if replaced else ApprovalState.APPROVED
+        item.review_state = "replaced" if replaced else "approved"
     note = decision.note.strip()
     if decision.decision == "reject" and not note:
         note = "Reshoot requested."
@@ -188,7 +209,10 @@ def land_decision(decision: ReviewDecision, item: ImageItem, ctx: ShootContext) 
     item.review_run_id = str(flow_run.get_id() or item.review_run_id)
     ensure_limits(settings)
     dam_write_slot()
-    register_item(adapter, item, ctx.job_id, state, by=by, note=note)
+    extra = {"decision": decision.decision}
+    if decision.decision == "replace":
+        extra["retouched_file"] = decision.retouched_file.strip()
+    register_item(adapter, item, ctx.job_id, state, by=by, note=note, extra=extra)
     record_review_outcome(ctx.layout, item)
     return ReviewOutcome(
         decision=decision.decision,
@@ -245,17 +269,58 @@ def make_review_request(ctx: ShootContext) -> ImageWork:
 
     def request(item: ImageItem) -> None:
         # One review per input file and content; a previous run that ended without a
-        # decision (failed, crashed, cancelled) is replaced by a fresh one.
+        # decision (failed, crashed, cancelled) is replaced by a fresh one, and so is one
+        # still waiting whose form shows details the shoot no longer has (a rerun with a
+        # corrected manifest). A decided review is kept: reruns keep decisions.
         review_key = f"review:{ctx.job_id}:{item.sha256}:{short_hash(item.source_name)}"
-        for _ in range(5):
+        for _ in range(50):
             run = start_review(item, ctx, ctx.config.review_deployment, review_key)
-            if not run.state or not run.state.is_final() or run.state.is_completed():
+            state = run.state
+            ended_undecided = state and state.is_final() and not state.is_completed()
+            changed = changed_details(run.parameters.get("item") or {}, item)
+            if not ended_undecided and not (changed and replace_waiting_review(run, changed)):
                 break
             review_key = f"{review_key}:after-{str(run.id)[:8]}"
         item.review_run_id = str(run.id)
         item.review_state = item.review_state or "queued"
 
     return request
+
+
+# What a retoucher reads in the form and the queue orders by: a waiting review showing other
+# values than the shoot's current ledger is replaced.
+FORM_DETAILS = (
+    "sku",
+    "category",
+    "campaign",
+    "channels",
+    "deadline",
+    "brief",
+    "reference",
+    "queue",
+    "reasons",
+    "rules",
+)
+
+
+def changed_details(shown: dict, item: ImageItem) -> list[str]:
+    """The form details (see FORM_DETAILS) a waiting review shows differently from ``item``."""
+    current = item.model_dump(mode="json", include=set(FORM_DETAILS))
+    return [name for name in FORM_DETAILS if shown.get(name) != current.get(name)]
+
+
+def replace_waiting_review(run, changed: list[str]) -> bool:
+    """Cancel a review run that waits with out-of-date details so a fresh one is started;
+    False (keep it) when it is not waiting: a decision may be landing right now."""
+    from cutline.services.review_queue import cancel_run
+
+    if not (run.state and (run.state.is_paused() or run.state.is_scheduled())):
+        return False
+    cancel_run(
+        str(run.id),
+        f"Superseded: the shoot's rerun changed {', '.join(changed)}; a new review shows them.",
+    )
+    return True
 
 
 def start_review(item: ImageItem, ctx: ShootContext, deployment: str, review_key: str):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from cutline.base import storage
 from cutline.base.settings import CutlineSettings, get_settings
 from cutline.domain.items import ImageItem, JobLayout
+from cutline.domain.manifest import is_manifest_row
 from cutline.domain.run_config import RunConfig
 from cutline.domain.workstate import WorkRecord
 from cutline.imaging.contact_sheet import ContactSheet, lane_of
@@ -28,7 +29,7 @@ from rules.engine import Lane
 from tasks.context import ShootContext
 from tasks.review import start_review
 
-SIGNABLE = frozenset({ApprovalState.AUTO_APPROVED, ApprovalState.APPROVED})
+SIGNABLE = frozenset({ApprovalState.AUTO_APPROVED, ApprovalState.APPROVED, ApprovalState.REPLACED})
 SIGNOFF_TAG = "signoff"
 
 
@@ -43,7 +44,7 @@ class SignOffDecision(RunInput):
         default="", description="SKUs to send back to review, separated by commas (send-back)."
     )
     note: str = Field(default="", description="For the retoucher: what to fix in those SKUs.")
-    producer: str = Field(default="", description="Your name; the DAM records who signed off.")
+    producer: str = Field(min_length=1, description="Your name; the DAM records who signed off.")
     comment: str = Field(default="", description="A comment kept with the sign-off.")
 
     def skus(self) -> list[str]:
@@ -83,25 +84,71 @@ def counts_by_lane(records: list[AssetRecord]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def ledger_accounting(rows: list[dict[str, str]]) -> dict[str, int]:
+    """Every ledger row (each input file and each manifest row) in exactly one bucket."""
+    buckets = {
+        "auto": 0,
+        "review: decided": 0,
+        "review: waiting for a retoucher": 0,
+        "failed files": 0,
+        "manifest rows without a file": 0,
+    }
+    for row in rows:
+        if is_manifest_row(row["source"]):
+            buckets["manifest rows without a file"] += 1
+        elif row["lane"] == "failed":
+            buckets["failed files"] += 1
+        elif row["lane"] == "auto":
+            buckets["auto"] += 1
+        elif row.get("review_state") in {"approved", "replaced", "rejected"}:
+            buckets["review: decided"] += 1
+        else:
+            buckets["review: waiting for a retoucher"] += 1
+    return buckets
+
+
 def signoff_description(
-    job_id: str, records: list[AssetRecord], sheet: ContactSheet, link_text: str, problem: str = ""
+    job_id: str,
+    records: list[AssetRecord],
+    sheet: ContactSheet,
+    link_text: str,
+    problem: str = "",
+    ledger_rows: list[dict[str, str]] | None = None,
 ) -> str:
-    """The form's text: what is being signed off, the contact sheet, the counts per lane."""
+    """The form's text: what is being signed off, the contact sheet, and counts that add up
+    (the DAM's assets by state; the ledger's every input file and manifest row)."""
     lines = []
     if problem:
         lines += [f"**That answer could not be used: {problem}**", ""]
+    by_state = counts_by_lane(records)
+    unpictured = len(records) - sheet.assets
     lines += [
         f"## Sign off shoot {job_id}",
         "",
-        f"Contact sheet: `{sheet.index}` ({sheet.assets} assets, {len(sheet.png_pages)} "
-        f"page(s){', ' + link_text if link_text else ''}).",
+        f"Contact sheet: `{sheet.index}` — {sheet.assets} of the {len(records)} DAM assets, "
+        f"{len(sheet.png_pages)} page(s)"
+        + (f"; {unpictured} without a picture (rejected or withdrawn)" if unpictured else "")
+        + (f"; {link_text}" if link_text else "")
+        + ".",
         "",
-        "| lane | assets |",
+        "| DAM assets by state | assets |",
         "|---|---|",
-        *[f"| {lane} | {n} |" for lane, n in counts_by_lane(records).items()],
+        *[f"| {lane} | {n} |" for lane, n in by_state.items()],
+        f"| **total in the DAM** | **{len(records)}** |",
+    ]
+    if ledger_rows is not None:
+        lines += [
+            "",
+            "| ledger: every input file and manifest row | rows |",
+            "|---|---|",
+            *[f"| {bucket} | {n} |" for bucket, n in ledger_accounting(ledger_rows).items()],
+            f"| **total in the ledger** | **{len(ledger_rows)}** |",
+        ]
+    lines += [
         "",
-        "Approve to sign off every auto and approved asset, or send back a list of SKUs "
-        "(they return to the review lane with your note).",
+        "Choose a **decision** (required) and enter your name: **approve** signs off every auto "
+        "and approved asset; **send-back** returns the SKUs you list to the review lane with "
+        "your note (the rest are signed off).",
     ]
     return "\n".join(lines)
 

@@ -49,3 +49,17 @@ def form_description(run_id: str) -> str:
         run = client.read_flow_run(UUID(run_id))
         keyset = keyset_from_paused_state(run.state)
         return orjson.loads(client.read_flow_run_input(UUID(run_id), keyset["description"]))
+
+
+def form_defaults(run_id: str) -> dict:
+    """The values the run's current Resume form starts with (its schema's defaults)."""
+    from prefect.client.orchestration import get_client
+    from prefect.input import keyset_from_paused_state
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+        keyset = keyset_from_paused_state(run.state)
+        schema = orjson.loads(client.read_flow_run_input(UUID(run_id), keyset["schema"]))
+    return {
+        name: field["default"] for name, field in schema["properties"].items() if "default" in field
+    }

@@ -35,7 +35,7 @@ def test_stack_serves_every_deployment_declared_in_prefect_yaml(prefect_server):
     assert shoot.global_concurrency_limit.limit == 2
     assert shoot.concurrency_options.collision_strategy == "ENQUEUE"
     assert {"item", "ctx"} <= set(review.parameter_openapi_schema["properties"])
-    assert escalate.schedules, "escalation must run on a schedule"
+    assert not escalate.schedules, "escalation runs in the serve process, not as 288 runs a day"
     assert evaluate.parameter_openapi_schema["required"] == ["data"]
     assert evaluate.parameter_openapi_schema["properties"]["models"].get("description")
 

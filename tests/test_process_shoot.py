@@ -261,8 +261,12 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 
 def test_cli_run_reports_a_missing_shoot_with_nonzero_exit(prefect_server, tmp_path):
     result = _cli("run", str(tmp_path / "nope"), "--job-id", "CLI-404")
-    assert result.returncode == 1
-    assert "does not exist" in result.stderr
+    assert result.returncode == 2  # said at once, before any run is submitted
+    assert "does not exist or is not a folder" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") <= 2
+    assert "/runs/flow-run/" not in result.stdout
+    debug = _cli("--debug", "run", str(tmp_path / "nope"), "--job-id", "CLI-404")
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
 
 
 def test_cli_run_completes_with_failed_images_and_exit_zero(prefect_server, model_home, tmp_path):

@@ -83,3 +83,18 @@ def test_ops_retry_a_cli_started_shoot_from_the_prefect_ui(
     assert str(waiting.id) == summary["signoff_run_id"]
     first_signoffs = signoff_runs(JOB, ["CANCELLED"])
     assert first_signoffs and all(str(r.id) != summary["signoff_run_id"] for r in first_signoffs)
+
+    # The producer's view: the sign-off form and the shoot's summary, as the README shows them.
+    page.goto(f"{settings.ui_url}/runs/flow-run/{waiting.id}")
+    page.get_by_role("button", name="Resume").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text(f"Sign off shoot {JOB}").wait_for(timeout=30_000)
+    signoff_text = dialog.inner_text()
+    assert "total in the DAM" in signoff_text and "total in the ledger" in signoff_text
+    page.screenshot(
+        path=str(artifacts_dir / "signoff-form.png"), full_page=True, animations="disabled"
+    )
+    page.keyboard.press("Escape")
+    page.goto(f"{settings.ui_url}/artifacts/key/shoot-{JOB.lower()}")
+    page.get_by_text(f"Shoot {JOB}").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(artifacts_dir / "shoot-summary.png"), full_page=True)

@@ -20,7 +20,7 @@ from cutline.records.ledger import read_ledger
 from cutline.services.review_queue import read_run
 from dam_adapters import ApprovalState
 from dam_adapters.local_catalog import LocalCatalog
-from tests.reviews import decide, form_description, ui_form, wait_for_reviews
+from tests.reviews import decide, form_defaults, form_description, ui_form, wait_for_reviews
 from tests.scenario import run_steps
 from tests.waiting import wait_until
 
@@ -99,6 +99,35 @@ def test_form_text_gives_what_a_retoucher_needs(queue_run):
         "480x360",
     ):
         assert expected in text
+    assert "file://" not in text  # browsers refuse those from a web page
+
+
+def test_the_form_shows_the_pictures_and_links_files_over_http(queue_run):
+    import io
+    import re
+
+    _, by_sku, _, _ = queue_run
+    run_id = by_sku["GL-1"].run_id
+    text = form_description(run_id)
+    preview = re.search(r"!\[[^\]]*\]\((http://127\.0\.0\.1:\d+/s/[\w-]{43}/preview\.png)\)", text)
+    assert preview, text
+    with urllib.request.urlopen(preview[1], timeout=10) as resp:
+        assert resp.headers["Content-Type"] == "image/png"
+        picture = Image.open(io.BytesIO(resp.read()))
+    assert picture.width > 2 * picture.height  # three panels side by side
+    assert max(picture.size) <= 1200  # small enough to load at once
+    page = re.search(r"\[Open the review page\]\((http://\S+/index\.html)\)", text)[1]
+    with urllib.request.urlopen(page, timeout=10) as resp:
+        body = resp.read().decode()
+    assert "GL-1" in body and "preview.png" in body and "layered.psd" in body
+    base = page.rsplit("/", 1)[0]
+    with urllib.request.urlopen(f"{base}/source.jpg", timeout=10) as resp:
+        assert resp.read()[:2] == b"\xff\xd8"  # the source JPEG itself
+    with urllib.request.urlopen(f"{base}/layered.psd", timeout=10) as resp:
+        assert "attachment" in resp.headers["Content-Disposition"]
+        assert resp.read(4) == b"8BPS"
+    # The decision has no default: a careless Submit cannot publish.
+    assert "decision" not in form_defaults(run_id)
 
 
 def _events(api: str, name: str) -> list[dict]:
@@ -153,16 +182,53 @@ def test_cli_lists_the_queue_as_json(queue_run):
     assert {"run_id", "sku", "category", "reasons", "age_hours", "ui_url", "deadline"} <= set(
         listed[0]
     )
+    table = subprocess.run(
+        [sys.executable, "-m", "cutline", "review", "list", "--job", QUEUE_JOB],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+    )
+    assert table.returncode == 0, table.stderr
+    header = table.stdout.splitlines()[0].split()
+    assert header[:4] == ["DEADLINE", "SKU", "CATEGORY", "JOB"] and "RUN" in header
+    dam = subprocess.run(
+        [sys.executable, "-m", "cutline", "dam", "list", "--job", QUEUE_JOB],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+    )
+    assert dam.returncode == 0 and dam.stdout.split()[:5] == [
+        "DAM",
+        "ID",
+        "SKU",
+        "STATE",
+        "DECIDED",
+    ]
 
 
 def test_overdue_review_is_escalated_once_not_dropped(queue_run, prefect_server):
     from cutline.base.settings import CutlineSettings, get_settings
+    from cutline.services.housekeeping import start_housekeeping
     from cutline.services.review_queue import list_reviews
     from flows.escalate_reviews import escalate_reviews
 
     _, by_sku, _, _ = queue_run
-    escalate_reviews()  # the stack's 5-minute schedule may have escalated it already
-    queue = {e.sku: e for e in list_reviews(get_settings(), "http://ui", QUEUE_JOB)}
+    # The stack's housekeeping (a thread of its serve process, no flow runs) escalates it; a
+    # round every 0.3 s here instead of every 5 minutes.
+    stop = start_housekeeping(
+        get_settings().model_copy(update={"housekeeping_minutes": 0.005}), "http://ui"
+    )
+    try:
+
+        def escalated():
+            queue = {e.sku: e for e in list_reviews(get_settings(), "http://ui", QUEUE_JOB)}
+            return queue if queue["OV-1"].escalated else None
+
+        queue = wait_until(escalated, "housekeeping to escalate OV-1", timeout=60)
+    finally:
+        stop.set()
     assert queue["OV-1"].escalated and queue["OV-1"].overdue
     assert queue["OV-1"].state == "Suspended"  # escalated reviews stay in the queue
     for sku in ("GL-1", "JW-1", "HB-1"):  # due in a few days: not overdue, not escalated
@@ -237,7 +303,11 @@ def _step_invalid_replace_asks_again_then_replace_uses_the_retouched_mask(
     assert row["review_state"] == "replaced"
     assert np.array_equal(np.asarray(Image.open(row["png"]).getchannel("A")), retouched)
     record = LocalCatalog(settings.resolved_catalog_dir).get(row["dam_id"])
-    assert record.approval_state == ApprovalState.APPROVED and record.note == "fixed the clasp"
+    # Provenance: the DAM says replaced, by whom, from which retouched file.
+    assert record.approval_state == ApprovalState.REPLACED and record.note == "fixed the clasp"
+    assert record.decided_by == "Ana Retoucher"
+    assert record.metadata["retouched_file"] == str(path)
+    assert record.metadata["decision"] == "replace"
 
 
 def _step_reject_marks_the_asset_rejected_with_the_note(summary, by_sku, settings, tmp_path):
@@ -251,9 +321,12 @@ def _step_reject_marks_the_asset_rejected_with_the_note(summary, by_sku, setting
 
 
 def _step_missing_name_asks_again(summary, by_sku, settings, tmp_path):
-    run = decide(by_sku["OV-1"].run_id, ui_form("approve", retoucher=" "))
+    run = decide(by_sku["OV-1"].run_id, ui_form("approve", retoucher=" ", note="looks fine"))
     assert run.state.is_paused()
     assert "enter your name" in form_description(by_sku["OV-1"].run_id)
+    # Asked again, the form holds the refused answer: only the name needs correcting.
+    kept = form_defaults(by_sku["OV-1"].run_id)
+    assert kept["decision"] == "approve" and kept["note"] == "looks fine"
 
 
 def _review_run_count(job: str) -> int:
@@ -284,7 +357,7 @@ def _step_nothing_is_registered_twice_and_a_rerun_keeps_decisions(
     assert before == {
         "FW-1": ApprovalState.AUTO_APPROVED,
         "GL-1": ApprovalState.APPROVED,
-        "JW-1": ApprovalState.APPROVED,
+        "JW-1": ApprovalState.REPLACED,
         "HB-1": ApprovalState.REJECTED,
     }
     shoot = str(Path(read_ledger(summary.ledger)[0]["source"]).parent)
@@ -331,3 +404,80 @@ def test_retoucher_decisions_land_once_and_survive_a_rerun_and_a_restart(
 ):
     summary, by_sku, _, _ = _run_review_shoot(STORY_JOB, tmp_path_factory, settings)
     run_steps(STORY_STEPS, summary, by_sku, settings, tmp_path)
+
+
+def test_a_review_listed_while_still_starting_can_be_resumed_at_once(
+    prefect_server, model_home, settings, tmp_path
+):
+    """`cutline review list` right after `cutline run` returns shows reviews whose runs are
+    still being started; resuming one waits for it to be ready instead of failing with
+    "Cannot resume a run that isn't paused"."""
+    import os
+    import subprocess
+    import sys
+
+    from cutline.services.review_queue import list_reviews
+    from flows.process_shoot import process_shoot
+
+    job = "REV-EARLY"
+    write_sample_shoot(tmp_path / "shoot", SAMPLES[:1], size=(320, 240), today=date.today())
+    process_shoot(shoot=str(tmp_path / "shoot"), job_id=job, output_root=str(tmp_path / "out"))
+    (entry,) = wait_until(
+        lambda: list_reviews(settings, settings.ui_url, job), "the review to be listed", 60, 0.05
+    )
+    command = ["review", "resume", entry.run_id, "--approve", "--by", "Early Bird"]
+    result = subprocess.run(
+        [sys.executable, "-m", "cutline", *command],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+    )
+    assert result.returncode == 0, f"listed as {entry.state}: {result.stdout}{result.stderr}"
+    assert read_run(entry.run_id).state.is_completed()
+    (record,) = LocalCatalog(settings.resolved_catalog_dir).list_job(job)
+    assert record.approval_state == ApprovalState.APPROVED and record.decided_by == "Early Bird"
+
+
+def test_a_rerun_with_a_corrected_manifest_refreshes_the_waiting_review(
+    prefect_server, model_home, settings, tmp_path
+):
+    """The form of a still-waiting review always matches the ledger: a rerun that changed its
+    brief and deadline replaces the waiting run with one that shows them; the old form is
+    cancelled saying why, so nobody answers it."""
+    from dataclasses import replace
+
+    from cutline.services.review_queue import list_reviews
+    from flows.process_shoot import process_shoot
+
+    job, today = "REV-FRESH", date.today()
+    shoot, out = tmp_path / "shoot", tmp_path / "out"
+    first = BY_SKU["GL-1"]
+    write_sample_shoot(shoot, (first,), size=(320, 240), today=today)
+    process_shoot(shoot=str(shoot), job_id=job, output_root=str(out))
+    (old,) = wait_for_reviews(settings, job, 1)
+    assert "Perfume bottle." in form_description(old.run_id)
+
+    corrected = replace(first, brief="Perfume bottle: keep the cap's engraving.", due_in_days=2)
+    write_sample_shoot(shoot, (corrected,), size=(320, 240), today=today)  # same pixels
+    process_shoot(shoot=str(shoot), job_id=job, output_root=str(out))
+
+    def replaced():
+        waiting = [
+            e for e in list_reviews(settings, settings.ui_url, job) if e.state == "Suspended"
+        ]
+        return waiting if waiting and waiting[0].run_id != old.run_id else None
+
+    (new,) = wait_until(replaced, "the refreshed review to wait", timeout=120)
+    text = form_description(new.run_id)
+    assert "keep the cap's engraving" in text and corrected.deadline(today) in text
+    assert new.deadline.startswith(corrected.deadline(today)[:10])
+    gone = read_run(old.run_id).state
+    assert gone.is_cancelled() and "Superseded" in gone.message and "brief" in gone.message
+    (row,) = read_ledger(str(out / job / "ledger.csv"))
+    assert row["review_run_id"] == new.run_id and row["brief"] == corrected.brief
+
+    # A third run with nothing changed keeps that review as it is.
+    process_shoot(shoot=str(shoot), job_id=job, output_root=str(out))
+    (again,) = read_ledger(str(out / job / "ledger.csv"))
+    assert again["review_run_id"] == new.run_id and read_run(new.run_id).state.is_paused()

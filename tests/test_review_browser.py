@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import pytest
 
 from cutline.imaging.samples import Sample, write_sample_shoot
 from cutline.records.ledger import read_ledger
+from cutline.services.review_queue import read_run
 from dam_adapters import ApprovalState
 from dam_adapters.local_catalog import LocalCatalog
 from tests.reviews import wait_for_reviews
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 JOB = "UI-0001"
+
+
+def choose_decision(page, dialog, value: str) -> None:
+    """Pick a value of the Decision field (a select in the UI's generated form)."""
+    field = dialog.get_by_role("combobox").first
+    if field.evaluate("el => el.tagName") == "SELECT":
+        field.select_option(value)
+        return
+    field.click()
+    page.get_by_role("option", name=value, exact=True).click()
 
 
 def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
@@ -58,14 +71,41 @@ def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
         "PSD with the AI mask",
     ):
         assert expected in text, expected
+    # The pictures load inside the form (served over HTTP by the stack's share server).
+    preview = dialog.locator("img[src*='/preview.png']")
+    preview.first.wait_for(timeout=30_000)
+    wait_until(
+        lambda: preview.first.evaluate("img => img.complete && img.naturalWidth > 0"),
+        "the preview picture to load in the form",
+        timeout=30,
+    )
     # animations="disabled" finishes the dialog's fade-in before the picture is taken.
     page.screenshot(
         path=str(artifacts_dir / "review-resume-form.png"), full_page=True, animations="disabled"
     )
 
+    # One click opens the review page with the pictures and the files.
+    with page.context.expect_page() as opened:
+        dialog.get_by_role("link", name="Open the review page").click()
+    review_page = opened.value
+    review_page.wait_for_load_state()
+    assert "layered.psd" in review_page.content()
+    assert review_page.locator("img").evaluate("img => img.naturalWidth > 0")
+    review_page.screenshot(path=str(artifacts_dir / "review-page.png"), full_page=True)
+    review_page.close()
+
     boxes = dialog.get_by_role("textbox")
     boxes.nth(1).fill("Cam in the browser")
     boxes.nth(2).fill("approved from the UI")
+    # No decision chosen: the form refuses to submit, and nothing is published.
+    dialog.get_by_role("button", name="Submit").click()
+    page.screenshot(
+        path=str(artifacts_dir / "review-no-decision.png"), full_page=True, animations="disabled"
+    )
+    time.sleep(3)
+    assert read_run(entry.run_id).state.is_paused()
+    assert dialog.is_visible()
+    choose_decision(page, dialog, "approve")
     dialog.get_by_role("button", name="Submit").click()
 
     from cutline.services.review_queue import wait_for_outcome

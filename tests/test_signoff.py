@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.records.ledger import read_ledger
 from tests.reviews import decide, form_description, ui_form, wait_for_reviews
 from tests.waiting import wait_until
 
@@ -49,6 +50,9 @@ def test_shoot_to_signoff_with_a_send_back_then_approval(
 
     shoot, out = tmp_path / "shoot", tmp_path / "out"
     write_sample_shoot(shoot, DEFAULT_SAMPLES, size=(320, 240))
+    (shoot / "broken.jpg").write_bytes(b"\xff\xd8 not a photo")  # a failed file
+    with (shoot / "manifest.csv").open("a") as manifest:  # a manifest row without a file
+        manifest.write("missing_front.jpg,SKU-9999,footwear,SS27,web,,,\n")
     summary = process_shoot(
         shoot=str(shoot),
         job_id="SIGN-0001",
@@ -66,6 +70,14 @@ def test_shoot_to_signoff_with_a_send_back_then_approval(
     text = form_description(first.run_id)
     assert "Sign off shoot SIGN-0001" in text and "contact-sheet/index.html" in text
     assert f"| auto | {len(auto)} |" in text
+    # Counts add up: the DAM's assets, and the ledger's every file and manifest row.
+    assert f"| **total in the DAM** | **{len(auto)}** |" in text
+    rows = read_ledger(summary.ledger)
+    assert "| failed files | 1 |" in text and "| manifest rows without a file | 1 |" in text
+    assert f"| **total in the ledger** | **{len(rows)}** |" in text
+    ledger_table = text.split("| ledger: every input file and manifest row | rows |")[1]
+    counted = [int(line.split("|")[2]) for line in ledger_table.splitlines()[2:7]]
+    assert sum(counted) == len(rows) == summary.total + 1
     sheet = (out / "SIGN-0001" / "contact-sheet" / "page-001.html").read_text()
     assert all(sku in sheet for sku in auto)  # every auto asset is on the sheet
     assert (out / "SIGN-0001" / "contact-sheet" / "page-001.png").is_file()

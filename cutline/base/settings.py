@@ -202,6 +202,15 @@ class CutlineSettings(BaseSettings):
             "waited this long, or earlier when its manifest deadline has passed."
         ),
     )
+    housekeeping_minutes: float = Field(
+        default=5.0,
+        gt=0,
+        le=24 * 60,
+        description=(
+            "How often the stack's serve process escalates overdue reviews and recovers runs "
+            "whose process died (no flow run is created for it)."
+        ),
+    )
     stranded_after_seconds: float = Field(
         default=600.0,
         ge=35,
@@ -236,6 +245,15 @@ class CutlineSettings(BaseSettings):
     )
     signoff_webhook_retries: int = Field(
         default=4, ge=0, le=10, description="Retries of the sign-off webhook, with backoff."
+    )
+    review_link_days: float = Field(
+        default=90.0,
+        gt=0,
+        le=365,
+        description=(
+            "Days the links of a review's page (preview, source, mask, PSD) keep working; a "
+            "review waiting longer gets a new page when it is resumed or the job reruns."
+        ),
     )
     job_wait_minutes: float = Field(
         default=240.0,

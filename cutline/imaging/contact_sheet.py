@@ -37,7 +37,7 @@ def lane_of(record: AssetRecord) -> str:
     return "auto" if record.approval_state == ApprovalState.AUTO_APPROVED else "review"
 
 
-def _checkerboard(size: tuple[int, int], cell: int = 10) -> Image.Image:
+def checkerboard(size: tuple[int, int], cell: int = 10) -> Image.Image:
     board = Image.new("RGB", size, (255, 255, 255))
     draw = ImageDraw.Draw(board)
     for y in range(0, size[1], cell):
@@ -65,14 +65,14 @@ def _thumbnails(
     channel = next((c for c in record.channels if c in presets.presets), None)
     colour = presets.presets[channel].background_rgb if channel else (255, 255, 255)
     return (
-        _on(_checkerboard((THUMB, THUMB)), cutout),
+        _on(checkerboard((THUMB, THUMB)), cutout),
         _on(Image.new("RGB", (THUMB, THUMB), colour), cutout),
     )
 
 
 def _caption(record: AssetRecord) -> list[str]:
     confidence = "-" if record.confidence is None else f"{record.confidence:.2f}"
-    who = record.approved_by or "-"
+    who = record.decided_by or "-"
     return [
         f"{record.sku}  ({lane_of(record)}, {record.approval_state.value})",
         f"confidence {confidence}  approved by {who}",

@@ -6,6 +6,7 @@ import contextlib
 import json
 import signal
 import sys
+import traceback
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import Annotated, Any
 import typer
 
 from cutline.base import storage
-from cutline.base.errors import CutlineError
+from cutline.base.errors import ConfigError, CutlineError
+from cutline.base.redact import redact
 from cutline.base.settings import get_settings
 from cutline.imaging import model_store
 from cutline.ops import stack
@@ -110,6 +112,20 @@ def _follow(run_id, job_id: str) -> Any:
         time.sleep(_FOLLOW_SECONDS)
 
 
+def _refuse_missing_local(path: str, what: str, *, folder: bool) -> None:
+    """Say at once, before anything is submitted, that a local path does not exist (the run
+    itself checks everything else, object-store paths included)."""
+    if "://" in path and not path.startswith("file://"):
+        return
+    local = Path(path.removeprefix("file://")).expanduser()
+    if not (local.is_dir() if folder else local.is_file()):
+        kind = "folder" if folder else "file"
+        raise ConfigError(
+            f"{what} {path} does not exist or is not a {kind}.",
+            hint="Check the path (relative paths are taken from the current folder).",
+        )
+
+
 @contextlib.contextmanager
 def _signals_as_interrupt() -> Iterator[None]:
     """SIGTERM (a closed terminal, a scheduler stopping the job) acts like Ctrl-C."""
@@ -166,6 +182,9 @@ def run_shoot(
     from cutline.records.summary import ShootSummary, summary_markdown
 
     settings = get_settings()
+    _refuse_missing_local(shoot, "Shoot folder", folder=True)
+    if manifest:
+        _refuse_missing_local(manifest, "Manifest", folder=False)
     output_root = storage.locate(out or str(settings.resolved_output_root)).uri()
     parameters = {
         "shoot": storage.locate(shoot).uri(),
@@ -344,7 +363,7 @@ def dam_show(
         "campaign",
         "channels",
         "approval_state",
-        "approved_by",
+        "decided_by",
         "note",
         "confidence",
         "reasons",
@@ -385,8 +404,15 @@ def dam_list(
     if as_json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
+    if not records:
+        typer.echo(f"no assets of job {job} in the DAM")
+        return
+    typer.echo(f"{'DAM ID':23}  {'SKU':20} {'STATE':14} {'DECIDED BY':20} SOURCE")
     for r in records:
-        typer.echo(f"{r.dam_id}  {r.sku:20} {r.approval_state.value:14} {r.source_name}")
+        typer.echo(
+            f"{r.dam_id:23}  {r.sku:20} {r.approval_state.value:14} {r.decided_by or '-':20} "
+            f"{r.source_name}"
+        )
 
 
 @app.command()
@@ -434,6 +460,10 @@ def review_list(
     if not entries:
         typer.echo("no reviews waiting")
         return
+    typer.echo(
+        f"{'DEADLINE':16}  {'SKU':14} {'CATEGORY':12} {'JOB':12} {'WAITED':>7} {'FLAG':9} RUN ID"
+        "\n    why it waits\n    Prefect UI link"
+    )
     for e in entries:
         flag = "ESCALATED" if e.escalated else ("OVERDUE" if e.overdue else "")
         if e.state != "Suspended":
@@ -529,8 +559,9 @@ def signoff_list(
         return
     if not entries:
         typer.echo("no shoots waiting for sign-off")
+    typer.echo(f"{'JOB':16} {'WAITING SINCE':25} RUN ID\n    Prefect UI link")
     for e in entries:
-        typer.echo(f"{e.job_id:16} waiting since {e.waiting_since}  {e.run_id}\n    {e.ui_url}")
+        typer.echo(f"{e.job_id:16} {e.waiting_since:25} {e.run_id}\n    {e.ui_url}")
 
 
 @signoff_app.command("link")
@@ -613,12 +644,39 @@ def signoff_resume(
     raise typer.Exit(1)
 
 
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the Python traceback of an error.")
+    ] = False,
+) -> None:
+    """Cutline: studio-scale AI background removal on Prefect."""
+    _DEBUG["on"] = debug
+
+
 def main() -> None:
     """Console entry point: an error Cutline explains (bad settings, a wrong path, a refused
-    run) is one line on stderr with exit code 2, not a traceback."""
+    run) is one line on stderr with exit code 2; an unexpected one is one line with exit
+    code 1. `cutline --debug ...` adds the traceback."""
     try:
-        app(prog_name="cutline", standalone_mode=True)
+        app(prog_name="cutline", standalone_mode=True)  # usage errors: typer's own message
     except CutlineError as exc:
+        if _DEBUG["on"]:
+            traceback.print_exc()
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except Exception as exc:  # one readable line; the traceback on --debug
+        if _DEBUG["on"]:
+            traceback.print_exc()
+        typer.secho(
+            f"error: {type(exc).__name__}: {redact(str(exc))[:500]}\n"
+            "hint: run the same command with `cutline --debug ...` for the traceback, and "
+            "report it if the message does not say what to do.",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        sys.exit(1)
     sys.exit(0)

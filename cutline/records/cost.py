@@ -72,15 +72,15 @@ def time_chart_png(report: CostReport, job_id: str) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    # constrained layout keeps the title and the long bar labels inside the picture
+    fig, ax = plt.subplots(figsize=(8, 3.4), dpi=100, layout="constrained")
     labels = ["AI lane (machine, wall clock)", "Review lane (retoucher, estimated)"]
     values = [report.wall_minutes, report.review_minutes]
     bars = ax.barh(labels, values, color=["#2b7bb9", "#e08a2c"])
     ax.bar_label(bars, labels=[f"{v:.1f} min" for v in values], padding=4)
     ax.set_xlabel("minutes")
-    ax.set_title(f"Shoot {job_id}: where the time goes")
+    fig.suptitle(f"Shoot {job_id}: where the time goes", wrap=True)
     ax.set_xlim(0, max([*values, 1.0]) * 1.3)
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

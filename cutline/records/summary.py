@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cutline.records.cost import CostReport
 from cutline.records.tally import ShootTally
@@ -35,6 +35,7 @@ class ShootSummary(BaseModel):
     cost: CostReport | None = None
     time_chart: str = ""
     signoff_run_id: str | None = None
+    ui_url: str = Field(default="", description="The Prefect UI the run links point into.")
     contact_sheet: str = ""
     manifest: str = ""
     warnings: list[str] = []
@@ -105,6 +106,22 @@ def _more(count: int) -> list[str]:
     )
 
 
+def md_cell(value: object) -> str:
+    """A value made safe for one markdown table cell: a '|' or a line break in a reason or a
+    file name must not split the row."""
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
+    return " ".join(text.split())
+
+
+def run_link(ui_url: str, run_id: str | None) -> str:
+    """A flow run as a link into the Prefect UI (plain id when the UI is not known)."""
+    if not run_id:
+        return "-"
+    if not ui_url:
+        return f"`{run_id}`"
+    return f"[{run_id[:8]}]({ui_url.rstrip('/')}/runs/flow-run/{run_id})"
+
+
 def summary_markdown(summary: ShootSummary) -> str:
     """The summary as markdown for the Prefect UI and the terminal."""
     lines = [
@@ -151,7 +168,7 @@ def summary_markdown(summary: ShootSummary) -> str:
             f"## Cost ({c.currency})",
             "",
             f"Machine: {c.wall_minutes:.1f} min wall clock = {c.machine_cost:.2f} {c.currency} "
-            f"({c.per_image:.4f} per image). Review lane: {c.review_minutes:.0f} retoucher minutes (estimated).",
+            f"({c.per_image:.4f} per image). Review lane: {c.review_minutes:.1f} retoucher minutes (estimated).",
             "",
             "| lane | images | machine | retouch | total | per image |",
             "|---|---|---|---|---|---|",
@@ -165,7 +182,8 @@ def summary_markdown(summary: ShootSummary) -> str:
     if summary.signoff_run_id:
         lines += [
             "",
-            f"Sign-off: run `{summary.signoff_run_id}` waits for the producer; contact sheet "
+            f"Sign-off: run {run_link(summary.ui_url, summary.signoff_run_id)} waits for the "
+            "producer; contact sheet "
             f"`{summary.contact_sheet}` (`cutline signoff list`).",
         ]
     if summary.reviews:
@@ -177,14 +195,21 @@ def summary_markdown(summary: ShootSummary) -> str:
             "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['deadline'] or '-'} | {r['sku']} | {r['category'] or '-'} | {r['file']} | {r['reasons']} "
-            f"| {r['review_run_id'] or '-'} |"
+            "| "
+            + " | ".join(
+                md_cell(value)
+                for value in (r["deadline"] or "-", r["sku"], r["category"] or "-", r["file"])
+            )
+            + f" | {md_cell(r['reasons'])} | {run_link(summary.ui_url, r['review_run_id'])} |"
             for r in summary.reviews[:LISTED_ROWS]
         ]
         lines += _more(len(summary.reviews))
     if summary.failures:
         lines += ["", "## Failed", "", "| file | reason |", "|---|---|"]
-        lines += [f"| {f['file']} | {f['reason']} |" for f in summary.failures[:LISTED_ROWS]]
+        lines += [
+            f"| {md_cell(f['file'])} | {md_cell(f['reason'])} |"
+            for f in summary.failures[:LISTED_ROWS]
+        ]
         lines += _more(len(summary.failures))
     if summary.ignored_files:
         lines += ["", f"Ignored (sidecar files, not images): {len(summary.ignored_files)}"]

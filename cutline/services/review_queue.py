@@ -103,6 +103,15 @@ def cancel_reviews_of_gone_files(job: str, current: dict[str, set[tuple[str, str
     return cancelled
 
 
+def cancel_run(run_id: str, message: str) -> None:
+    """End a waiting run without an answer, saying why (shown in the UI)."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(run_id), Cancelled(message=message), force=True)
+
+
 def waiting_runs(job: str | None) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -148,10 +157,25 @@ def list_reviews(
     return sorted((_entry(run, settings, now, ui_url) for run in runs), key=sort_key)
 
 
-def resume_review(run_id: str, decision: dict[str, Any]) -> None:
-    """Resume a waiting review with the same input the UI's form would send."""
+def resume_review(run_id: str, decision: dict[str, Any], starting_wait: float = 120.0) -> None:
+    """Resume a waiting review (or sign-off) with the same input the UI's form would send.
+    A run still starting (listed right after the shoot returned, not yet suspended) is
+    waited for, up to ``starting_wait`` seconds, instead of refused."""
+    import time
+
     from prefect.flow_runs import resume_flow_run
 
+    deadline = time.monotonic() + starting_wait
+    while True:
+        state = read_run(run_id).state
+        if state is None or state.is_paused() or state.is_final():
+            break  # final: let Prefect say why it cannot be resumed
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the run is still {state.name} after {starting_wait:.0f} s, not waiting for an "
+                "answer yet; try again in a minute (`cutline review list` shows its state)"
+            )
+        time.sleep(0.5)
     resume_flow_run(UUID(run_id), run_input=decision)
 
 

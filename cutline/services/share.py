@@ -25,13 +25,17 @@ from cutline.domain.items import validate_job_id
 
 _FILE = re.compile(r"^(thumbs/)?[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(html|png)$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_NAMED = re.compile(r"^[a-z][a-z0-9-]{0,40}\.[a-z0-9]{1,5}$")
+_TYPES = {".psd": "image/vnd.adobe.photoshop", ".tif": "image/tiff", ".tiff": "image/tiff"}
 
 
 class ShareGrant(BaseModel):
-    """What one link opens: a folder of one job, until a moment."""
+    """What one link opens: a folder of one job (its pages and pictures) and, by name, a few
+    named files of that job (a review's source, mask and PSD), until a moment."""
 
     job_id: str
     folder: str
+    files: dict[str, str] = {}
     created_at: datetime
     expires_at: datetime
 
@@ -65,18 +69,23 @@ def register_share(
     folder: str,
     now: datetime | None = None,
     days: float | None = None,
+    files: dict[str, str] | None = None,
 ) -> ShareLink | None:
-    """Issue a new read-only link to a local contact-sheet folder; None when the sheet is not
-    on a local disk (share it from the object store instead). Expired grants of the same
-    job are removed."""
+    """Issue a new read-only link to a local folder (a contact sheet, a review page) and the
+    named local ``files``; None when the folder is not on a local disk (share it from the
+    object store instead). Expired grants of the same job are removed."""
     validate_job_id(job_id)
     if "://" in folder:
         return None
+    named = {name: str(Path(path).resolve()) for name, path in (files or {}).items()}
+    if any(not _NAMED.match(name) for name in named) or any("://" in p for p in named.values()):
+        raise ValueError(f"not shareable file names or paths: {sorted(named)}")
     now = now or datetime.now(UTC)
     token = secrets.token_urlsafe(32)
     grant = ShareGrant(
         job_id=job_id,
         folder=str(Path(folder).resolve()),
+        files=named,
         created_at=now,
         expires_at=now + timedelta(days=days if days is not None else settings.share_link_days),
     )
@@ -139,6 +148,9 @@ def _resolve(settings: CutlineSettings, path: str) -> tuple[int, Path | str]:
             f"This link expired on {grant.expires_at:%Y-%m-%d %H:%M} UTC; ask the producer "
             f"for a new one (cutline signoff link {grant.job_id})"
         )
+    if parts[2] in grant.files:
+        named = Path(grant.files[parts[2]])
+        return (200, named) if named.is_file() else (404, "That file is no longer there")
     if not _FILE.match(parts[2]):
         return 404, "No such file in this contact sheet"
     folder = Path(grant.folder).resolve()
@@ -161,8 +173,12 @@ def start_share_server(settings: CutlineSettings) -> ThreadingHTTPServer:
                 self.send_error(status, str(found))
                 return
             body = found.read_bytes()
+            kind = _TYPES.get(found.suffix.lower()) or mimetypes.guess_type(found.name)[0]
             self.send_response(200)
-            self.send_header("Content-Type", mimetypes.guess_type(found.name)[0] or "text/html")
+            self.send_header("Content-Type", kind or "application/octet-stream")
+            if found.suffix.lower() in {".psd", ".tif", ".tiff"}:  # open in Photoshop, not here
+                name = self.path.rsplit("/", 1)[-1]
+                self.send_header("Content-Disposition", f'attachment; filename="{name}"')
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.send_header("Referrer-Policy", "no-referrer")  # the token stays in this page

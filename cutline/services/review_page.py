@@ -1,0 +1,94 @@
+"""A waiting review's pictures and files over HTTP, for the retoucher's browser.
+
+The Prefect UI cannot open local files (browsers refuse file:// links from a web page), so
+each review run publishes a small page through the stack's share server: a preview (source,
+cutout on a checkerboard, mask overlay) and the source, AI mask, reference and layered PSD
+under one unguessable, expiring token that opens only those files of that job."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path, PurePosixPath
+
+from cutline.base import storage
+from cutline.base.settings import CutlineSettings
+from cutline.domain.items import ImageItem
+from cutline.imaging.review_preview import review_preview_png
+from cutline.services.share import register_share
+
+
+def _local(uri: str) -> str | None:
+    """The local path of a file URI or path, or None for an object-store URI."""
+    if uri.startswith("file://"):
+        uri = uri.removeprefix("file://")
+    return uri if uri and "://" not in uri and Path(uri).is_file() else None
+
+
+def _named_files(item: ImageItem) -> dict[str, str]:
+    """The review's own files a retoucher may download, by the name the link uses."""
+    wanted = {
+        "source": item.source,
+        "mask": item.mask,
+        "layered": item.psd,
+        "reference": item.reference,
+    }
+    files = {}
+    for name, uri in wanted.items():
+        path = _local(uri or "")
+        if path:
+            suffix = PurePosixPath(path).suffix.lower().lstrip(".") or "bin"
+            files[f"{name}.{suffix}"] = path
+    return files
+
+
+def _page_html(item: ImageItem, job_id: str, files: dict[str, str], ui_run_url: str) -> str:
+    esc = html.escape
+    links = " · ".join(f'<a href="{esc(name)}">{esc(name)}</a>' for name in sorted(files))
+    return (
+        "<!doctype html><meta charset='utf-8'><title>Review "
+        f"{esc(item.sku)}</title><body style='font-family:sans-serif'>"
+        f"<h2>Review {esc(item.sku)} · {esc(item.category or 'no category')} · job {esc(job_id)}</h2>"
+        f"<p><b>Why:</b> {esc(item.reasons)}<br><b>Deadline:</b> {esc(item.deadline or 'none')}"
+        f"<br><b>Brief:</b> {esc(item.brief or '(no brief)')}</p>"
+        "<img src='preview.png' alt='source, cutout on checkerboard, mask overlay' "
+        "style='max-width:100%'>"
+        f"<p>Files: {links or '(on the object store only)'}</p>"
+        f"<p>Decide in the Prefect UI: <a href='{esc(ui_run_url)}'>{esc(ui_run_url)}</a> "
+        "(Resume).</p></body>"
+    )
+
+
+def publish_review_page(
+    settings: CutlineSettings,
+    item: ImageItem,
+    job_id: str,
+    run_id: str,
+    ui_run_url: str,
+    max_pixels: int,
+) -> dict[str, str]:
+    """Write the review's preview and page under the data root and share them; the links by
+    name ('page', 'preview' and each file), or {} when the share cannot be made."""
+    folder = settings.data_root / "review-pages" / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    preview = review_preview_png(
+        storage.read_bytes(item.source),
+        item.source_name,
+        storage.read_bytes(item.mask),
+        item.mask,
+        max_pixels,
+    )
+    (folder / "preview.png").write_bytes(preview)
+    files = _named_files(item)
+    (folder / "index.html").write_text(_page_html(item, job_id, files, ui_run_url), "utf-8")
+    link = register_share(
+        settings, job_id, str(folder), days=settings.review_link_days, files=files
+    )
+    if link is None:
+        return {}
+    base = link.url.rsplit("/", 1)[0]
+    return {
+        "page": link.url,
+        "preview": f"{base}/preview.png",
+        "expires": f"{link.expires_at:%Y-%m-%d}",
+        **{name.split(".")[0]: f"{base}/{name}" for name in files},
+    }
