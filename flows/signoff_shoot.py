@@ -56,7 +56,7 @@ def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome | State:
     )
     ledger_rows = read_ledger(layout.ledger) if storage.exists(layout.ledger) else None
     link = remembered("client-link", lambda: _share(settings, job_id, sheet.index))
-    shared = f"client link {link['text']}" if link else ""
+    shared = link.get("text", "") if link else ""
     if once("sheet-artifact"):
         create_markdown_artifact(
             markdown=signoff_description(job_id, records, sheet, shared, "", ledger_rows),
@@ -89,4 +89,7 @@ def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome | State:
 def _share(settings: CutlineSettings, job_id: str, sheet_index: str) -> dict[str, str]:
     """One client link per sign-off run (a resumed run replays, it must not issue another)."""
     link = register_share(settings, job_id, storage.parent(sheet_index))
-    return {"url": link.url, "text": link.describe()} if link else {}
+    if not link:
+        return {}
+    text = f"[open it (client link)]({link.url}), valid until {link.expires_at:%Y-%m-%d %H:%M} UTC"
+    return {"url": link.url, "text": text}

@@ -107,6 +107,11 @@ def ledger_accounting(rows: list[dict[str, str]]) -> dict[str, int]:
     return buckets
 
 
+def _sum_line(total: str, parts: dict[str, int]) -> str:
+    """'**total** = a 3 + b 1': one line (the UI's form text is short) that adds up."""
+    return f"**{total}** = " + " + ".join(f"{name} {n}" for name, n in parts.items())
+
+
 def signoff_description(
     job_id: str,
     records: list[AssetRecord],
@@ -125,30 +130,29 @@ def signoff_description(
     lines += [
         f"## Sign off shoot {job_id}",
         "",
-        f"Contact sheet: `{sheet.index}` — {sheet.assets} of the {len(records)} DAM assets, "
+        f"**Contact sheet**: {sheet.assets} of the {len(records)} DAM assets on "
         f"{len(sheet.png_pages)} page(s)"
-        + (f"; {unpictured} without a picture (rejected or withdrawn)" if unpictured else "")
+        + (f" ({unpictured} without a picture: rejected or withdrawn)" if unpictured else "")
         + (f"; {link_text}" if link_text else "")
         + ".",
         "",
-        "| DAM assets by state | assets |",
-        "|---|---|",
-        *[f"| {lane} | {n} |" for lane, n in by_state.items()],
-        f"| **total in the DAM** | **{len(records)}** |",
+        _sum_line(f"In the DAM: {len(records)} assets", by_state),
     ]
     if ledger_rows is not None:
         lines += [
             "",
-            "| ledger: every input file and manifest row | rows |",
-            "|---|---|",
-            *[f"| {bucket} | {n} |" for bucket, n in ledger_accounting(ledger_rows).items()],
-            f"| **total in the ledger** | **{len(ledger_rows)}** |",
+            _sum_line(
+                f"In the ledger: {len(ledger_rows)} rows (every input file and manifest row)",
+                ledger_accounting(ledger_rows),
+            ),
         ]
     lines += [
         "",
         "Choose a **decision** (required) and enter your name: **approve** signs off every auto "
         "and approved asset; **send-back** returns the SKUs you list to the review lane with "
         "your note (the rest are signed off).",
+        "",
+        f"The sheet on disk: `{sheet.index}`",
     ]
     return "\n".join(lines)
 

@@ -90,11 +90,12 @@ def test_ops_retry_a_cli_started_shoot_from_the_prefect_ui(
     dialog = page.get_by_role("dialog")
     dialog.get_by_text(f"Sign off shoot {JOB}").wait_for(timeout=30_000)
     signoff_text = dialog.inner_text()
-    assert "total in the DAM" in signoff_text and "total in the ledger" in signoff_text
+    assert "In the DAM:" in signoff_text and "In the ledger:" in signoff_text
     page.screenshot(
         path=str(artifacts_dir / "signoff-form.png"), full_page=True, animations="disabled"
     )
     page.keyboard.press("Escape")
     page.goto(f"{settings.ui_url}/artifacts/key/shoot-{JOB.lower()}")
-    page.get_by_text(f"Shoot {JOB}").first.wait_for(timeout=30_000)
+    page.get_by_role("link", name=re.compile(r"^[0-9a-f]{8}$")).first.click()  # the latest
+    page.get_by_text("Review lane:", exact=False).first.wait_for(timeout=30_000)
     page.screenshot(path=str(artifacts_dir / "shoot-summary.png"), full_page=True)

@@ -21,12 +21,11 @@ JOB = "UI-0001"
 
 
 def choose_decision(page, dialog, value: str) -> None:
-    """Pick a value of the Decision field (a select in the UI's generated form)."""
-    field = dialog.get_by_role("combobox").first
-    if field.evaluate("el => el.tagName") == "SELECT":
-        field.select_option(value)
-        return
-    field.click()
+    """Pick a value of the Decision field: prefect-design's select opens from the keyboard
+    (a synthetic click toggles it open and shut) and lists role=option entries."""
+    control = dialog.locator(".p-select button.p-select-button__control").first
+    control.focus()
+    page.keyboard.press("Space")
     page.get_by_role("option", name=value, exact=True).click()
 
 

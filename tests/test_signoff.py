@@ -69,15 +69,15 @@ def test_shoot_to_signoff_with_a_send_back_then_approval(
     assert first.run_id == summary.signoff_run_id
     text = form_description(first.run_id)
     assert "Sign off shoot SIGN-0001" in text and "contact-sheet/index.html" in text
-    assert f"| auto | {len(auto)} |" in text
     # Counts add up: the DAM's assets, and the ledger's every file and manifest row.
-    assert f"| **total in the DAM** | **{len(auto)}** |" in text
     rows = read_ledger(summary.ledger)
-    assert "| failed files | 1 |" in text and "| manifest rows without a file | 1 |" in text
-    assert f"| **total in the ledger** | **{len(rows)}** |" in text
-    ledger_table = text.split("| ledger: every input file and manifest row | rows |")[1]
-    counted = [int(line.split("|")[2]) for line in ledger_table.splitlines()[2:7]]
-    assert sum(counted) == len(rows) == summary.total + 1
+    dam_line = next(line for line in text.splitlines() if "In the DAM:" in line)
+    assert f"In the DAM: {len(auto)} assets**" in dam_line and f"auto {len(auto)}" in dam_line
+    ledger_line = next(line for line in text.splitlines() if "In the ledger:" in line)
+    assert f"In the ledger: {len(rows)} rows" in ledger_line
+    assert "failed files 1" in ledger_line and "manifest rows without a file 1" in ledger_line
+    parts = ledger_line.split("** = ", 1)[1].split(" + ")
+    assert sum(int(part.rsplit(" ", 1)[1]) for part in parts) == len(rows) == summary.total
     sheet = (out / "SIGN-0001" / "contact-sheet" / "page-001.html").read_text()
     assert all(sku in sheet for sku in auto)  # every auto asset is on the sheet
     assert (out / "SIGN-0001" / "contact-sheet" / "page-001.png").is_file()
@@ -150,7 +150,8 @@ def _check_client_link(settings, form_text: str, skus) -> str:
     import re
 
     found = re.search(
-        r"client link (http://\S+/s/[A-Za-z0-9_-]{43}/index\.html) \(valid until ", form_text
+        r"\[open it \(client link\)\]\((http://\S+/s/[A-Za-z0-9_-]{43}/index\.html)\), valid until ",
+        form_text,
     )
     assert found, form_text
     link = found.group(1)

@@ -40,7 +40,12 @@ signoff_app = typer.Typer(
 app.add_typer(signoff_app, name="signoff")
 
 
-def _fail(exc: Exception, code: int = 2) -> typer.Exit:
+_DEBUG = {"on": False}  # `cutline --debug`: show tracebacks
+
+
+def _fail(exc: Exception | str, code: int = 2) -> typer.Exit:
+    if _DEBUG["on"] and isinstance(exc, BaseException):
+        traceback.print_exception(exc)
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     return typer.Exit(code)
 
@@ -642,9 +647,6 @@ def signoff_resume(
             f"sign-off run is {run.state.name}: {run.state.message or ''}", fg="red", err=True
         )
     raise typer.Exit(1)
-
-
-_DEBUG = {"on": False}
 
 
 @app.callback()

@@ -6,6 +6,7 @@ the recovered run's own state message, the serve log)."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 
@@ -70,5 +71,9 @@ def start_housekeeping(settings: CutlineSettings, ui_url: str) -> threading.Even
             except Exception:  # the server restarting, a network blip: try next round
                 logger.exception("Housekeeping round failed; the next one runs as planned")
 
-    threading.Thread(target=loop, daemon=True, name="cutline-housekeeping").start()
+    # The thread sees the caller's Prefect settings (which API) as the caller does.
+    context = contextvars.copy_context()
+    threading.Thread(
+        target=context.run, args=(loop,), daemon=True, name="cutline-housekeeping"
+    ).start()
     return stop
