@@ -127,3 +127,5 @@ def test_the_sheet_never_fetches_a_rendition_url_the_dam_returned(tmp_path):
     assert sheet.assets == 1
     page = Path(sheet.html_pages[0]).read_text()
     assert "SKU-001" in page and "SKU-002" not in page
+    index = Path(sheet.index).read_text()  # the sheet still counts what it leaves off
+    assert "1 of 2 assets" in index and "Not on the sheet" in index

@@ -93,3 +93,21 @@ def test_a_shoot_started_from_the_ui_routes_by_the_manifest_in_its_folder(
     (warning,) = summary.warnings
     assert "retouch-notes.csv was not used as the manifest" in warning
     assert str(shoot / "manifest.csv") not in summary.ignored_files
+
+
+def test_stack_status_says_the_serve_process_serves_everything(prefect_server):
+    """The UI dashboard says "no active work pools ... paused" because the stack serves its
+    deployments without a pool; `cutline stack-status` says what is really running."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "cutline", "stack-status"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ": up (UI " in result.stdout and "serve process: running (pid " in result.stdout

@@ -62,3 +62,9 @@ def test_runs_are_links_into_the_prefect_ui() -> None:
     assert text.count(link) == 2  # the review run and the sign-off run
     plain = summary_markdown(_summary(ui_url=""))
     assert f"`{RUN}`" in plain and "/runs/flow-run/" not in plain
+
+
+def test_the_header_accounts_for_files_and_manifest_rows() -> None:
+    text = summary_markdown(_summary(total=3, manifest_rows_without_files=["gone.jpg"]))
+    assert "3 ledger rows: 2 input files and 1 manifest row(s) without a file" in text
+    assert "2 input files from" in summary_markdown(_summary())

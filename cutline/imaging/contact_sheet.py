@@ -124,6 +124,13 @@ def _page_html(
     )
 
 
+def _state_counts(records: list[AssetRecord]) -> str:
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.approval_state.value] = counts.get(record.approval_state.value, 0) + 1
+    return ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(counts.items()))
+
+
 def build_contact_sheet(
     records: list[AssetRecord],
     job_id: str,
@@ -165,15 +172,21 @@ def build_contact_sheet(
                 _page_html(job_id, number, pages, rows).encode("utf-8"),
             )
         )
-    counts: dict[str, int] = {}
-    for record in shown:
-        counts[record.approval_state.value] = counts.get(record.approval_state.value, 0) + 1
+    left_off = [r for r in records if r.dam_id not in pngs]
     index = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>Shoot {html.escape(job_id)} - contact sheet</title></head><body>"
-        f"<h1>Shoot {html.escape(job_id)}: {len(shown)} assets</h1><p>"
-        + ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(counts.items()))
-        + "</p><ul>"
+        f"<h1>Shoot {html.escape(job_id)}: {len(shown)} of {len(records)} assets</h1><p>"
+        + _state_counts(shown)
+        + "</p>"
+        + (
+            f"<p>Not on the sheet (no cutout: rejected or withdrawn): {len(left_off)} — "
+            + _state_counts(left_off)
+            + "</p>"
+            if left_off
+            else ""
+        )
+        + "<ul>"
         + "".join(
             f'<li><a href="page-{n:03d}.html">page {n}</a> (<a href="page-{n:03d}.png">PNG</a>)</li>'
             for n in range(1, pages + 1)

@@ -79,10 +79,19 @@ def down() -> None:
 @app.command("stack-status")
 def stack_status() -> None:
     """Say whether the local stack answers, and where."""
-    current = stack.status(get_settings())
+    settings = get_settings()
+    current = stack.status(settings)
     state = "up" if current.healthy else "down"
     typer.echo(f"Prefect API {current.api_url}: {state} (UI {current.ui_url})")
-    raise typer.Exit(0 if current.healthy else 1)
+    serve_pid = stack.serve_pid(settings)
+    typer.echo(
+        f"serve process: running (pid {serve_pid}); it serves every deployment of prefect.yaml "
+        "itself, so the UI dashboard's work-pool card has nothing to show (that is not a pause)"
+        if serve_pid
+        else "serve process: not running (`cutline up` starts it): shoots, reviews and "
+        "sign-offs wait until it is"
+    )
+    raise typer.Exit(0 if current.healthy and serve_pid else 1)
 
 
 _FOLLOW_SECONDS = 2.0

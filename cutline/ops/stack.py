@@ -115,6 +115,11 @@ def client_env(settings: CutlineSettings) -> dict[str, str]:
     }
 
 
+def serve_pid(settings: CutlineSettings) -> int | None:
+    """The pid of this stack's serve process, when it runs."""
+    return _read_pid(_pid_file(settings, "serve"))
+
+
 def status(settings: CutlineSettings) -> StackStatus:
     """Current state of the stack."""
     url = api_url(settings)

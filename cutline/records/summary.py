@@ -122,12 +122,21 @@ def run_link(ui_url: str, run_id: str | None) -> str:
     return f"[{run_id[:8]}]({ui_url.rstrip('/')}/runs/flow-run/{run_id})"
 
 
+def _accounting(summary: ShootSummary) -> str:
+    """What the ledger's rows are: input files, plus manifest rows that named no file."""
+    rows = len(summary.manifest_rows_without_files)
+    files = summary.total - rows
+    if not rows:
+        return f"{files} input files"
+    return f"{summary.total} ledger rows: {files} input files and {rows} manifest row(s) without a file"
+
+
 def summary_markdown(summary: ShootSummary) -> str:
     """The summary as markdown for the Prefect UI and the terminal."""
     lines = [
         f"# Shoot {summary.job_id}",
         "",
-        f"{summary.total} input files from `{summary.shoot}` in {summary.wall_seconds:.1f} s "
+        _accounting(summary) + f" from `{summary.shoot}` in {summary.wall_seconds:.1f} s "
         f"(model `{summary.model}`, rules `{summary.rules_version}`, DAM {summary.dam}).",
         "",
         "| lane | images |",
