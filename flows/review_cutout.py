@@ -70,7 +70,13 @@ def _review_page(item: ImageItem, ctx: ShootContext, run_id: str) -> dict[str, s
     ui_run = f"{PREFECT_UI_URL.value() or settings.ui_url}/runs/flow-run/{run_id}"
     try:
         return publish_review_page(
-            settings, item, ctx.job_id, run_id, ui_run, ctx.config.max_pixels
+            settings,
+            item,
+            ctx.job_id,
+            run_id,
+            ui_run,
+            ctx.config.max_pixels,
+            roots=[ctx.shoot, ctx.job_root],  # only the review's own files, never elsewhere
         )
     except Exception as exc:
         get_run_logger().warning("No review page for %s: %s", item.sku, exc)

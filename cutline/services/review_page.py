@@ -17,24 +17,41 @@ from cutline.imaging.review_preview import review_preview_png
 from cutline.services.share import register_share
 
 
-def _local(uri: str) -> str | None:
-    """The local path of a file URI or path, or None for an object-store URI."""
+def _local(uri: str, roots: list[str]) -> str | None:
+    """The real local path of a file URI or path when it lies inside one of ``roots`` (the
+    shoot and the job folder); None for an object-store URI or anything elsewhere. A
+    manifest's reference column is free text: without this, `/etc/shadow` as a reference (or
+    a symlink to it) would be served to whoever has the review link."""
     if uri.startswith("file://"):
         uri = uri.removeprefix("file://")
-    return uri if uri and "://" not in uri and Path(uri).is_file() else None
+    if not uri or "://" in uri:
+        return None
+    real = Path(uri).resolve()
+    inside = [
+        Path(r.removeprefix("file://")).resolve()
+        for r in roots
+        if "://" not in r.removeprefix("file://")
+    ]
+    if not real.is_file() or not any(real.is_relative_to(root) for root in inside):
+        return None
+    return str(real)
 
 
-def _named_files(item: ImageItem) -> dict[str, str]:
+def _named_files(item: ImageItem, roots: list[str]) -> dict[str, str]:
     """The review's own files a retoucher may download, by the name the link uses."""
+    shoot = Path(roots[0].removeprefix("file://")) if roots else Path()
+    reference = item.reference
+    if reference and "://" not in reference and not Path(reference).is_absolute():
+        reference = str(shoot / reference)  # a manifest names references in the shoot
     wanted = {
         "source": item.source,
         "mask": item.mask,
         "layered": item.psd,
-        "reference": item.reference,
+        "reference": reference,
     }
     files = {}
     for name, uri in wanted.items():
-        path = _local(uri or "")
+        path = _local(uri or "", roots)
         if path:
             suffix = PurePosixPath(path).suffix.lower().lstrip(".") or "bin"
             files[f"{name}.{suffix}"] = path
@@ -65,9 +82,11 @@ def publish_review_page(
     run_id: str,
     ui_run_url: str,
     max_pixels: int,
+    roots: list[str],
 ) -> dict[str, str]:
-    """Write the review's preview and page under the data root and share them; the links by
-    name ('page', 'preview' and each file), or {} when the share cannot be made."""
+    """Write the review's preview and page under the data root and share them, with the
+    review's files that lie inside ``roots`` (the shoot folder first, then the job folder);
+    the links by name ('page', 'preview' and each file), or {} when the share cannot be made."""
     folder = settings.data_root / "review-pages" / run_id
     folder.mkdir(parents=True, exist_ok=True)
     preview = review_preview_png(
@@ -78,7 +97,7 @@ def publish_review_page(
         max_pixels,
     )
     (folder / "preview.png").write_bytes(preview)
-    files = _named_files(item)
+    files = _named_files(item, roots)
     (folder / "index.html").write_text(_page_html(item, job_id, files, ui_run_url), "utf-8")
     link = register_share(
         settings, job_id, str(folder), days=settings.review_link_days, files=files
