@@ -32,4 +32,4 @@ fi
 faketime -f +365d .venv/bin/python -m pytest tests/test_calendar.py tests/test_manifest.py \
   tests/test_review.py -k "not retoucher_decisions"
 # 3. The slow tests (real model, Prefect server, S3 server, browser) in file order.
-"${pytest[@]}" -m "$slow"
+"${pytest[@]}" -m "$slow" --durations=12

@@ -294,7 +294,7 @@ def test_ctrl_c_on_cli_run_stops_the_shoot_and_the_same_command_finishes_it(
     from cutline.services.review_queue import read_run
     from tests.images import product_shoot
 
-    names = product_shoot(tmp_path / "big", 40, size=(800, 600))
+    names = product_shoot(tmp_path / "big", 16, size=(640, 480))
     command = [
         sys.executable,
         "-m",
