@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.ports import free_port
 
 # Isolate every test session before Cutline or Prefect read their settings.
 _SESSION_ROOT = Path(tempfile.mkdtemp(prefix="cutline-tests-"))
@@ -24,10 +25,7 @@ os.environ.pop("PREFECT_API_URL", None)
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+_free_port = free_port
 
 
 os.environ["CUTLINE_SERVER_PORT"] = str(_free_port())

@@ -388,7 +388,7 @@ def test_a_signal_stops_a_run_promptly_and_the_rerun_finishes_it(
     from dam_adapters.local_catalog import LocalCatalog
 
     shoot, out, catalog_dir = tmp_path / "shoot", tmp_path / "out", tmp_path / "catalog"
-    names = product_shoot(shoot, 10)
+    names = product_shoot(shoot, 6, size=(320, 240))
     job = f"SIG-{signum.value}"
     env = _env(tmp_path, catalog_dir=str(catalog_dir), dam_writes_per_second="2")
     command = _shoot_process(str(shoot), job, str(out))

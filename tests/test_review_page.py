@@ -15,7 +15,7 @@ from cutline.base.settings import CutlineSettings
 from cutline.domain.items import ImageItem
 from cutline.services.review_page import publish_review_page
 from cutline.services.share import start_share_server
-from tests.conftest import _free_port
+from tests.ports import free_port
 
 
 def _status(url: str) -> int:
@@ -35,7 +35,7 @@ def review(tmp_path: Path):
     Image.new("L", (64, 48), 255).save(job / "masks" / "a.png")
     secret = tmp_path / "secret.txt"
     secret.write_text("not for clients")
-    settings = CutlineSettings(data_root=tmp_path / "data", share_port=_free_port())
+    settings = CutlineSettings(data_root=tmp_path / "data", share_port=free_port())
     server = start_share_server(settings)
     yield settings, shoot, job, secret
     server.shutdown()

@@ -15,13 +15,13 @@ import pytest
 
 from cutline.base.settings import CutlineSettings
 from cutline.services.share import register_share, start_share_server
-from tests.conftest import _free_port
+from tests.ports import free_port
 
 
 @pytest.fixture
 def served(tmp_path: Path):
     """A share server over its own data root, and a two-page contact sheet folder."""
-    settings = CutlineSettings(data_root=tmp_path / "data", share_port=_free_port())
+    settings = CutlineSettings(data_root=tmp_path / "data", share_port=free_port())
     sheet = tmp_path / "out" / "JOB-1" / "contact-sheet"
     (sheet / "thumbs").mkdir(parents=True)
     (sheet / "index.html").write_text("<a href='page-001.html'>SKU-1</a>")
