@@ -475,7 +475,7 @@ def test_a_review_whose_stack_dies_while_the_decision_lands_is_run_again_and_lan
     catalog = LocalCatalog(settings.resolved_catalog_dir)
     assert all(r.approval_state != ApprovalState.APPROVED for r in catalog.list_job(job))
     stack.up(settings)  # the machine is back: a fresh serve process, nothing recovered yet
-    time.sleep(2)
+    time.sleep(2)  # a live run would have moved on by now; a stranded one stays Running
     assert read_run(entry.run_id).state.is_running()  # stranded: Running, with no process
 
     stale = 40.0  # the serve process's runs beat every 30 s

@@ -101,7 +101,7 @@ def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
     page.screenshot(
         path=str(artifacts_dir / "review-no-decision.png"), full_page=True, animations="disabled"
     )
-    time.sleep(3)
+    time.sleep(3)  # had the form submitted, the run would have left Paused by now
     assert read_run(entry.run_id).state.is_paused()
     assert dialog.is_visible()
     choose_decision(page, dialog, "approve")
