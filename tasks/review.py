@@ -21,6 +21,7 @@ from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
 from cutline.domain.limits import dam_write_slot, ensure_limits
 from cutline.domain.locations import check_location
+from cutline.domain.manifest import KNOWN_COLUMNS
 from cutline.imaging.codec import load_mask, mask_to_png_bytes
 from cutline.records.ledger import record_review_outcome
 from dam_adapters import ApprovalState, create_adapter
@@ -287,16 +288,11 @@ def make_review_request(ctx: ShootContext) -> ImageWork:
     return request
 
 
-# What a retoucher reads in the form and the queue orders by: a waiting review showing other
-# values than the shoot's current ledger is replaced.
+# What a retoucher reads in the form and the queue orders by (every manifest detail of the
+# image, and how the rules routed it): a waiting review showing other values than the shoot's
+# current ledger is replaced.
 FORM_DETAILS = (
-    "sku",
-    "category",
-    "campaign",
-    "channels",
-    "deadline",
-    "brief",
-    "reference",
+    *(column for column in KNOWN_COLUMNS if column != "filename"),
     "queue",
     "reasons",
     "rules",
