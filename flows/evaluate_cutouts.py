@@ -10,6 +10,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from cutline.base import storage
 from cutline.base.settings import get_settings
 from cutline.domain.locations import check_location
+from cutline.domain.manifest import clean_category
 from cutline.evaluation.calibration import rules_fragment
 from cutline.evaluation.eval_report import (
     EvalReport,
@@ -81,6 +82,9 @@ def evaluate_cutouts(
                 model=model,
                 confidence_version=CONFIDENCE_VERSION,
                 evaluated_on=data,
+                by_category={
+                    clean_category(c): cal for c, cal in report.category_calibration.items()
+                },
             )
             report.rules_fragment = storage.write_bytes(
                 storage.join(out, fragment_name(model)), text.encode("utf-8")

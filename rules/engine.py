@@ -7,7 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cutline.base.errors import ConfigError
 from cutline.base.yamlfile import load_yaml, validate_model
@@ -29,11 +29,25 @@ class ConfidenceRule(_Strict):
     review_below: float = Field(
         ge=0, le=1, description="Cutouts whose confidence is below this go to review."
     )
-    calibration: dict[str, str | float | int | None] | None = Field(
+    by_category: dict[str, float] = Field(
+        default_factory=dict,
+        description="Thresholds of their own for categories (names as in the manifest or "
+        "aliases) whose images proved one in `cutline eval`; other categories use "
+        "review_below.",
+    )
+    calibration: dict[str, str | float | int | bool | None] | None = Field(
         default=None,
         description="Where the threshold came from (written by `cutline eval`): model, "
-        "confidence version, target and measured precision, images, date.",
+        "confidence version, target and measured precision with its lower bound, images, date.",
     )
+
+    @field_validator("by_category")
+    @classmethod
+    def _thresholds_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not 0 <= v <= 1}
+        if bad:
+            raise ValueError(f"thresholds must be in [0, 1]; got {bad}")
+        return value
 
 
 class CategoryRule(_Strict):
@@ -101,6 +115,15 @@ class RuleSet(_Strict):
             return ""
         wanted = {self.canonical_category(c) for c in refine.categories}
         return refine.method if self.canonical_category(category) in wanted else ""
+
+    def threshold_for(self, category: str) -> tuple[float, str]:
+        """The confidence threshold for this category, and the category whose own threshold
+        it is ('' when the general one applies)."""
+        own = {self.canonical_category(c): t for c, t in self.confidence.by_category.items()}
+        key = self.canonical_category(category)
+        if key and key in own:
+            return own[key], key
+        return self.confidence.review_below, ""
 
     def priority(self, queue: str) -> int:
         """Sort key of a review queue (lower first); unknown queues go last."""
@@ -196,12 +219,13 @@ def route(rules: RuleSet, item: RoutingInput) -> RouteDecision:
         if item.campaign and item.campaign.strip().lower() == campaign.name.strip().lower():
             hits.append(RuleHit(rule=f"campaign:{campaign.name}", reason=campaign.reason))
             queues.append(campaign.queue)
-    threshold = rules.confidence.review_below
+    threshold, own = rules.threshold_for(item.category)
+    whose = f" for {own}" if own else ""
     if item.confidence < threshold:
         hits.append(
             RuleHit(
-                rule="confidence",
-                reason=f"Low confidence {item.confidence:.2f} (below {threshold:.2f}): the AI mask may be wrong.",
+                rule=f"confidence:{own}" if own else "confidence",
+                reason=f"Low confidence {item.confidence:.2f} (below {threshold:.2f}{whose}): the AI mask may be wrong.",
             )
         )
         queues.append("standard")
@@ -211,7 +235,7 @@ def route(rules: RuleSet, item: RoutingInput) -> RouteDecision:
             hits=[
                 RuleHit(
                     rule="auto",
-                    reason=f"Confidence {item.confidence:.2f} at or above {threshold:.2f} and no review rule applies.",
+                    reason=f"Confidence {item.confidence:.2f} at or above {threshold:.2f}{whose} and no review rule applies.",
                 )
             ],
         )

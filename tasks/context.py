@@ -154,10 +154,11 @@ def run_stage(
 
 
 def cutout_key(item: ImageItem, ctx: ShootContext) -> str:
-    """What shapes an image's AI mask (and its views' agreement): its content, the model,
-    the inference size and whether the second view runs."""
+    """What shapes an image's AI mask (and its views' agreements): its content, the model,
+    the inference size and whether the second view runs (v3: the outline agreement is
+    measured too)."""
     return stage_key(
-        "cutout-v2",
+        "cutout-v3",
         item.sha256,
         ctx.model,
         ctx.config.model_input_max_side,

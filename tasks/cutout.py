@@ -11,7 +11,7 @@ from cutline.base import storage
 from cutline.domain.items import ImageItem
 from cutline.domain.workstate import WorkState
 from cutline.imaging.codec import decode_image, mask_to_png_bytes
-from cutline.imaging.confidence import mask_agreement
+from cutline.imaging.confidence import mask_agreement, outline_agreement
 from cutline.imaging.refine import refine_alpha
 from cutline.imaging.segmenter import get_session, predict_alpha, second_view_alpha
 from rules.engine import load_rules
@@ -36,7 +36,7 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
         done = state.reusable(item, "cutout", key, lambda prior: [prior.mask])
         if done is not None:
             item.mask = done.mask
-            _keep_agreement(item, done.signals.get(AGREEMENT))
+            _keep_agreement(item, done.signals.get(AGREEMENT), done.signals.get(OUTLINE_AGREEMENT))
             item.reused.append("cutout")
             return
         session = get_session(
@@ -51,8 +51,12 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
         )
         alpha = predict_alpha(session, small)
         if settings.confidence_second_view:
-            agreement = mask_agreement(alpha, second_view_alpha(session, small))
-            _keep_agreement(item, round(agreement, 4))
+            second = second_view_alpha(session, small)
+            _keep_agreement(
+                item,
+                round(mask_agreement(alpha, second), 4),
+                round(outline_agreement(alpha, second), 4),
+            )
         if item.refinement:
             alpha = refine_alpha(alpha, np.asarray(small), item.refinement)
         mask = full_resolution_mask(alpha, (info.width, info.height))
@@ -65,10 +69,12 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
     return cut
 
 
-AGREEMENT = "view_agreement_iou"  # raw IoU of the two views, kept with the item's signals
+# Raw measurements of the two views, kept with the item's signals for the score stage.
+AGREEMENT = "view_agreement_iou"  # IoU of the whole masks
+OUTLINE_AGREEMENT = "edge_agreement_iou"  # IoU within the band around the outlines
 
 
-def _keep_agreement(item: ImageItem, agreement: float | None) -> None:
-    """Record the two views' IoU for the score stage (and the ledger)."""
-    if agreement is not None:
-        item.signals = {**item.signals, AGREEMENT: agreement}
+def _keep_agreement(item: ImageItem, agreement: float | None, outline: float | None) -> None:
+    """Record the two views' IoUs for the score stage (and the ledger)."""
+    measured = {AGREEMENT: agreement, OUTLINE_AGREEMENT: outline}
+    item.signals = {**item.signals, **{k: v for k, v in measured.items() if v is not None}}

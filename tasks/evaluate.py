@@ -8,6 +8,7 @@ ships (refined where the rules say so) and the confidence is the score a shoot w
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -24,6 +25,7 @@ from cutline.evaluation.eval_set import EvalCase
 from cutline.evaluation.evaluate import ImageEval, overlay_png
 from cutline.imaging.codec import decode_image, load_mask
 from cutline.imaging.refine import refine_alpha
+from cutline.imaging.segmenter import get_session, second_view_alpha
 from rules.engine import load_rules
 from tasks.context import ShootContext
 from tasks.stages import run_plain, stages_through
@@ -75,6 +77,16 @@ def evaluate_case(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
         max_side=settings.model_input_max_side,
     )
     pred, truth = _at(item.mask, small.size), _at(case.alpha, small.size)
+    alternatives = {}
+    if settings.confidence_second_view:
+        session = get_session(
+            ctx.model, Path(settings.model_home), settings.onnx_threads, settings.onnx_providers
+        )
+        second = second_view_alpha(session, small)
+        alternatives = {
+            "second view": matte_metrics(second, truth),
+            "mean of both views": matte_metrics((pred + second) / 2, truth),
+        }
     started = time.perf_counter()
     refined = pred if item.refinement else refine_alpha(pred, np.asarray(small))
     refine_seconds = 0.0 if item.refinement else time.perf_counter() - started
@@ -91,6 +103,7 @@ def evaluate_case(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
     return ImageEval(
         name=case.name,
         category=case.category,
+        subject=case.subject or case.name,
         model=ctx.model,
         metrics=metrics,
         good=metrics.good,
@@ -102,5 +115,6 @@ def evaluate_case(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
         refinement=item.refinement,
         refined=matte_metrics(refined, truth),
         refine_seconds=round(refine_seconds, 4),
+        alternatives=alternatives,
         overlay=overlay,
     )

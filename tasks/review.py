@@ -23,6 +23,7 @@ from cutline.domain.limits import dam_write_slot, ensure_limits
 from cutline.domain.locations import check_location
 from cutline.domain.manifest import KNOWN_COLUMNS
 from cutline.imaging.codec import load_mask, mask_to_png_bytes
+from cutline.imaging.confidence import weakest_signal
 from cutline.records.ledger import record_review_outcome
 from dam_adapters import ApprovalState, create_adapter
 from rules.engine import Lane
@@ -110,7 +111,7 @@ def review_description(
         f"**Why it needs a person:** {item.reasons}  ",
         f"**Queue:** {item.queue or 'standard'}  ",
         f"**Confidence:** {item.confidence if item.confidence is not None else '-'}"
-        + (f" (weakest signal: {min(item.signals, key=item.signals.get)})" if item.signals else ""),
+        + (f" (weakest signal: {weakest})" if (weakest := weakest_signal(item.signals)) else ""),
         "",
         f"**Brief:** {item.brief or '(no brief)'}",
         "",

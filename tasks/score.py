@@ -9,9 +9,9 @@ from cutline.base import storage
 from cutline.domain.items import ImageItem
 from cutline.domain.workstate import WorkState, stage_key
 from cutline.imaging.codec import decode_image, load_mask
-from cutline.imaging.confidence import CONFIDENCE_VERSION, score_mask
+from cutline.imaging.confidence import CONFIDENCE_VERSION, SIGNAL_WEIGHTS, score_mask
 from tasks.context import ImageWork, ShootContext, cutout_key
-from tasks.cutout import AGREEMENT
+from tasks.cutout import AGREEMENT, OUTLINE_AGREEMENT
 
 _SCORE_SIDE = 512
 
@@ -22,7 +22,7 @@ def make_score(ctx: ShootContext) -> ImageWork:
     state = WorkState(ctx.layout)
 
     def score(item: ImageItem) -> None:
-        key = stage_key("score", cutout_key(item, ctx), CONFIDENCE_VERSION)
+        key = stage_key("score", cutout_key(item, ctx), CONFIDENCE_VERSION, SIGNAL_WEIGHTS)
         done = state.reusable(item, "score", key)
         if done is not None and done.confidence is not None:
             item.confidence, item.signals = done.confidence, done.signals
@@ -37,15 +37,15 @@ def make_score(ctx: ShootContext) -> ImageWork:
         mask = load_mask(storage.read_bytes(item.mask), item.mask).resize(
             small.size, Image.Resampling.BILINEAR
         )
-        agreement = item.signals.get(AGREEMENT)
+        measured = {k: item.signals[k] for k in (AGREEMENT, OUTLINE_AGREEMENT) if k in item.signals}
         result = score_mask(
-            np.asarray(mask, dtype=np.float32) / 255.0, np.asarray(small), agreement
+            np.asarray(mask, dtype=np.float32) / 255.0,
+            np.asarray(small),
+            measured.get(AGREEMENT),
+            measured.get(OUTLINE_AGREEMENT),
         )
         item.confidence = result.score
-        item.signals = {
-            **({AGREEMENT: agreement} if agreement is not None else {}),
-            **result.signals,
-        }
+        item.signals = {**measured, **result.signals}
         state.remember(item, "score", key)
 
     return score

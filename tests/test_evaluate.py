@@ -63,6 +63,9 @@ def test_eval_compares_models_and_writes_a_report_and_a_usable_rules_fragment(
         assert set(image["metrics"]) == {"iou", "mae", "sad", "gradient_error", "boundary_f"}
         assert 0 <= image["confidence"] <= 1 and image["lane"] in {"auto", "review"}
         assert "view_agreement" in image["signals"] and Path(image["overlay"]).is_file()
+        assert "edge_agreement" in image["signals"]  # the outline of the two views compared
+        # what shipping another mask the cutout computes would give, measured, not guessed
+        assert set(image["alternatives"]) == {"second view", "mean of both views"}
     u2netp = report["models"][0]
     assert set(u2netp["categories"]) == {"homeware", "busy_background"}
     assert u2netp["categories"]["homeware"]["count"] == 4
@@ -76,6 +79,19 @@ def test_eval_compares_models_and_writes_a_report_and_a_usable_rules_fragment(
         assert Image.open(out / f"{name}.png").format == "PNG"
     markdown = (out / "report.md").read_text()
     assert "| u2netp | 6 |" in markdown and "## bench-threshold-not-ai" in markdown
+    # What the rules in force did, with the bound six images can give, and each signal's AUC.
+    u2_images = [i for i in report["images"] if i["model"] == "u2netp"]
+    routed = u2netp["as_routed"]
+    assert routed["auto"] == sum(i["lane"] == "auto" for i in u2_images)
+    assert routed["precision_lower_bound"] < 0.7  # six images cannot promise much
+    assert "as the rules in force route it" in run.stdout
+    assert {"view_agreement", "edge_agreement"} <= set(u2netp["signal_auc"])
+    assert "Each signal alone" in markdown and "As routed by the rules in force" in markdown
+    assert "Other masks the cutout already computes" in markdown
+    assert set(u2netp["refinement"]["homeware"]["alternatives"]) == {
+        "second view",
+        "mean of both views",
+    }
 
     fragments = [m["rules_fragment"] for m in report["models"] if m["rules_fragment"]]
     assert fragments, "the real model's easy cutouts should give a threshold"
@@ -87,6 +103,8 @@ def test_eval_compares_models_and_writes_a_report_and_a_usable_rules_fragment(
     recommended = next(m for m in report["models"] if m["rules_fragment"] == fragments[0])
     assert loaded.confidence.review_below == recommended["calibration"]["recommended"]["threshold"]
     assert loaded.confidence.calibration["images"] == count
+    assert loaded.confidence.calibration["proven"] is False  # six images prove no 98%
+    assert "NOT PROVEN" in Path(fragments[0]).read_text()
 
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(

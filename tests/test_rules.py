@@ -150,3 +150,22 @@ def test_edge_refinement_is_chosen_per_category(tmp_path: Path):
     assert rules.refinement_for("Hair-Beauty") == "guided-filter"
     assert rules.refinement_for("footwear") == ""
     assert RULES.refinement_for("hair-beauty") == ""  # off unless a studio switches it on
+
+
+def test_a_category_with_its_own_calibrated_threshold_is_routed_on_it(tmp_path: Path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        'version: "r"\nconfidence:\n  review_below: 0.8\n'
+        "  by_category: {Plush_Toys: 0.9, footwear: 0.6}\n"
+    )
+    rules = load_rules(path)
+    plush = route(rules, RoutingInput(category="plush toys", confidence=0.85))
+    assert plush.lane == Lane.REVIEW and [h.rule for h in plush.hits] == ["confidence:plush-toys"]
+    assert "below 0.90 for plush-toys" in plush.reasons
+    shoe = route(rules, RoutingInput(category="Footwear", confidence=0.7))
+    assert shoe.lane == Lane.AUTO and "0.60 for footwear" in shoe.reasons
+    other = route(rules, RoutingInput(category="homeware", confidence=0.7))
+    assert [h.rule for h in other.hits] == ["confidence"]  # the general threshold
+    path.write_text('version: "r"\nconfidence: {review_below: 0.8, by_category: {x: 1.5}}\n')
+    with pytest.raises(ConfigError, match=r"by_category"):
+        load_rules(path)

@@ -11,7 +11,14 @@ from pydantic import BaseModel, Field
 
 from cutline.base import storage
 from cutline.base.naming import safe_component
-from cutline.evaluation.calibration import Calibration, calibrate, roc_curve
+from cutline.evaluation.calibration import (
+    Calibration,
+    ThresholdPoint,
+    calibrate,
+    precision_lower_bound,
+    roc_auc,
+    roc_curve,
+)
 from cutline.evaluation.eval_metrics import GOOD_IOU
 from cutline.evaluation.evaluate import ImageEval
 
@@ -34,6 +41,20 @@ class RefinementEffect(BaseModel):
     without: dict[str, float]
     with_refinement: dict[str, float]
     median_ms: float
+    alternatives: dict[str, float] = Field(
+        default_factory=dict,
+        description="Mean IoU if the cutout shipped another mask it already computes.",
+    )
+    alternatives_good: dict[str, int] = Field(
+        default_factory=dict, description="Good cutouts (IoU >= 0.90) with each alternative."
+    )
+
+
+class SignalSeparation(BaseModel):
+    """One signal's ROC AUC over the images it was measured on."""
+
+    images: int
+    roc_auc: float | None
 
 
 class ModelReport(BaseModel):
@@ -49,6 +70,19 @@ class ModelReport(BaseModel):
         default_factory=dict, description="Edge refinement's effect per category."
     )
     rules_fragment: str = ""
+    as_routed: ThresholdPoint | None = Field(
+        default=None,
+        description="The auto lane the rules in force chose (their threshold and every other "
+        "rule): its precision with the lower bound, and the coverage it costs.",
+    )
+    signal_auc: dict[str, SignalSeparation] = Field(
+        default_factory=dict,
+        description="How well each signal alone tells good cutouts from bad (ROC AUC).",
+    )
+    category_calibration: dict[str, Calibration] = Field(
+        default_factory=dict,
+        description="The threshold rule per category (where its images can prove the target).",
+    )
 
 
 class EvalReport(BaseModel):
@@ -83,10 +117,56 @@ def model_report(model: str, results: list[ImageEval], target_precision: float) 
         categories={c: _group(rs) for c, rs in sorted(by_category.items())},
         lanes=dict(Counter(r.lane for r in results)),
         calibration=calibrate(
-            [r.confidence for r in results], [r.good for r in results], target_precision
+            [r.confidence for r in results],
+            [r.good for r in results],
+            target_precision,
+            subjects=[r.subject or r.name for r in results],
         ),
+        as_routed=as_routed(results),
+        signal_auc=signal_separation(results),
+        category_calibration={
+            c: calibrate(
+                [r.confidence for r in rs],
+                [r.good for r in rs],
+                target_precision,
+                subjects=[r.subject or r.name for r in rs],
+            )
+            for c, rs in sorted(by_category.items())
+        },
         median_inference_seconds=round(statistics.median(r.inference_seconds for r in results), 4),
         refinement={c: _refinement(rs) for c, rs in sorted(by_category.items())},
+    )
+
+
+def signal_separation(results: list[ImageEval]) -> dict[str, SignalSeparation]:
+    """Each signal's (and raw measurement's) ROC AUC for good vs bad cutouts, over the images
+    that have it: the evidence for keeping a signal in the score."""
+    names = sorted({k for r in results for k in r.signals})
+    out = {}
+    for name in names:
+        have = [r for r in results if name in r.signals]
+        auc = roc_auc([r.signals[name] for r in have], [r.good for r in have])
+        out[name] = SignalSeparation(
+            images=len(have), roc_auc=None if auc is None else round(auc, 4)
+        )
+    return out
+
+
+def as_routed(results: list[ImageEval]) -> ThresholdPoint | None:
+    """The auto lane as the rules in force routed it (threshold = the lowest auto score)."""
+    auto = [r for r in results if r.lane == "auto"]
+    total_good = sum(r.good for r in results)
+    if not results:
+        return None
+    hits = sum(r.good for r in auto)
+    return ThresholdPoint(
+        threshold=round(min((r.confidence for r in auto), default=1.0), 4),
+        auto=len(auto),
+        good_in_auto=hits,
+        precision=round(hits / len(auto), 4) if auto else 0.0,
+        precision_lower_bound=round(precision_lower_bound(hits, len(auto)), 4),
+        coverage=round(hits / total_good, 4) if total_good else 0.0,
+        auto_share=round(len(auto) / len(results), 4),
     )
 
 
@@ -101,7 +181,21 @@ def _refinement(results: list[ImageEval]) -> RefinementEffect:
             m: round(statistics.fmean(getattr(r.refined, m) for r in results), 4) for m in shown
         },
         median_ms=round(1000 * statistics.median(r.refine_seconds for r in results), 1),
+        alternatives={
+            name: round(statistics.fmean(r.alternatives[name].iou for r in results), 4)
+            for name in _alternative_names(results)
+        },
+        alternatives_good={
+            name: sum(r.alternatives[name].good for r in results)
+            for name in _alternative_names(results)
+        },
     )
+
+
+def _alternative_names(results: list[ImageEval]) -> list[str]:
+    """Alternatives measured on every image of the group."""
+    names = {n for r in results for n in r.alternatives}
+    return sorted(n for n in names if all(n in r.alternatives for r in results))
 
 
 def _figure():
@@ -231,6 +325,7 @@ def report_markdown(report: EvalReport) -> str:
         "| model | images | good | mean IoU | MAE | SAD (k) | grad (k) | boundary F | conf. ROC AUC | recommended threshold | auto precision | good kept | s / image (model) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    bound = "one-sided 95% lower bound"
     for m in report.models:
         rec = m.calibration.recommended
         o = m.overall
@@ -238,8 +333,8 @@ def report_markdown(report: EvalReport) -> str:
             f"| {m.model} | {o.count} | {o.good} | {o.means['iou']:.3f} | {o.means['mae']:.4f} "
             f"| {o.means['sad']:.2f} | {o.means['gradient_error']:.2f} | {o.means['boundary_f']:.3f} "
             f"| {m.calibration.roc_auc if m.calibration.roc_auc is not None else 'n/a'} "
-            f"| {rec.threshold if rec else 'none reaches the target'} "
-            f"| {f'{rec.precision:.0%} (95% lower bound {rec.precision_lower_95:.0%})' if rec else '-'} "
+            f"| {(str(rec.threshold) + ('' if m.calibration.proven else ' (not proven)')) if rec else 'none reaches the target'} "
+            f"| {f'{rec.precision:.1%} ({bound} {rec.precision_lower_bound:.1%})' if rec else '-'} "
             f"| {f'{rec.coverage:.0%}' if rec else '-'} | {m.median_inference_seconds:.3f} |"
         )
     for m in report.models:
@@ -272,14 +367,17 @@ def report_markdown(report: EvalReport) -> str:
                 for c, e in m.refinement.items()
             ],
         ]
+        lines += _alternative_lines(m)
+        lines += _routing_lines(m)
         if m.rules_fragment:
             lines += ["", f"Rules fragment with the recommended threshold: `{m.rules_fragment}`"]
         lines += [
             "",
-            "| threshold | auto | good in auto | precision | coverage |",
-            "|---|---|---|---|---|",
+            "| threshold | auto | good in auto | precision | lower bound | coverage |",
+            "|---|---|---|---|---|---|",
             *[
-                f"| {p.threshold} | {p.auto} | {p.good_in_auto} | {p.precision:.3f} | {p.coverage:.3f} |"
+                f"| {p.threshold} | {p.auto} | {p.good_in_auto} | {p.precision:.3f} "
+                f"| {p.precision_lower_bound:.3f} | {p.coverage:.3f} |"
                 for p in m.calibration.curve
             ],
         ]
@@ -301,6 +399,80 @@ def report_markdown(report: EvalReport) -> str:
         for r in sorted(report.images, key=lambda r: (r.model, r.metrics.iou))
     ]
     return "\n".join(lines) + "\n"
+
+
+def _alternative_lines(m: ModelReport) -> list[str]:
+    """Mean IoU (good cutouts) per category if the cutout shipped another mask it computes."""
+    names = sorted({n for e in m.refinement.values() for n in e.alternatives})
+    if not names:
+        return []
+    lines = [
+        "",
+        "Other masks the cutout already computes (mean IoU, good cutouts in brackets):",
+        "",
+        "| category | images | shipped | " + " | ".join(names) + " | edge refinement |",
+        "|---|---|---|" + "---|" * len(names) + "---|",
+    ]
+    for category, e in m.refinement.items():
+        good = m.categories[category].good
+        cells = [
+            f"{e.alternatives[n]:.3f} ({e.alternatives_good[n]})" if n in e.alternatives else "-"
+            for n in names
+        ]
+        lines.append(
+            f"| {category} | {e.count} | {e.without['iou']:.3f} ({good}) | "
+            + " | ".join(cells)
+            + f" | {e.with_refinement['iou']:.3f} |"
+        )
+    return lines
+
+
+def _routing_lines(m: ModelReport) -> list[str]:
+    """What the rules in force did, the threshold rule out of sample, and per category."""
+    lines = ["", "### Routing", ""]
+    routed = m.as_routed
+    if routed is not None:
+        lines.append(
+            f"As routed by the rules in force: {routed.auto} of {m.overall.count} images in the "
+            f"auto lane, {routed.good_in_auto} good: precision {routed.precision:.1%} "
+            f"(one-sided 95% lower bound {routed.precision_lower_bound:.1%}), coverage "
+            f"{routed.coverage:.1%} of the {m.overall.good} good cutouts."
+        )
+    cv = m.calibration.cross_validation
+    if cv is not None:
+        chosen = ", ".join("none" if t is None else f"{t:.4f}" for t in cv.thresholds)
+        lines += [
+            "",
+            f"Threshold rule cross-validated by subject ({cv.subjects} subjects, {cv.folds} "
+            f"folds; thresholds chosen without each fold: {chosen}): {cv.auto} images routed "
+            f"to auto, {cv.good_in_auto} good: precision {cv.precision:.1%} (lower bound "
+            f"{cv.precision_lower_bound:.1%}), coverage {cv.coverage:.1%}.",
+        ]
+    lines += [
+        "",
+        "Each signal alone (ROC AUC for good vs bad; the score combines them):",
+        "",
+        "| signal | images | ROC AUC |",
+        "|---|---|---|",
+        *[
+            f"| {name} | {sep.images} | {sep.roc_auc if sep.roc_auc is not None else 'n/a'} |"
+            for name, sep in m.signal_auc.items()
+        ],
+    ]
+    lines += [
+        "",
+        "| category | images | good | ROC AUC | threshold | precision (lower bound) | coverage | proven |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for category, c in m.category_calibration.items():
+        rec = c.recommended
+        lines.append(
+            f"| {category} | {c.images} | {c.good} | {c.roc_auc if c.roc_auc is not None else 'n/a'} "
+            f"| {rec.threshold if rec else '-'} "
+            f"| {f'{rec.precision:.1%} ({rec.precision_lower_bound:.1%})' if rec else '-'} "
+            f"| {f'{rec.coverage:.1%}' if rec else '-'} | {'yes' if c.proven else 'no'} |"
+        )
+    return lines
 
 
 def fragment_name(model: str) -> str:

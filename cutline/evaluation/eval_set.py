@@ -1,5 +1,7 @@
 """An evaluation set: images, their ground-truth alpha mattes or masks, and categories, listed
-in an index.csv (image, alpha, category; paths relative to the set's folder)."""
+in an index.csv (image, alpha, category; paths relative to the set's folder; an optional
+subject column names what each image shows, so several shots of one product are kept together
+when the threshold is cross-validated)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ class EvalCase(BaseModel):
     alpha: str
     category: str
     name: str  # the image's path as written in the index
+    subject: str = ""  # what the image shows; images of one subject are cross-validated together
 
 
 def load_eval_set(folder: str) -> list[EvalCase]:
@@ -53,6 +56,7 @@ def load_eval_set(folder: str) -> list[EvalCase]:
                 alpha=storage.join(folder, alpha),
                 category=(row["category"] or "").strip() or "(none)",
                 name=image,
+                subject=(row.get("subject") or "").strip() or image,
             )
         )
     if not cases:

@@ -18,6 +18,7 @@ class ImageEval(BaseModel):
 
     name: str
     category: str
+    subject: str = Field(default="", description="What the image shows (index.csv's subject).")
     model: str
     metrics: MatteMetrics
     good: bool = Field(description="IoU >= 0.90.")
@@ -37,6 +38,11 @@ class ImageEval(BaseModel):
         )
     )
     refine_seconds: float = Field(description="Time of the edge refinement.")
+    alternatives: dict[str, MatteMetrics] = Field(
+        default_factory=dict,
+        description="The same figures for masks the cutout could ship instead, from views it "
+        "already computes: the second (padded) view alone, the mean of both views.",
+    )
     overlay: str = Field(description="PNG: missed subject in blue, extra background in red.")
 
 

@@ -297,14 +297,61 @@ def evaluate(
             f"{m.model}: {m.overall.count} images, mean IoU {m.overall.means['iou']:.3f}, "
             f"confidence ROC AUC {m.calibration.roc_auc}, "
             + (
-                f"threshold {rec.threshold} -> auto precision {rec.precision:.0%}, "
-                f"{rec.coverage:.0%} of good cutouts kept; fragment {m.rules_fragment}"
+                f"recommended threshold {rec.threshold} -> auto precision {rec.precision:.1%} "
+                f"(lower bound {rec.precision_lower_bound:.1%}"
+                + ("" if m.calibration.proven else ", too few images to prove the target")
+                + f"), {rec.coverage:.1%} of good cutouts kept; fragment {m.rules_fragment}"
                 if rec
                 else "no threshold reaches the target precision"
             )
         )
+        routed = m.as_routed
+        if routed is not None:
+            typer.echo(
+                f"  as the rules in force route it: {routed.auto} auto, precision "
+                f"{routed.precision:.1%} (one-sided 95% lower bound "
+                f"{routed.precision_lower_bound:.1%}), coverage {routed.coverage:.1%}"
+            )
+        cv = m.calibration.cross_validation
+        if cv is not None:
+            typer.echo(
+                f"  threshold rule cross-validated over {cv.subjects} subjects: precision "
+                f"{cv.precision:.1%} (lower bound {cv.precision_lower_bound:.1%}), "
+                f"coverage {cv.coverage:.1%}"
+            )
     report_dir = storage.parent(report.plots["roc"])
     typer.echo(f"report: {storage.join(report_dir, 'report.md')}")
+
+
+@app.command("calibration-set")
+def calibration_set(
+    source: Annotated[
+        str, typer.Argument(help="Evaluation set to build from (index.csv, images, alpha).")
+    ],
+    out: Annotated[Path, typer.Argument(help="Folder to write tune/ and holdout/ into.")],
+    tune_variants: Annotated[
+        int, typer.Option(help="Composites per subject in the tune part.", min=1)
+    ] = 40,
+    holdout_variants: Annotated[
+        int, typer.Option(help="Composites per subject in the holdout part.", min=1)
+    ] = 40,
+) -> None:
+    """Build the confidence calibration set: each soft-alpha subject re-lit on studio
+    backdrops with exact ground truth, split by subject into tune/ and holdout/ (see
+    docs/confidence.md). The same source and options always give the same files."""
+    from cutline.evaluation.calibration_set import build_calibration_set
+
+    try:
+        counts = build_calibration_set(
+            source, out, tune_variants=tune_variants, holdout_variants=holdout_variants
+        )
+    except CutlineError as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"calibration set in {out}: tune {counts['tune']} images, holdout {counts['holdout']}; "
+        f"`cutline eval {out / 'tune'}` recommends a threshold, "
+        f"`cutline eval {out / 'holdout'}` measures the rules in force"
+    )
 
 
 @app.command()
