@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +75,13 @@ def test_the_set_is_split_by_subject_has_exact_truth_and_rebuilds_identically(tm
             assert clear.std(axis=0).max() < 25
     assert not parts["tune"] & parts["holdout"]  # no subject is on both sides
     first = _digest(out)
-    build_calibration_set(str(source), out, tune_variants=3, holdout_variants=4)
-    assert _digest(out) == first  # the recipe, not the files, is what the repo keeps
+    again = tmp_path / "again"  # the same recipe through the CLI door
+    command = [sys.executable, "-m", "cutline", "calibration-set", str(source), str(again)]
+    command += ["--tune-variants", "3", "--holdout-variants", "4"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "tune 8 images, holdout 10" in run.stdout and "cutline eval" in run.stdout
+    assert _digest(again) == first  # the recipe, not the files, is what the repo keeps
 
 
 def test_backdrops_are_smooth_studio_paper_in_their_colour():
