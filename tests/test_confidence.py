@@ -8,8 +8,8 @@ import pytest
 
 from cutline.imaging.confidence import (
     SIGNAL_WEIGHTS,
-    mask_agreement,
     backdrop_check,
+    mask_agreement,
     outline_agreement,
     score_mask,
     weakest_signal,
