@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,18 +147,6 @@ def subject_layers(case: EvalCase) -> tuple[np.ndarray, np.ndarray, frozenset[st
     fg = estimate_foreground_ml(rgb, alpha)
     fg_crop, alpha_crop = _crop_to_subject(alpha.astype(np.float32), fg.astype(np.float32))
     return fg_crop, alpha_crop, frame_cuts(alpha)
-
-
-@dataclass(frozen=True)
-class Composite:
-    """One generated image: file names relative to the set's folder and how it was made."""
-
-    image: str
-    alpha: str
-    category: str
-    subject: str
-    background: str
-    notes: str
 
 
 def composite(
@@ -298,8 +285,3 @@ def _write_index(path: Path, rows: list[dict[str, str]]) -> None:
         )
         writer.writeheader()
         writer.writerows(rows)
-
-
-def iter_parts(out: Path) -> Iterator[Path]:
-    """The parts of a built set (for reports)."""
-    yield from (out / name for name in ("tune", "holdout") if (out / name / "index.csv").exists())
