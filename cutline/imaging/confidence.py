@@ -140,15 +140,15 @@ def edge_contrast(rgb: np.ndarray, hard: np.ndarray) -> float:
     return _ramp(float(diff), 4.0, 40.0)
 
 
-def _backdrop_model(img: np.ndarray, seed: np.ndarray, outside: np.ndarray) -> np.ndarray:
+def _backdrop_model(
+    img: np.ndarray, seed: np.ndarray, outside: np.ndarray, median: np.ndarray, spread: float
+) -> np.ndarray:
     """A smooth backdrop (quadratic in x and y per channel) grown from the seed pixels over
     the outside pixels that fit it: the seamless paper behind a studio subject."""
     height, width = outside.shape
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     yy, xx = yy / height, xx / width
     basis = np.stack([np.ones_like(xx), xx, yy, xx * yy, xx * xx, yy * yy], axis=-1)
-    median = np.median(img[seed], axis=0)
-    spread = float(np.percentile(np.abs(img[seed] - median).max(axis=-1), 90))
     inliers = seed & (np.abs(img - median).max(axis=-1) < max(12.0, 3 * spread))
     model = np.broadcast_to(median, img.shape).astype(np.float32)
     for _ in range(3):
@@ -201,9 +201,10 @@ def backdrop_check(rgb: np.ndarray, alpha: np.ndarray) -> BackdropCheck | None:
     if seed.sum() < 0.02 * top * width:
         return None
     median = np.median(img[seed], axis=0)
-    if float(np.percentile(np.abs(img[seed] - median).max(axis=-1), 90)) >= 20.0:
+    spread = float(np.percentile(np.abs(img[seed] - median).max(axis=-1), 90))
+    if spread >= 20.0:
         return None
-    model = _backdrop_model(img, seed, outside)
+    model = _backdrop_model(img, seed, outside, median, spread)
     unlike = _unlike_backdrop(img, model)
     odd = outside & unlike
     labels, _ = ndimage.label(odd)
