@@ -120,3 +120,54 @@ def bench_settings(work: Path, name: str, port: str, postgres: bool = False, **e
     settings = reload_settings()
     model_store.fetch("u2netp", settings.resolved_model_home)
     return settings
+
+
+def _proc_stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds of the process and its reaped children) from /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+    ticks = os.sysconf("SC_CLK_TCK")
+    # fields[1] is the ppid; utime, stime, cutime, cstime are fields 14-17 of the whole line.
+    return int(fields[1]), sum(int(v) for v in fields[11:15]) / ticks
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by a process, the children it has reaped, and its live
+    descendants (a serve process and the flow-run processes it starts)."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
+            parents[int(entry.name)], cpu[int(entry.name)] = stat
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += cpu.get(current, 0.0)
+        todo += [child for child, parent in parents.items() if parent == current]
+    return total
+
+
+def live_children(pid: int) -> list[int]:
+    """The live child processes of ``pid``."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        stat = _proc_stat(int(entry.name)) if entry.name.isdigit() else None
+        if stat is not None and stat[0] == pid:
+            children.append(int(entry.name))
+    return children
+
+
+def write_manifest(folder: Path, paths: list[Path], review_share: float) -> Path:
+    """A manifest routing about ``review_share`` of the images to the review lane (category
+    glassware: a senior retoucher checks every one) and the rest to apparel."""
+    lines = ["filename,sku,category"]
+    for index, path in enumerate(paths):
+        review = (index * review_share) % 1.0 + review_share > 1.0 - 1e-9
+        sku = path.stem.split("_")[0]
+        lines.append(f"{path.name},{sku},{'glassware' if review else 'apparel'}")
+    manifest = folder / "manifest.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest

@@ -5,20 +5,20 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_UI_URL
 
-from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
-from cutline.services.review_page import publish_review_page
 from tasks.context import ShootContext
 from tasks.review import (
     ReviewDecision,
     ReviewOutcome,
+    decision_form,
+    decision_key,
     emit_review_event,
     land_decision,
-    review_description,
+    publish_page,
     validate_decision,
 )
+from tasks.review_request import REQUESTED_KEY, REVIEW_PAGE_KEY
 from tasks.run_inputs import judged_once, once, remembered
 from tasks.signoff import request_signoff
 
@@ -28,6 +28,10 @@ def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
     """Wait (suspended, holding no process) for a retoucher to approve, replace or reject
     one cutout, then land the decision in the renditions, the DAM and the ledger.
 
+    A shoot creates this run already suspended with its form (`tasks.review_request`), so
+    no process runs until the retoucher answers; the first steps below then find their work
+    done. Started any other way (by hand, from the deployment), the run does them itself.
+
     Args:
         item: The image under review, as the shoot run recorded it (SKU, reasons, files).
         ctx: The shoot it belongs to (job ID, output folder, model, rules and presets).
@@ -35,18 +39,16 @@ def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
     ctx.check_locations()
     logger = get_run_logger()
     run_id = str(flow_run.get_id())
-    if once("requested-event"):
+    if once(REQUESTED_KEY):
         emit_review_event("requested", item, ctx, run_id)
-    links = remembered("review-page", lambda: _review_page(item, ctx, run_id))
+    links = remembered(REVIEW_PAGE_KEY, lambda: publish_page(item, ctx, run_id))
     problem, previous = "", {}
     attempt = 0
     while True:
-        # No default decision: a careless Submit must not publish. Asked again, the form
-        # holds the answer that was refused, so only the wrong field needs correcting.
-        form = ReviewDecision.with_initial_data(
-            description=review_description(item, ctx, problem, links), **previous
-        )
-        decision = suspend_flow_run(wait_for_input=form, key=f"decision-{attempt}", timeout=None)
+        # Asked again, the form holds the answer that was refused, so only the wrong field
+        # needs correcting.
+        form = decision_form(item, ctx, links, problem, previous)
+        decision = suspend_flow_run(wait_for_input=form, key=decision_key(attempt), timeout=None)
         problem = judged_once(
             f"verdict-{attempt}",
             lambda: validate_decision(decision, item),  # noqa: B023
@@ -61,26 +63,6 @@ def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
     logger.info("%s %s by %s -> %s", item.sku, outcome.decision, outcome.retoucher, outcome.dam_id)
     _signoff_when_last(ctx, run_id)
     return outcome
-
-
-def _review_page(item: ImageItem, ctx: ShootContext, run_id: str) -> dict[str, str]:
-    """Publish the review's pictures and files (once per run); a failure costs the preview,
-    never the review."""
-    settings = get_settings()
-    ui_run = f"{PREFECT_UI_URL.value() or settings.ui_url}/runs/flow-run/{run_id}"
-    try:
-        return publish_review_page(
-            settings,
-            item,
-            ctx.job_id,
-            run_id,
-            ui_run,
-            ctx.config.max_pixels,
-            roots=[ctx.shoot, ctx.job_root],  # only the review's own files, never elsewhere
-        )
-    except Exception as exc:
-        get_run_logger().warning("No review page for %s: %s", item.sku, exc)
-        return {"problem": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def _signoff_when_last(ctx: ShootContext, run_id: str) -> None:

@@ -167,7 +167,8 @@ def cutout_key(item: ImageItem, ctx: ShootContext) -> str:
     )
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter:
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run's logger inside a flow or task run, the 'cutline' logger outside."""
     try:
         return get_run_logger()
     except MissingContextError:  # called outside a flow or task run (benchmarks, scripts)
@@ -183,7 +184,7 @@ def for_each_image(
     errors, a full or read-only output storage and model errors propagate so Prefect
     retries (or fails) the whole batch.
     """
-    logger = _logger()
+    logger = run_logger()
     for item in items:
         if item.failed or (lanes is not None and item.lane not in lanes):
             continue

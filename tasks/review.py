@@ -8,31 +8,27 @@ from typing import Literal
 
 from PIL import Image
 from prefect import task
-from prefect.deployments import run_deployment
 from prefect.events import emit_event
 from prefect.input import RunInput
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_UI_URL
 from pydantic import BaseModel, Field
 
 from cutline.base import storage
 from cutline.base.errors import ConfigError, ImageInputError
-from cutline.base.naming import short_hash
 from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
 from cutline.domain.limits import dam_write_slot, ensure_limits
 from cutline.domain.locations import check_location
-from cutline.domain.manifest import KNOWN_COLUMNS
 from cutline.imaging.codec import load_mask, mask_to_png_bytes
 from cutline.imaging.confidence import weakest_signal
 from cutline.records.ledger import record_review_outcome
+from cutline.services.review_page import publish_review_page
 from dam_adapters import ApprovalState, create_adapter
-from rules.engine import Lane
 from rules.presets import load_presets
-from tasks.context import ImageWork, ShootContext
+from tasks.context import ShootContext, run_logger
 from tasks.export import load_full, write_final_renditions
 from tasks.register import register_item
-
-REVIEW_TAG = "cutline-review"
 
 
 class ReviewDecision(RunInput):
@@ -67,6 +63,46 @@ class ReviewOutcome(BaseModel):
     dam_id: str
     approval_state: str
     renditions: list[str]
+
+
+def decision_key(attempt: int) -> str:
+    """The pause key of a review's ``attempt``-th request for a decision (0: the first; each
+    refused answer asks again under the next key)."""
+    return f"decision-{attempt}"
+
+
+def decision_form(
+    item: ImageItem,
+    ctx: ShootContext,
+    links: dict[str, str],
+    problem: str = "",
+    previous: dict | None = None,
+) -> type[ReviewDecision]:
+    """The Resume form of a review: the markdown above it and, after a refused answer, that
+    answer as its starting values. No default decision: a careless Submit must not publish."""
+    return ReviewDecision.with_initial_data(
+        description=review_description(item, ctx, problem, links), **(previous or {})
+    )
+
+
+def publish_page(item: ImageItem, ctx: ShootContext, run_id: str) -> dict[str, str]:
+    """Publish a review's pictures and files (once per run): its links by name; a failure
+    costs the preview, never the review."""
+    settings = get_settings()
+    ui_run = f"{PREFECT_UI_URL.value() or settings.ui_url}/runs/flow-run/{run_id}"
+    try:
+        return publish_review_page(
+            settings,
+            item,
+            ctx.job_id,
+            run_id,
+            ui_run,
+            ctx.config.max_pixels,
+            roots=[ctx.shoot, ctx.job_root],  # only the review's own files, never elsewhere
+        )
+    except Exception as exc:
+        run_logger().warning("No review page for %s: %s", item.sku, exc)
+        return {"problem": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def _file_line(label: str, uri: str, url: str = "") -> str:
@@ -259,75 +295,4 @@ def emit_review_event(
             "source": item.source_name,
             **extra,
         },
-    )
-
-
-REVIEW_LANES = frozenset({Lane.REVIEW})
-
-
-def make_review_request(ctx: ShootContext) -> ImageWork:
-    """Per-image: start the review-cutout run of a review-lane image (idempotent per job,
-    content and file)."""
-
-    def request(item: ImageItem) -> None:
-        # One review per input file and content; a previous run that ended without a
-        # decision (failed, crashed, cancelled) is replaced by a fresh one, and so is one
-        # still waiting whose form shows details the shoot no longer has (a rerun with a
-        # corrected manifest). A decided review is kept: reruns keep decisions.
-        review_key = f"review:{ctx.job_id}:{item.sha256}:{short_hash(item.source_name)}"
-        for _ in range(50):
-            run = start_review(item, ctx, ctx.config.review_deployment, review_key)
-            state = run.state
-            ended_undecided = state and state.is_final() and not state.is_completed()
-            changed = changed_details(run.parameters.get("item") or {}, item)
-            if not ended_undecided and not (changed and replace_waiting_review(run, changed)):
-                break
-            review_key = f"{review_key}:after-{str(run.id)[:8]}"
-        item.review_run_id = str(run.id)
-        item.review_state = item.review_state or "queued"
-
-    return request
-
-
-# What a retoucher reads in the form and the queue orders by (every manifest detail of the
-# image, and how the rules routed it): a waiting review showing other values than the shoot's
-# current ledger is replaced.
-FORM_DETAILS = (
-    *(column for column in KNOWN_COLUMNS if column != "filename"),
-    "queue",
-    "reasons",
-    "rules",
-)
-
-
-def changed_details(shown: dict, item: ImageItem) -> list[str]:
-    """The form details (see FORM_DETAILS) a waiting review shows differently from ``item``."""
-    current = item.model_dump(mode="json", include=set(FORM_DETAILS))
-    return [name for name in FORM_DETAILS if shown.get(name) != current.get(name)]
-
-
-def replace_waiting_review(run, changed: list[str]) -> bool:
-    """Cancel a review run that waits with out-of-date details so a fresh one is started;
-    False (keep it) when it is not waiting: a decision may be landing right now."""
-    from cutline.services.review_queue import cancel_run
-
-    if not (run.state and (run.state.is_paused() or run.state.is_scheduled())):
-        return False
-    cancel_run(
-        str(run.id),
-        f"Superseded: the shoot's rerun changed {', '.join(changed)}; a new review shows them.",
-    )
-    return True
-
-
-def start_review(item: ImageItem, ctx: ShootContext, deployment: str, review_key: str):
-    """Create (or find, by idempotency key) the review run of one image."""
-    return run_deployment(
-        deployment,
-        parameters={"item": item.model_dump(mode="json"), "ctx": ctx.model_dump(mode="json")},
-        flow_run_name=review_run_name(item, ctx.job_id),
-        tags=[REVIEW_TAG, f"job:{ctx.job_id}", f"queue:{item.queue or 'standard'}"],
-        idempotency_key=review_key,
-        timeout=0,
-        as_subflow=False,
     )

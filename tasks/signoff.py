@@ -27,7 +27,7 @@ from cutline.services.signoff_queue import signoff_runs
 from dam_adapters import ApprovalState, AssetRecord, create_adapter
 from rules.engine import Lane
 from tasks.context import ShootContext
-from tasks.review import start_review
+from tasks.review_request import open_review
 
 SIGNABLE = frozenset({ApprovalState.AUTO_APPROVED, ApprovalState.APPROVED, ApprovalState.REPLACED})
 SIGNOFF_TAG = "signoff"
@@ -252,7 +252,7 @@ def land_signoff(
         if record.sku in back:
             item = _reopened_item(layout, record, producer, decision.note.strip())
             key = f"sendback:{job_id}:{record.content_hash}:{flow_run.get_id()}"
-            run = start_review(item, ctx, ctx.config.review_deployment, key)
+            run = open_review(item, ctx, key)
             adapter.update_approval(
                 record.dam_id, ApprovalState.SENT_BACK, by=producer, note=decision.note.strip()
             )

@@ -22,7 +22,7 @@ from tasks.cutout import make_cutout
 from tasks.export import EXPORT_LANES, make_export
 from tasks.ingest import make_ingest
 from tasks.register import REGISTER_LANES, make_register
-from tasks.review import REVIEW_LANES, make_review_request
+from tasks.review_request import REVIEW_LANES, make_review_request
 from tasks.route import make_route
 from tasks.score import make_score
 
@@ -74,7 +74,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("register", "Register each auto-lane asset in the DAM.", make_register, REGISTER_LANES),
     Stage(
         "review",
-        "Start one waiting review-cutout run per review-lane image.",
+        "Open one review-cutout run per review-lane image, waiting for a retoucher.",
         make_review_request,
         REVIEW_LANES,
         in_plain_loop=False,  # the loop measures the AI lane's work; reviews wait for people

@@ -85,6 +85,25 @@ def test_each_review_image_waits_in_its_own_suspended_run_ordered_by_deadline(qu
     assert [r["sku"] for r in summary.reviews] == ["OV-1", "JW-1", "GL-1", "HB-1"]
 
 
+def test_reviews_wait_without_starting_a_process_until_a_retoucher_answers(queue_run):
+    """The shoot creates each review run already suspended, with its form: no flow-run process
+    runs for it (never Pending or Running, run count 0) until someone resumes it. The story
+    test resumes such runs and sees the serve process run them to the DAM."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    _, _, entries, _ = queue_run
+    with get_client(sync_client=True) as client:
+        for entry in entries:
+            run = client.read_flow_run(UUID(entry.run_id))
+            history = client.read_flow_run_states(UUID(entry.run_id))
+            assert run.run_count == 0 and run.start_time is None
+            assert [state.name for state in history] == ["Suspended"]
+            assert run.state.state_details.pause_reschedule  # resumed, it is run afresh
+            assert form_defaults(entry.run_id) == {"retouched_file": "", "note": ""}
+
+
 def test_form_text_gives_what_a_retoucher_needs(queue_run):
     _, by_sku, _, today = queue_run
     text = form_description(by_sku["GL-1"].run_id)
