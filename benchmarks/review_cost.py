@@ -111,7 +111,7 @@ def measure(way, items, ctx, server: int, serve: int, idle_rate: float) -> dict:
 
 
 def page_cpu(items, ctx) -> float:
-    """CPU seconds per image of the review page alone (preview PNG, page, share link)."""
+    """CPU seconds per image of the review page alone (preview JPEG, page, share link)."""
     from tasks.review import publish_page
 
     started = time.process_time()
@@ -189,7 +189,7 @@ def main() -> None:
             "|---|---|---|---|",
             *rows,
             "",
-            f"The review page alone (preview PNG, page, share link): {page:.3f} CPU s per review.",
+            f"The review page alone (preview JPEG, page, share link): {page:.3f} CPU s per review.",
             "Target: <= 0.2 CPU s per review-lane image.",
         ]
     )

@@ -153,6 +153,12 @@ def run_stage(
     return ref
 
 
+def model_input_key(item: ImageItem, ctx: ShootContext) -> tuple:
+    """What the model-size decode of an image depends on: its content and the decode's
+    limits (ingest's decode is handed to the cutout under this key)."""
+    return (item.sha256, ctx.config.max_pixels, ctx.config.model_input_max_side)
+
+
 def cutout_key(item: ImageItem, ctx: ShootContext) -> str:
     """What shapes an image's AI mask (and its views' agreements): its content, the model,
     the inference size and whether the second view runs (v3: the outline agreement is

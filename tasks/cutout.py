@@ -10,12 +10,13 @@ from PIL import Image
 from cutline.base import storage
 from cutline.domain.items import ImageItem
 from cutline.domain.workstate import WorkState
+from cutline.imaging import recent_decodes
 from cutline.imaging.codec import decode_image, mask_to_png_bytes
 from cutline.imaging.confidence import mask_agreement, outline_agreement
 from cutline.imaging.refine import refine_alpha
 from cutline.imaging.segmenter import get_session, predict_alpha, second_view_alpha
 from rules.engine import load_rules
-from tasks.context import ImageWork, ShootContext, cutout_key
+from tasks.context import ImageWork, ShootContext, cutout_key, model_input_key
 
 
 def full_resolution_mask(alpha: np.ndarray, size: tuple[int, int]) -> Image.Image:
@@ -40,11 +41,13 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
             item.reused.append("cutout")
             return
         session = get_session(
-            ctx.model, Path(settings.model_home), settings.onnx_threads, settings.onnx_providers
+            ctx.model,
+            Path(settings.model_home),
+            settings.inference_threads(),
+            settings.onnx_providers,
         )
-        data = storage.read_bytes(item.source)
-        small, info = decode_image(
-            data,
+        small, info = recent_decodes.take(model_input_key(item, ctx)) or decode_image(
+            storage.read_bytes(item.source),
             item.source_name,
             max_pixels=settings.max_pixels,
             max_side=settings.model_input_max_side,

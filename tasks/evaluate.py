@@ -80,7 +80,10 @@ def evaluate_case(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
     alternatives = {}
     if settings.confidence_second_view:
         session = get_session(
-            ctx.model, Path(settings.model_home), settings.onnx_threads, settings.onnx_providers
+            ctx.model,
+            Path(settings.model_home),
+            settings.inference_threads(),
+            settings.onnx_providers,
         )
         second = second_view_alpha(session, small)
         alternatives = {

@@ -19,6 +19,7 @@ from cutline.domain.manifest import (
     parse_manifest,
 )
 from cutline.domain.workstate import WorkState
+from cutline.imaging import recent_decodes
 from cutline.imaging.codec import decode_image
 from rules.presets import load_presets
 from tasks.context import (
@@ -27,6 +28,7 @@ from tasks.context import (
     PlannedImage,
     ShootContext,
     load_batch,
+    model_input_key,
     save_batch,
 )
 
@@ -154,12 +156,13 @@ def make_ingest(ctx: ShootContext) -> ImageWork:
             item.width, item.height = done.width, done.height  # decoded before: same bytes
             item.reused.append("ingest")
             return
-        _, info = decode_image(
+        small, info = decode_image(
             data,
             item.source_name,
             max_pixels=settings.max_pixels,
             max_side=settings.model_input_max_side,
         )
+        recent_decodes.keep(model_input_key(item, ctx), small, info)  # the cutout's input
         item.width, item.height = info.width, info.height
         state.remember(item, "ingest", item.sha256)
 

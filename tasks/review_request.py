@@ -8,6 +8,7 @@ a run that suspended itself would show: the same name, tags, form and pictures.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 from uuid import UUID
 
@@ -31,9 +32,8 @@ from tasks.review import (
 REVIEW_TAG = "cutline-review"
 REVIEW_LANES = frozenset({Lane.REVIEW})
 
-# Run inputs the review flow reads back when it runs (`tasks.run_inputs`): the request's
-# event was emitted, and the review page's links.
-REQUESTED_KEY = "requested-event"
+# The run input holding the review page's links (`tasks.run_inputs.remembered`); stored
+# with the form, it also tells the flow that its request (event and page) was made.
 REVIEW_PAGE_KEY = "review-page"
 
 # What a retoucher reads in the form and the queue orders by (every manifest detail of the
@@ -50,19 +50,23 @@ FORM_DETAILS = (
 def make_review_request(ctx: ShootContext) -> ImageWork:
     """Per-image: open the review of a review-lane image (idempotent per job, content and
     file), waiting for a retoucher by the time this returns."""
-
-    deployment: list[UUID] = []  # looked up once per batch, at its first review
+    # One API client and one deployment lookup per batch: a client of its own per image
+    # cost more CPU (an SSL context, a CSRF token) than creating the waiting run itself.
+    opened: list[tuple[Any, UUID]] = []
 
     def request(item: ImageItem) -> None:
-        if not deployment:
-            deployment.append(review_deployment_id(ctx))
+        if not opened:
+            client = get_client(sync_client=True).__enter__()
+            weakref.finalize(request, client.__exit__, None, None, None)
+            opened.append((client, review_deployment_id(client, ctx)))
+        client, deployment_id = opened[0]
         # One review per input file and content; a previous run that ended without a
         # decision (failed, crashed, cancelled) is replaced by a fresh one, and so is one
         # still waiting whose form shows details the shoot no longer has (a rerun with a
         # corrected manifest). A decided review is kept: reruns keep decisions.
         review_key = f"review:{ctx.job_id}:{item.sha256}:{short_hash(item.source_name)}"
         for _ in range(50):
-            run = open_review(item, ctx, review_key, deployment[0])
+            run = open_review(client, deployment_id, item, ctx, review_key)
             state = run.state
             ended_undecided = state and state.is_final() and not state.is_completed()
             changed = changed_details(run.parameters.get("item") or {}, item)
@@ -76,40 +80,35 @@ def make_review_request(ctx: ShootContext) -> ImageWork:
 
 
 def open_review(
-    item: ImageItem, ctx: ShootContext, review_key: str, deployment_id: UUID | None = None
+    client: Any, deployment_id: UUID, item: ImageItem, ctx: ShootContext, review_key: str
 ) -> FlowRun:
     """The review run of one image, created (or found, by ``review_key``) waiting for a
     retoucher with its form, page and event in place."""
-    with get_client(sync_client=True) as client:
-        waiting = create_waiting_run(
-            client,
-            deployment_id or review_deployment_id(ctx),
-            pause_key=decision_key(0),
-            parameters={"item": item.model_dump(mode="json"), "ctx": ctx.model_dump(mode="json")},
-            name=review_run_name(item, ctx.job_id),
-            tags=[REVIEW_TAG, f"job:{ctx.job_id}", f"queue:{item.queue or 'standard'}"],
-            idempotency_key=review_key,
+    waiting = create_waiting_run(
+        client,
+        deployment_id,
+        pause_key=decision_key(0),
+        parameters={"item": item.model_dump(mode="json"), "ctx": ctx.model_dump(mode="json")},
+        name=review_run_name(item, ctx.job_id),
+        tags=[REVIEW_TAG, f"job:{ctx.job_id}", f"queue:{item.queue or 'standard'}"],
+        idempotency_key=review_key,
+    )
+    run = waiting.run
+    # A request cut short after the run was made (a crash, a lost connection) left it
+    # without its form: the next request finishes it.
+    if waiting.created or form_missing(client, run):
+        run_id = str(run.id)
+        links = publish_page(item, ctx, run_id)
+        store_form(
+            client, run, decision_form(item, ctx, links), remembered={REVIEW_PAGE_KEY: links}
         )
-        run = waiting.run
-        # A request cut short after the run was made (a crash, a lost connection) left it
-        # without its form: the next request finishes it.
-        if waiting.created or form_missing(client, run):
-            run_id = str(run.id)
-            links = publish_page(item, ctx, run_id)
-            store_form(
-                client,
-                run,
-                decision_form(item, ctx, links),
-                remembered={REQUESTED_KEY: True, REVIEW_PAGE_KEY: links},
-            )
-            emit_review_event("requested", item, ctx, run_id)
+        emit_review_event("requested", item, ctx, run_id)
     return run
 
 
-def review_deployment_id(ctx: ShootContext) -> UUID:
+def review_deployment_id(client: Any, ctx: ShootContext) -> UUID:
     """The id of the deployment the shoot's reviews are runs of."""
-    with get_client(sync_client=True) as client:
-        return client.read_deployment_by_name(ctx.config.review_deployment).id
+    return client.read_deployment_by_name(ctx.config.review_deployment).id
 
 
 def changed_details(shown: dict, item: ImageItem) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Literal
 
 import httpx
 from prefect import get_run_logger, task
+from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.input import RunInput
 from prefect.runtime import flow_run
@@ -27,7 +28,7 @@ from cutline.services.signoff_queue import signoff_runs
 from dam_adapters import ApprovalState, AssetRecord, create_adapter
 from rules.engine import Lane
 from tasks.context import ShootContext
-from tasks.review_request import open_review
+from tasks.review_request import open_review, review_deployment_id
 
 SIGNABLE = frozenset({ApprovalState.AUTO_APPROVED, ApprovalState.APPROVED, ApprovalState.REPLACED})
 SIGNOFF_TAG = "signoff"
@@ -252,7 +253,8 @@ def land_signoff(
         if record.sku in back:
             item = _reopened_item(layout, record, producer, decision.note.strip())
             key = f"sendback:{job_id}:{record.content_hash}:{flow_run.get_id()}"
-            run = open_review(item, ctx, key)
+            with get_client(sync_client=True) as client:
+                run = open_review(client, review_deployment_id(client, ctx), item, ctx, key)
             adapter.update_approval(
                 record.dam_id, ApprovalState.SENT_BACK, by=producer, note=decision.note.strip()
             )
@@ -317,7 +319,6 @@ def request_signoff(job_id: str, output_root: str, reason: str) -> str | None:
 
 def _cancel_older_signoffs(job_id: str, keep: str) -> None:
     """A newer contact sheet replaces an older one still waiting for the producer."""
-    from prefect.client.orchestration import get_client
     from prefect.states import Cancelled
 
     waiting = signoff_runs(job_id, ["PAUSED", "SCHEDULED", "PENDING", "RUNNING"])

@@ -128,7 +128,7 @@ def test_the_form_shows_the_pictures_and_links_files_over_http(queue_run):
     _, by_sku, _, _ = queue_run
     run_id = by_sku["GL-1"].run_id
     text = form_description(run_id)
-    preview = re.search(r"!\[[^\]]*\]\((http://127\.0\.0\.1:\d+/s/[\w-]{43}/preview\.png)\)", text)
+    preview = re.search(r"!\[[^\]]*\]\((http://127\.0\.0\.1:\d+/s/[\w-]{43}/preview\.jpg)\)", text)
     assert preview, text
     with urllib.request.urlopen(preview[1], timeout=10) as resp:
         assert resp.headers["Content-Type"] == "image/png"
@@ -138,7 +138,7 @@ def test_the_form_shows_the_pictures_and_links_files_over_http(queue_run):
     page = re.search(r"\[Open the review page\]\((http://\S+/index\.html)\)", text)[1]
     with urllib.request.urlopen(page, timeout=10) as resp:
         body = resp.read().decode()
-    assert "GL-1" in body and "preview.png" in body and "layered.psd" in body
+    assert "GL-1" in body and "preview.jpg" in body and "layered.psd" in body
     base = page.rsplit("/", 1)[0]
     with urllib.request.urlopen(f"{base}/source.jpg", timeout=10) as resp:
         assert resp.read()[:2] == b"\xff\xd8"  # the source JPEG itself

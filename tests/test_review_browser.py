@@ -71,7 +71,7 @@ def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
     ):
         assert expected in text, expected
     # The pictures load inside the form (served over HTTP by the stack's share server).
-    preview = dialog.locator("img[src*='/preview.png']")
+    preview = dialog.locator("img[src*='/preview.jpg']")
     preview.first.wait_for(timeout=30_000)
     wait_until(
         lambda: preview.first.evaluate("img => img.complete && img.naturalWidth > 0"),

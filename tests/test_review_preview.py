@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from cutline.imaging.review_preview import PANEL, review_preview_png
+from cutline.imaging.review_preview import PANEL, review_preview_jpeg
 
 
 def _png(image: Image.Image) -> bytes:
@@ -20,7 +20,7 @@ def test_the_panels_show_source_cutout_and_what_the_mask_removes() -> None:
     source = Image.new("RGB", (720, 360), (200, 30, 30))
     mask = np.zeros((360, 720), dtype=np.uint8)
     mask[:, :360] = 255  # keep the left half only
-    preview = review_preview_png(
+    preview = review_preview_jpeg(
         _png(source), "red.png", _png(Image.fromarray(mask)), "mask.png", 10_000_000
     )
     sheet = np.asarray(Image.open(io.BytesIO(preview)).convert("RGB")).astype(int)
@@ -34,7 +34,9 @@ def test_the_panels_show_source_cutout_and_what_the_mask_removes() -> None:
     assert np.abs(src[10:-10, 10:-10] - red).max() < 8  # the source as it is
     assert np.abs(cut[10:-10, 10 : panel_w // 2 - 10] - red).max() < 8  # kept: the subject
     removed = cut[10:-10, panel_w // 2 + 10 : -10]
-    assert {tuple(p) for p in removed.reshape(-1, 3)} <= {(255, 255, 255), (204, 204, 204)}
+    # Only the checkerboard's light greys, nothing of the red subject (JPEG moves a value by a
+    # few levels next to a square's edge).
+    assert (removed.max(axis=2) - removed.min(axis=2)).max() <= 6 and removed.min() >= 190
     assert np.abs(over[10:-10, 10 : panel_w // 2 - 10] - red).max() < 8  # kept: untinted
     tinted = over[10:-10, panel_w // 2 + 10 : -10]
     assert np.abs(tinted - red).mean() > 30  # removed: visibly different, even on a red subject

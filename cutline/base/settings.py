@@ -71,7 +71,10 @@ class CutlineSettings(BaseSettings):
     onnx_threads: int = Field(
         default=0,
         ge=0,
-        description="Threads per onnxruntime session (0 lets onnxruntime decide).",
+        description=(
+            "Threads per onnxruntime session. 0: the machine's cores divided by `workers`, so "
+            "batches running the model at once do not fight over the same cores."
+        ),
     )
     onnx_providers: list[str] = Field(
         default_factory=list,

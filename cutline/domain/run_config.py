@@ -12,6 +12,7 @@ with the run's parameters), so the process that talks to S3 or the DAM uses its 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,7 +47,9 @@ class RunConfig(BaseModel):
     model_home: str = Field(description="Where the model's weights are (rembg's U2NET_HOME).")
     model_input_max_side: int = Field(description="Long side of the decode the model sees.")
     confidence_second_view: bool = Field(description="Whether the second, padded view runs.")
-    onnx_threads: int = Field(description="onnxruntime intra-op threads (0: its default).")
+    onnx_threads: int = Field(
+        description="onnxruntime intra-op threads (0: the cores shared by the workers)."
+    )
     onnx_providers: list[str] = Field(description="onnxruntime execution providers, in order.")
     max_pixels: int = Field(description="Largest image (pixels) decoded.")
     png_compress_level: int = Field(description="zlib level of the PNGs written.")
@@ -97,6 +100,16 @@ class RunConfig(BaseModel):
                 "catalog_dir": str(settings.resolved_catalog_dir),
             },
         )
+
+    def inference_threads(self) -> int:
+        """onnxruntime intra-op threads for this process's model session: the setting when
+        given, else this machine's cores shared by the batches that run the model at once in
+        it (`workers`), so their thread pools do not fight over the same cores (two batches
+        each with a spinning two-thread pool on two cores ran 15% slower than one thread each).
+        """
+        if self.onnx_threads:
+            return self.onnx_threads
+        return max(1, len(os.sched_getaffinity(0)) // self.workers)
 
     def dam_settings(self, local: CutlineSettings) -> CutlineSettings:
         """This process's settings (for its credentials) with the shoot's DAM settings."""

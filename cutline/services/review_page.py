@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from cutline.base import storage
 from cutline.base.settings import CutlineSettings
 from cutline.domain.items import ImageItem
-from cutline.imaging.review_preview import review_preview_png
+from cutline.imaging.review_preview import review_preview_jpeg
 from cutline.services.share import register_share
 
 
@@ -67,7 +67,7 @@ def _page_html(item: ImageItem, job_id: str, files: dict[str, str], ui_run_url: 
         f"<h2>Review {esc(item.sku)} · {esc(item.category or 'no category')} · job {esc(job_id)}</h2>"
         f"<p><b>Why:</b> {esc(item.reasons)}<br><b>Deadline:</b> {esc(item.deadline or 'none')}"
         f"<br><b>Brief:</b> {esc(item.brief or '(no brief)')}</p>"
-        "<img src='preview.png' alt='source, cutout on checkerboard, mask overlay' "
+        "<img src='preview.jpg' alt='source, cutout on checkerboard, mask overlay' "
         "style='max-width:100%'>"
         f"<p>Files: {links or '(on the object store only)'}</p>"
         f"<p>Decide in the Prefect UI: <a href='{esc(ui_run_url)}'>{esc(ui_run_url)}</a> "
@@ -89,14 +89,14 @@ def publish_review_page(
     the links by name ('page', 'preview' and each file), or {} when the share cannot be made."""
     folder = settings.data_root / "review-pages" / run_id
     folder.mkdir(parents=True, exist_ok=True)
-    preview = review_preview_png(
+    preview = review_preview_jpeg(
         storage.read_bytes(item.source),
         item.source_name,
         storage.read_bytes(item.mask),
         item.mask,
         max_pixels,
     )
-    (folder / "preview.png").write_bytes(preview)
+    (folder / "preview.jpg").write_bytes(preview)
     files = _named_files(item, roots)
     (folder / "index.html").write_text(_page_html(item, job_id, files, ui_run_url), "utf-8")
     link = register_share(
@@ -107,7 +107,7 @@ def publish_review_page(
     base = link.url.rsplit("/", 1)[0]
     return {
         "page": link.url,
-        "preview": f"{base}/preview.png",
+        "preview": f"{base}/preview.jpg",
         "expires": f"{link.expires_at:%Y-%m-%d}",
         **{name.split(".")[0]: f"{base}/{name}" for name in files},
     }

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from cutline.base.settings import CutlineSettings
 from cutline.domain.items import validate_job_id
 
-_FILE = re.compile(r"^(thumbs/)?[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(html|png)$")
+_FILE = re.compile(r"^(thumbs/)?[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(html|png|jpg)$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _NAMED = re.compile(r"^[a-z][a-z0-9-]{0,40}\.[a-z0-9]{1,5}$")
 _TYPES = {".psd": "image/vnd.adobe.photoshop", ".tif": "image/tiff", ".tiff": "image/tiff"}

@@ -1,0 +1,177 @@
+"""Do a shoot's reviews slow its AI lane? The same large shoot with and without 30% reviews.
+
+    python -m benchmarks.review_load [--count 5000] [--image 240x160] [--review-share 0.3]
+                                     [--backend bench-threshold-not-ai] [--runs 1]
+
+One PostgreSQL-backed server and serve process; each shoot runs in its own worker process
+(`benchmarks.scale._worker`). Two shoots of the same images alternate: one whose manifest
+routes ``review-share`` of them to the review lane (category glassware: one review-cutout run
+each) and one that routes none. Each is timed from its start until its run has ended, every
+review waits and the serve process has no flow-run process left (all the work it caused); the
+report gives images per minute through the AI lane (every image is cut out, scored, routed and
+exported in both) and the ratio. The review lane's images get a PSD only, the auto lane's every
+rendition, so the shoot with reviews exports a little less: the comparison leans its way by
+that much (small at this image size). Target (issue 17): the shoot with reviews keeps >= 0.95
+of the rate without. The default backend is the scale series' stand-in (NOT a cutout model),
+so the orchestration, not inference, dominates: the hardest case for this ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.common import (
+    live_children,
+    median,
+    tree_cpu_seconds,
+    write_jpegs,
+    write_manifest,
+    write_result,
+)
+from benchmarks.scale import _p95, _probe_api
+
+
+def _waiting_reviews(job_id: str) -> int:
+    from cutline.base.settings import get_settings
+    from cutline.services.review_queue import list_reviews
+
+    settings = get_settings()
+    return sum(1 for e in list_reviews(settings, settings.ui_url, job_id) if e.state == "Suspended")
+
+
+def run_shoot(
+    shoot: Path, work: Path, job_id: str, api: str, env: dict[str, str], pids: list[int]
+) -> dict:
+    """One shoot in a worker process, timed until its reviews wait and serve is idle."""
+    result_file = work / f"{job_id}.json"
+    latencies: list[float] = []
+    stop = threading.Event()
+    probe = threading.Thread(target=_probe_api, args=(api, job_id, stop, latencies), daemon=True)
+    probe.start()
+    code = (
+        "from benchmarks.scale import _worker; "
+        f"_worker({str(shoot)!r}, {job_id!r}, {str(work / 'out')!r}, {str(result_file)!r})"
+    )
+    cpu = sum(tree_cpu_seconds(pid) for pid in pids)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    data = json.loads(result_file.read_text())
+    reviews = data["lanes"].get("review", 0)
+    while _waiting_reviews(job_id) < reviews or live_children(pids[-1]):
+        time.sleep(0.5)
+    seconds = time.perf_counter() - started
+    stop.set()
+    probe.join(timeout=10)
+    shutil.rmtree(work / "out" / job_id, ignore_errors=True)
+    return {
+        "job": job_id,
+        "seconds": round(seconds, 1),
+        "shoot_run_seconds": round(data["seconds"], 1),
+        "images_per_minute": round(data["total"] / seconds * 60, 1),
+        "lanes": data["lanes"],
+        "server_and_serve_cpu_s": round(sum(tree_cpu_seconds(p) for p in pids) - cpu, 1),
+        "worker_peak_rss_mb": round(data["peak_rss_mb"], 1),
+        "api_p95_seconds": round(_p95(latencies), 3),
+    }
+
+
+def main() -> None:
+    """Run the comparison and write results/review-load.{md,json}."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--image", default="240x160")
+    parser.add_argument("--review-share", type=float, default=0.3)
+    parser.add_argument("--backend", default="bench-threshold-not-ai")
+    parser.add_argument("--runs", type=int, default=1)
+    args = parser.parse_args()
+    image = tuple(int(v) for v in args.image.split("x"))
+    work = Path(tempfile.mkdtemp(prefix="cutline-review-load-"))
+    rules = work / "rules.yaml"
+    # Only the category routes: no confidence threshold, so the stand-in's scores send nothing
+    # to review and the two shoots differ in their manifests alone.
+    rules.write_text(
+        'version: "review-load"\nconfidence: {review_below: 0.0}\n'
+        "review_categories:\n  glassware: {queue: senior, reason: "
+        '"Glassware: a senior retoucher checks every one."}\n'
+    )
+    from benchmarks.postgres import fresh_database_url
+
+    os.environ.update(
+        CUTLINE_DATA_ROOT=str(work / "data"),
+        CUTLINE_RULES_FILE=str(rules),
+        CUTLINE_SIGNOFF_DEPLOYMENT="",  # measure processing, not the contact sheet after it
+        CUTLINE_SERVER_PORT=os.environ.get("CUTLINE_BENCH_PORT", "4298"),
+        CUTLINE_SERVER_DATABASE_URL=fresh_database_url("cutline_bench_review_load"),
+        CUTLINE_BATCH_SIZE=os.environ.get("CUTLINE_BATCH_SIZE", "50"),
+        CUTLINE_MODEL=args.backend,
+        PREFECT_LOGGING_LEVEL="WARNING",
+        PREFECT_LOGGING_TO_API_ENABLED="false",
+    )
+    os.environ.setdefault("CUTLINE_MODEL_HOME", str(Path.home() / ".cutline" / "models"))
+    from cutline.base.settings import reload_settings
+    from cutline.imaging import model_store
+    from cutline.ops import stack
+
+    settings = reload_settings()
+    model_store.fetch("u2netp", settings.resolved_model_home)
+    shoots = {}
+    for share in (args.review_share, 0.0):
+        folder = work / f"shoot-{share}"
+        write_manifest(folder, write_jpegs(folder, args.count, image), share)
+        shoots[share] = folder
+    rows: dict[float, list[dict]] = {share: [] for share in shoots}
+    try:
+        current = stack.up(settings)
+        pids = [current.pid, stack.serve_pid(settings)]
+        assert all(pids), "the benchmark needs the stack's own server and serve process"
+        env = {**os.environ, "PREFECT_API_URL": current.api_url}
+        for round_ in range(args.runs):
+            for share, folder in shoots.items():
+                job = f"LOAD-{int(share * 100)}-{round_}"
+                rows[share].append(run_shoot(folder, work, job, current.api_url, env, pids))
+                print(rows[share][-1], flush=True)
+    finally:
+        stack.down(settings)
+        shutil.rmtree(work, ignore_errors=True)
+    rate = {share: median([r["images_per_minute"] for r in rows[share]]) for share in rows}
+    ratio = rate[args.review_share] / rate[0.0]
+    data = {
+        "count": args.count,
+        "image": image,
+        "backend": args.backend,
+        "rows": {str(k): v for k, v in rows.items()},
+        "ratio": round(ratio, 3),
+        "load_1min": os.getloadavg()[0],
+    }
+    lines = [
+        f"# {args.count} images with and without {args.review_share:.0%} reviews (PostgreSQL)",
+        "",
+        f"Images {image[0]}x{image[1]}, batch {os.environ['CUTLINE_BATCH_SIZE']}, backend "
+        f"`{args.backend}`{' (a stand-in, NOT a cutout model)' if 'not-ai' in args.backend else ''}; "
+        "timed until every review waits and the serve process is idle.",
+        "",
+        "| reviews | run | lanes | s (shoot run) | images/min | server + serve CPU s | API p95 s |",
+        "|---|---|---|---|---|---|---|",
+        *[
+            f"| {share:.0%} | {r['job']} | {r['lanes']} | {r['seconds']} ({r['shoot_run_seconds']}) "
+            f"| {r['images_per_minute']} | {r['server_and_serve_cpu_s']} | {r['api_p95_seconds']} |"
+            for share in rows
+            for r in rows[share]
+        ],
+        "",
+        f"AI-lane rate with reviews / without: **{ratio:.3f}** (target >= 0.95).",
+    ]
+    print(write_result("review-load", data, "\n".join(lines)).read_text())
+
+
+if __name__ == "__main__":
+    main()
