@@ -52,16 +52,19 @@ def main() -> None:
             config=RunConfig.freeze(get_settings()),
         )
 
-    with stack.using_stack(settings):
-        ensure_limits(settings)
-        manifest = str(shoot / "manifest.csv")
-        warm = context("WARM")
-        run_plain(plan_shoot.fn(warm, manifest, settings.batch_size).items()[:1], warm)
-        ctx = context("PROFILE")
-        items = plan_shoot.fn(ctx, manifest, settings.batch_size).items()
-        profiler = Profiler(interval=0.002)
-        with profiler:
-            run_plain(items, ctx)
+    try:
+        with stack.using_stack(settings):
+            ensure_limits(settings)
+            manifest = str(shoot / "manifest.csv")
+            warm = context("WARM")
+            run_plain(plan_shoot.fn(warm, manifest, settings.batch_size).items()[:1], warm)
+            ctx = context("PROFILE")
+            items = plan_shoot.fn(ctx, manifest, settings.batch_size).items()
+            profiler = Profiler(interval=0.002)
+            with profiler:
+                run_plain(items, ctx)
+    finally:
+        stack.down(settings)
     wall, cpu = defaultdict(float), defaultdict(float)
     for item in items:
         for stage, seconds in item.seconds.items():

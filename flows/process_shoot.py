@@ -247,7 +247,7 @@ def _run_shoot(
     progress = create_progress_artifact(
         progress=0.0,
         key=f"{artifact_key(job_id)}-progress",
-        description=progress_description(len(inputs), len(refs), config.batch_size),
+        description=progress_description(len(inputs), len(refs), plan.batch_size),
     )
 
     def report(fraction: float) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
-from cutline.domain.limits import dam_write_slot
+from cutline.domain.limits import DamWriteAllowance, dam_write_slot
 from cutline.domain.workstate import WorkState, file_fingerprint, stage_key
 from dam_adapters import (
     ApprovalState,
@@ -121,6 +121,7 @@ def make_register(ctx: ShootContext) -> ImageWork:
     adapter = create_adapter(ctx.config.dam_settings(get_settings()), ctx.output_root)
     presets_version = file_fingerprint(ctx.presets_file)
     state = WorkState(ctx.layout)
+    allowance = DamWriteAllowance(get_settings().dam_writes_per_second)
 
     def register(item: ImageItem) -> None:
         key = stage_key("register", export_key(item, ctx, presets_version), adapter.describe())
@@ -133,7 +134,7 @@ def make_register(ctx: ShootContext) -> ImageWork:
             item.dam_id = done.dam_id  # registered by an earlier run, and still in the DAM
             item.reused.append("register")
             return
-        dam_write_slot()
+        allowance.take()
         register_item(adapter, item, ctx.job_id, ApprovalState.AUTO_APPROVED, by="cutline-auto")
         state.remember(item, "register", key)
 

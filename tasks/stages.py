@@ -101,10 +101,12 @@ def _batch_work(stage: Stage) -> Callable[[BatchRef, ShootContext], BatchRef]:
 
 @functools.cache
 def _task(stage: Stage) -> Task:
+    # No tags: Prefect acquires a tag-concurrency lease for every tagged task run before it
+    # starts, one more API round trip that took up to 2.4 s per task under load (issue 17).
+    # The model's own limit (`cutline-model`) is what bounds the heavy stage.
     return task(
         name=stage.task_name,
         description=stage.description,
-        tags=[stage.name],
         cache_result_in_memory=False,
     )(_batch_work(stage))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 from cutline.base.settings import CutlineSettings
@@ -44,3 +45,24 @@ def dam_write_slot() -> None:
     from prefect.concurrency.sync import rate_limit
 
     rate_limit(DAM_LIMIT, occupy=1, strict=True)
+
+
+class DamWriteAllowance:
+    """DAM writes taken from the shared rate limit a few at a time (one API call per
+    ``chunk`` writes instead of one per write: under load each call could wait seconds for
+    the server). A batch's unused writes lapse, so the DAM never sees more than its limit."""
+
+    def __init__(self, writes_per_second: float, chunk: int = 4) -> None:
+        self.chunk = max(1, min(chunk, round(writes_per_second)))
+        self._left = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        """Wait until one more write is allowed."""
+        from prefect.concurrency.sync import rate_limit
+
+        with self._lock:
+            if self._left == 0:
+                rate_limit(DAM_LIMIT, occupy=self.chunk, strict=True)
+                self._left = self.chunk
+            self._left -= 1
