@@ -108,6 +108,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cutline-pipeline-"))
     settings = bench_settings(work, f"pipeline_{args.size}", "4294", args.postgres)
     from cutline.ops import stack
+    from tasks.ingest import balanced_batch_size
 
     shoot = work / "shoot"
     paths = write_jpegs(shoot, args.count, (width, height))
@@ -166,7 +167,9 @@ def main() -> None:
             f"# Whole pipeline vs plain loop, {args.count} x {width}x{height}",
             "",
             f"Pipeline: process-shoot, second view {'on' if settings.confidence_second_view else 'off'}, "
-            f"workers={settings.workers}, batch={settings.batch_size}, lanes {lanes}, timed until every "
+            f"workers={settings.workers}, batches of "
+            f"{balanced_batch_size(args.count, settings.batch_size, settings.workers)} (at most "
+            f"{settings.batch_size}), lanes {lanes}, timed until every "
             "review waits and the serve process is idle. Plain loop: decode, u2netp once, PNG + one "
             f"JPG. {args.runs} alternating rounds after a warm-up; server on "
             f"{'PostgreSQL' if args.postgres else 'SQLite'}.",

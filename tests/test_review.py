@@ -500,3 +500,42 @@ def test_a_rerun_with_a_corrected_manifest_refreshes_the_waiting_review(
     process_shoot(shoot=str(shoot), job_id=job, output_root=str(out))
     (again,) = read_ledger(str(out / job / "ledger.csv"))
     assert again["review_run_id"] == new.run_id and read_run(new.run_id).state.is_paused()
+
+
+def test_a_request_cut_short_before_its_form_is_finished_by_the_next_request(queue_run):
+    """A review run created waiting whose request stopped before the form was stored (a
+    crash, a lost connection) cannot be resumed; the next request for it (a rerun) finds it
+    by its key and stores the form, instead of leaving it or starting a second review."""
+    from prefect.client.orchestration import get_client
+
+    from cutline.domain.items import ImageItem
+    from cutline.services.review_queue import cancel_run
+    from cutline.services.waiting_run import create_waiting_run, form_missing
+    from tasks.context import ShootContext
+    from tasks.review import decision_key, review_run_name
+    from tasks.review_request import open_review, review_deployment_id
+
+    _, by_sku, _, _ = queue_run
+    shown = read_run(by_sku["GL-1"].run_id).parameters
+    item = ImageItem.model_validate(shown["item"])
+    ctx = ShootContext.model_validate(shown["ctx"]).model_copy(update={"job_id": "REV-REPAIR"})
+    key = f"review:{ctx.job_id}:cut-short"
+    with get_client(sync_client=True) as client:
+        deployment = review_deployment_id(client, ctx)
+        cut_short = create_waiting_run(
+            client,
+            deployment,
+            pause_key=decision_key(0),
+            parameters={"item": shown["item"], "ctx": ctx.model_dump(mode="json")},
+            name=review_run_name(item, ctx.job_id),
+            tags=["cutline-review", f"job:{ctx.job_id}"],
+            idempotency_key=key,
+        ).run
+        assert form_missing(client, cut_short)
+        again = open_review(client, deployment, item, ctx, key)
+        assert again.id == cut_short.id and not form_missing(client, again)
+    try:
+        assert "GL-1" in form_description(str(again.id))
+        assert form_defaults(str(again.id)) == {"retouched_file": "", "note": ""}
+    finally:
+        cancel_run(str(again.id), "test over")
