@@ -133,7 +133,8 @@ def main() -> None:
         current = stack.up(settings)
         pids = [current.pid, stack.serve_pid(settings)]
         assert all(pids), "the benchmark needs the stack's own server and serve process"
-        env = {**os.environ, "PREFECT_API_URL": current.api_url}
+        os.environ["PREFECT_API_URL"] = current.api_url  # this process reads the queue too
+        env = dict(os.environ)
         for round_ in range(args.runs):
             for share, folder in shoots.items():
                 job = f"LOAD-{int(share * 100)}-{round_}"
