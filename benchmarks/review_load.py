@@ -117,6 +117,8 @@ def main() -> None:
         PREFECT_LOGGING_TO_API_ENABLED="false",
     )
     os.environ.setdefault("CUTLINE_MODEL_HOME", str(Path.home() / ".cutline" / "models"))
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from cutline.base.settings import reload_settings
     from cutline.imaging import model_store
     from cutline.ops import stack
@@ -133,13 +135,15 @@ def main() -> None:
         current = stack.up(settings)
         pids = [current.pid, stack.serve_pid(settings)]
         assert all(pids), "the benchmark needs the stack's own server and serve process"
-        os.environ["PREFECT_API_URL"] = current.api_url  # this process reads the queue too
-        env = dict(os.environ)
-        for round_ in range(args.runs):
-            for share, folder in shoots.items():
-                job = f"LOAD-{int(share * 100)}-{round_}"
-                rows[share].append(run_shoot(folder, work, job, current.api_url, env, pids))
-                print(rows[share][-1], flush=True)
+        env = {**os.environ, "PREFECT_API_URL": current.api_url}
+        # This process reads the review queue from the stack's server too (Prefect reads
+        # its settings once: the environment alone would leave it on an ephemeral server).
+        with temporary_settings(updates={PREFECT_API_URL: current.api_url}):
+            for round_ in range(args.runs):
+                for share, folder in shoots.items():
+                    job = f"LOAD-{int(share * 100)}-{round_}"
+                    rows[share].append(run_shoot(folder, work, job, current.api_url, env, pids))
+                    print(rows[share][-1], flush=True)
     finally:
         stack.down(settings)
         shutil.rmtree(work, ignore_errors=True)
