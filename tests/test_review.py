@@ -131,7 +131,7 @@ def test_the_form_shows_the_pictures_and_links_files_over_http(queue_run):
     preview = re.search(r"!\[[^\]]*\]\((http://127\.0\.0\.1:\d+/s/[\w-]{43}/preview\.jpg)\)", text)
     assert preview, text
     with urllib.request.urlopen(preview[1], timeout=10) as resp:
-        assert resp.headers["Content-Type"] == "image/png"
+        assert resp.headers["Content-Type"] == "image/jpeg"
         picture = Image.open(io.BytesIO(resp.read()))
     assert picture.width > 2 * picture.height  # three panels side by side
     assert max(picture.size) <= 1200  # small enough to load at once
