@@ -171,3 +171,13 @@ def write_manifest(folder: Path, paths: list[Path], review_share: float) -> Path
     manifest = folder / "manifest.csv"
     manifest.write_text("\n".join(lines) + "\n")
     return manifest
+
+
+def waiting_reviews(job_id: str) -> int:
+    """How many review runs of ``job_id`` wait for a retoucher (Suspended) on this process's
+    Prefect API."""
+    from cutline.base.settings import get_settings
+    from cutline.services.review_queue import list_reviews
+
+    settings = get_settings()
+    return sum(1 for e in list_reviews(settings, settings.ui_url, job_id) if e.state == "Suspended")

@@ -29,6 +29,7 @@ from benchmarks.common import (
     live_children,
     median,
     tree_cpu_seconds,
+    waiting_reviews,
     write_jpegs,
     write_manifest,
     write_result,
@@ -65,14 +66,6 @@ def plain_loop(shoot: Path, out: Path) -> int:
     return count
 
 
-def _waiting_reviews(job_id: str) -> int:
-    from cutline.base.settings import get_settings
-    from cutline.services.review_queue import list_reviews
-
-    settings = get_settings()
-    return sum(1 for e in list_reviews(settings, settings.ui_url, job_id) if e.state == "Suspended")
-
-
 def run_pipeline(shoot: Path, out: Path, job_id: str, serve_pid: int | None) -> dict:
     """process-shoot, then wait until every review waits and the serve process is idle."""
     from flows.process_shoot import process_shoot
@@ -83,7 +76,7 @@ def run_pipeline(shoot: Path, out: Path, job_id: str, serve_pid: int | None) -> 
     deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
         idle = serve_pid is None or not live_children(serve_pid)
-        if idle and _waiting_reviews(job_id) >= reviews:
+        if idle and waiting_reviews(job_id) >= reviews:
             break
         time.sleep(0.2)
     else:

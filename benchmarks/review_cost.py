@@ -32,6 +32,7 @@ from benchmarks.common import (
     live_children,
     median,
     tree_cpu_seconds,
+    waiting_reviews,
     write_jpegs,
     write_manifest,
     write_result,
@@ -89,20 +90,12 @@ def created_waiting(items, ctx) -> None:
         request(item)
 
 
-def _waiting(job_id: str) -> int:
-    from cutline.base.settings import get_settings
-    from cutline.services.review_queue import list_reviews
-
-    settings = get_settings()
-    return sum(1 for e in list_reviews(settings, settings.ui_url, job_id) if e.state == "Suspended")
-
-
 def measure(way, items, ctx, server: int, serve: int, idle_rate: float) -> dict:
     """CPU and wall seconds from the first request until every review waits, idle again."""
     started_cpu = time.process_time() + tree_cpu_seconds(server) + tree_cpu_seconds(serve)
     started = time.perf_counter()
     way(items, ctx)
-    while _waiting(ctx.job_id) < len(items) or live_children(serve):
+    while waiting_reviews(ctx.job_id) < len(items) or live_children(serve):
         time.sleep(0.1)
     wall = time.perf_counter() - started
     cpu = time.process_time() + tree_cpu_seconds(server) + tree_cpu_seconds(serve) - started_cpu

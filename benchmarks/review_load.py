@@ -33,19 +33,12 @@ from benchmarks.common import (
     live_children,
     median,
     tree_cpu_seconds,
+    waiting_reviews,
     write_jpegs,
     write_manifest,
     write_result,
 )
 from benchmarks.scale import _p95, _probe_api
-
-
-def _waiting_reviews(job_id: str) -> int:
-    from cutline.base.settings import get_settings
-    from cutline.services.review_queue import list_reviews
-
-    settings = get_settings()
-    return sum(1 for e in list_reviews(settings, settings.ui_url, job_id) if e.state == "Suspended")
 
 
 def run_shoot(
@@ -66,7 +59,7 @@ def run_shoot(
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     data = json.loads(result_file.read_text())
     reviews = data["lanes"].get("review", 0)
-    while _waiting_reviews(job_id) < reviews or live_children(pids[-1]):
+    while waiting_reviews(job_id) < reviews or live_children(pids[-1]):
         time.sleep(0.5)
     seconds = time.perf_counter() - started
     stop.set()
