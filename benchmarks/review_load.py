@@ -19,13 +19,9 @@ so the orchestration, not inference, dominates: the hardest case for this ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -38,32 +34,21 @@ from benchmarks.common import (
     write_manifest,
     write_result,
 )
-from benchmarks.scale import _p95, _probe_api
+from benchmarks.scale import _p95, probing, run_in_worker
 
 
 def run_shoot(
     shoot: Path, work: Path, job_id: str, api: str, env: dict[str, str], pids: list[int]
 ) -> dict:
     """One shoot in a worker process, timed until its reviews wait and serve is idle."""
-    result_file = work / f"{job_id}.json"
-    latencies: list[float] = []
-    stop = threading.Event()
-    probe = threading.Thread(target=_probe_api, args=(api, job_id, stop, latencies), daemon=True)
-    probe.start()
-    code = (
-        "from benchmarks.scale import _worker; "
-        f"_worker({str(shoot)!r}, {job_id!r}, {str(work / 'out')!r}, {str(result_file)!r})"
-    )
     cpu = sum(tree_cpu_seconds(pid) for pid in pids)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, env=env)
-    data = json.loads(result_file.read_text())
-    reviews = data["lanes"].get("review", 0)
-    while waiting_reviews(job_id) < reviews or live_children(pids[-1]):
-        time.sleep(0.5)
-    seconds = time.perf_counter() - started
-    stop.set()
-    probe.join(timeout=10)
+    with probing(api, job_id) as latencies:
+        data = run_in_worker(shoot, work, job_id, env)
+        reviews = data["lanes"].get("review", 0)
+        while waiting_reviews(job_id) < reviews or live_children(pids[-1]):
+            time.sleep(0.5)
+        seconds = time.perf_counter() - started
     shutil.rmtree(work / "out" / job_id, ignore_errors=True)
     return {
         "job": job_id,

@@ -15,6 +15,7 @@ Targets (issue 5): rate at 20k >= 0.9 x rate at 1k; peak RSS at 20k <= 1.2 x at 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.common import write_jpegs, write_result
@@ -89,6 +91,32 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else float("nan")
 
 
+@contextlib.contextmanager
+def probing(api: str, job_id: str) -> Iterator[list[float]]:
+    """Read the shoot's flow run from the API every 0.5 s while the block runs; the
+    latencies fill the yielded list."""
+    latencies: list[float] = []
+    stop = threading.Event()
+    probe = threading.Thread(target=_probe_api, args=(api, job_id, stop, latencies), daemon=True)
+    probe.start()
+    try:
+        yield latencies
+    finally:
+        stop.set()
+        probe.join(timeout=10)
+
+
+def run_in_worker(shoot: Path, work: Path, job_id: str, env: dict[str, str]) -> dict:
+    """Run one shoot in a worker process (`_worker`); what it reported."""
+    result_file = work / f"{job_id}.json"
+    code = (
+        "from benchmarks.scale import _worker; "
+        f"_worker({str(shoot)!r}, {job_id!r}, {str(work / 'out')!r}, {str(result_file)!r})"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    return json.loads(result_file.read_text())
+
+
 def run_size(
     count: int, backend: str, work: Path, image: tuple[int, int], api: str, env: dict[str, str]
 ) -> dict:
@@ -97,19 +125,8 @@ def run_size(
     if not shoot.exists():
         write_jpegs(shoot, count, image)
     job_id = f"SCALE-{count}-{backend[:5]}-{int(time.time())}"
-    result_file = work / f"{job_id}.json"
-    latencies: list[float] = []
-    stop = threading.Event()
-    probe = threading.Thread(target=_probe_api, args=(api, job_id, stop, latencies), daemon=True)
-    probe.start()
-    code = (
-        "from benchmarks.scale import _worker; "
-        f"_worker({str(shoot)!r}, {job_id!r}, {str(work / 'out')!r}, {str(result_file)!r})"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, env={**env, "CUTLINE_MODEL": backend})
-    stop.set()
-    probe.join(timeout=10)
-    data = json.loads(result_file.read_text())
+    with probing(api, job_id) as latencies:
+        data = run_in_worker(shoot, work, job_id, {**env, "CUTLINE_MODEL": backend})
     shutil.rmtree(work / "out" / job_id, ignore_errors=True)
     return {
         "count": count,
