@@ -32,6 +32,9 @@ class DamState:
     requests: list[Recorded] = field(default_factory=list)
     failures: list[tuple[int, dict[str, str], bool]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # (method, path, query, body) of the one request the failures are kept for, once seen.
+    pinned: tuple[str, str, str, bytes] | None = None
+    pin: bool = False
 
     def fail_next(
         self,
@@ -45,6 +48,26 @@ class DamState:
         careless servers do."""
         with self.lock:
             self.failures.extend([(status, headers or {}, echo)] * times)
+
+    def fail_one_request(self, status: int, times: int) -> None:
+        """Answer the first request that arrives, and its next ``times - 1`` repeats (the
+        client's retries: same method, path, query and body), with ``status``; other requests
+        in between, e.g. for other images registering at the same time, are served. One
+        image's call fails after its retries however the images interleave."""
+        with self.lock:
+            self.failures.extend([(status, {}, False)] * times)
+            self.pin = True
+
+    def take_failure(self, request: tuple[str, str, str, bytes]):
+        """The failure to answer ``request`` with, if any (hold the lock)."""
+        if not self.failures:
+            return None
+        if self.pin:
+            if self.pinned is None:
+                self.pinned = request
+            elif self.pinned != request:
+                return None
+        return self.failures.pop(0)
 
 
 def _handler(state: DamState):
@@ -76,7 +99,7 @@ def _handler(state: DamState):
                         body,
                     )
                 )
-                failure = state.failures.pop(0) if state.failures else None
+                failure = state.take_failure((self.command, url.path, url.query, body))
             if failure is not None:
                 echoed = {"request_headers": dict(self.headers.items())} if failure[2] else {}
                 self._send(failure[0], {"error": "injected", **echoed}, failure[1])
