@@ -93,3 +93,35 @@ def test_benchmark_stand_in_is_not_mistaken_for_a_model(tmp_path):
     ImageDraw.Draw(img).rectangle((10, 8, 30, 22), fill=(200, 30, 30))
     mask = backend.predict(img)[0]
     assert mask.getpixel((20, 15)) == 255 and mask.getpixel((2, 2)) == 0
+
+
+@pytest.mark.slow
+def test_two_fetches_into_one_model_home_at_once_both_succeed(tmp_path: Path, monkeypatch):
+    """Two workers starting together on one machine provision the model into the same home:
+    both must end with the verified file, and no part file may be left behind."""
+    import threading
+
+    copy, both_copying = shutil.copyfileobj, threading.Barrier(2, timeout=120)
+
+    def copy_together(source, target, *args):
+        both_copying.wait()  # both fetches are writing their part file at the same moment
+        copy(source, target, *args)
+
+    monkeypatch.setattr(model_store.shutil, "copyfileobj", copy_together)
+    results: list[object] = []
+
+    def fetch() -> None:
+        try:
+            results.append(model_store.fetch("u2netp", tmp_path))
+        except Exception as exc:  # reported below with the other fetch's result
+            results.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    path = model_store.model_file("u2netp", tmp_path)
+    assert results == [path, path]
+    assert model_store.file_md5(path) == U2NETP_MD5
+    assert [p.name for p in path.parent.iterdir()] == ["u2netp.onnx"]

