@@ -31,5 +31,8 @@ fi
 #    that would expire fails today, not on the day it expires.
 faketime -f +365d .venv/bin/python -m pytest tests/test_calendar.py tests/test_manifest.py \
   tests/test_review.py -k "not retoucher_decisions and not corrected_manifest and not still_starting"
-# 3. The slow tests (real model, Prefect server, S3 server, browser) in file order.
-"${pytest[@]}" -m "$slow" --durations=12
+# 3. The slow tests (real model, Prefect server, S3 server, browser), shared out to
+#    CUTLINE_TEST_PROCESSES pytest processes (pytest-xdist; default 2), each with its own
+#    Prefect server, S3 server and data root: most of a slow test is waiting on servers and
+#    subprocesses, so two at once take about 60% of the time of one after the other.
+"${pytest[@]}" -m "$slow" -n "${CUTLINE_TEST_PROCESSES:-2}" --dist worksteal --durations=12

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.ports import free_port
+
+# pytest-xdist's workers ignore SIGINT (Ctrl-C is the controller's), and an ignored signal
+# stays ignored in every process a test starts: the tests that press Ctrl-C on a shoot would
+# see it shrugged off. Take Python's own handler back, which children reset to the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Isolate every test session before Cutline or Prefect read their settings.
 _SESSION_ROOT = Path(tempfile.mkdtemp(prefix="cutline-tests-"))
