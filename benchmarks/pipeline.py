@@ -66,8 +66,23 @@ def plain_loop(shoot: Path, out: Path) -> int:
     return count
 
 
+def stage_cpu_seconds(ledger_uri: str) -> dict[str, float]:
+    """CPU seconds the shoot's images spent in each stage (the ledger's per-image figures,
+    summed): what the pipeline's CPU went to besides orchestration."""
+    import json
+
+    from cutline.records.ledger import read_ledger
+
+    totals: dict[str, float] = {}
+    for row in read_ledger(ledger_uri):
+        for stage, seconds in json.loads(row["cpu_seconds"] or "{}").items():
+            totals[stage] = totals.get(stage, 0.0) + seconds
+    return {stage: round(seconds, 1) for stage, seconds in totals.items()}
+
+
 def run_pipeline(shoot: Path, out: Path, job_id: str, serve_pid: int | None) -> dict:
     """process-shoot, then wait until every review waits and the serve process is idle."""
+    from cutline.domain.items import JobLayout
     from flows.process_shoot import process_shoot
 
     summary = process_shoot(shoot=str(shoot), job_id=job_id, output_root=str(out))
@@ -81,11 +96,17 @@ def run_pipeline(shoot: Path, out: Path, job_id: str, serve_pid: int | None) -> 
         time.sleep(0.2)
     else:
         raise TimeoutError(f"{job_id}: reviews still not waiting after 30 minutes")
-    return {"lanes": summary.lanes, "shoot_ended": shoot_ended}
+    stages = stage_cpu_seconds(JobLayout(str(out / job_id)).ledger)
+    return {"lanes": summary.lanes, "shoot_ended": shoot_ended, "stage_cpu_s": stages}
 
 
-def _cpu(pids: list[int]) -> float:
-    return time.process_time() + sum(tree_cpu_seconds(pid) for pid in pids)
+def _cpu(pids: list[int]) -> list[float]:
+    """CPU seconds so far of this process and of each of ``pids`` with its children."""
+    return [time.process_time(), *(tree_cpu_seconds(pid) for pid in pids)]
+
+
+def _spent(before: list[float], pids: list[int]) -> list[float]:
+    return [round(after - was, 1) for after, was in zip(_cpu(pids), before, strict=True)]
 
 
 def main() -> None:
@@ -116,11 +137,12 @@ def main() -> None:
             for round_ in range(args.runs):
                 cpu, start = _cpu(pids), time.perf_counter()
                 result = run_pipeline(shoot, work / f"flow{round_}", f"PIPE-{round_}", serve)
-                flow_s, flow_cpu = time.perf_counter() - start, _cpu(pids) - cpu
+                flow_s, flow_cpus = time.perf_counter() - start, _spent(cpu, pids)
                 shoot_run_s = result["shoot_ended"] - start
                 cpu, start = _cpu(pids), time.perf_counter()
                 assert plain_loop(shoot, work / f"loop{round_}") == args.count
-                loop_s, loop_cpu = time.perf_counter() - start, _cpu(pids) - cpu
+                loop_s, loop_cpu = time.perf_counter() - start, sum(_spent(cpu, pids))
+                flow_cpu = sum(flow_cpus)
                 rows.append(
                     {
                         "pipeline_s": round(flow_s, 2),
@@ -128,7 +150,11 @@ def main() -> None:
                         "loop_s": round(loop_s, 2),
                         "ratio": round(flow_s / loop_s, 3),
                         "pipeline_cpu_s": round(flow_cpu, 1),
+                        # this process (the shoot flow and its stage threads), server, serve
+                        "pipeline_cpu_by_process_s": flow_cpus,
                         "loop_cpu_s": round(loop_cpu, 1),
+                        "stage_cpu_s": result["stage_cpu_s"],
+                        "stages_total_cpu_s": round(sum(result["stage_cpu_s"].values()), 1),
                         "lanes": result["lanes"],
                         "load_1min": os.getloadavg()[0],
                     }
@@ -167,15 +193,19 @@ def main() -> None:
             f"JPG. {args.runs} alternating rounds after a warm-up; server on "
             f"{'PostgreSQL' if args.postgres else 'SQLite'}.",
             "",
-            "| round | pipeline s (shoot run ended) | loop s | ratio | pipeline CPU s | loop CPU s "
-            "| load (1 min) |",
+            "| round | pipeline s (shoot run ended) | loop s | ratio | pipeline CPU s (in stages) "
+            "| loop CPU s | load (1 min) |",
             "|---|---|---|---|---|---|---|",
             *[
                 f"| {i} | {r['pipeline_s']} ({r['shoot_run_s']}) | {r['loop_s']} | {r['ratio']} "
-                f"| {r['pipeline_cpu_s']} "
+                f"| {r['pipeline_cpu_s']} ({r['stages_total_cpu_s']}) "
                 f"| {r['loop_cpu_s']} | {r['load_1min']:.2f} |"
                 for i, r in enumerate(rows)
             ],
+            "",
+            f"CPU seconds per stage, last round: {rows[-1]['stage_cpu_s']}; by process (shoot "
+            f"process, server, serve process with its children): "
+            f"{rows[-1]['pipeline_cpu_by_process_s']}",
             "",
             f"Median ratio **{data['median_ratio']}** (ratio of medians {data['ratio_of_medians']}).",
         ]
