@@ -82,6 +82,10 @@ STAGES: tuple[Stage, ...] = (
 )
 
 STAGE_TASK_NAMES: tuple[str, ...] = tuple(stage.task_name for stage in STAGES)
+# Positions in STAGES of the stages that run the model (a core each while they run).
+MODEL_STAGE_INDEXES: frozenset[int] = frozenset(
+    index for index, stage in enumerate(STAGES) if stage.holds_model_slot
+)
 
 
 def _batch_work(stage: Stage) -> Callable[[BatchRef, ShootContext], BatchRef]:

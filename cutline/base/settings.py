@@ -117,7 +117,10 @@ class CutlineSettings(BaseSettings):
         default=2,
         ge=1,
         le=64,
-        description="Batches processed at once inside one shoot run (threads sharing one model session).",
+        description=(
+            "Batches cut out at once inside one shoot run (threads sharing one model session); "
+            "as many more go through the other stages beside them."
+        ),
     )
     batch_order: BatchOrder = Field(
         default=BatchOrder.STREAMING,
