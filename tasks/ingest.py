@@ -54,14 +54,17 @@ class ShootPlan(BaseModel):
         return [item for ref in self.refs for item in load_batch(ref)]
 
 
-BATCHES_PER_WORKER = 4
+# Two batches per worker: while one is cut out the other is scored and exported (four cost
+# 0.13 CPU s more per extra task run on the server, for no gain: issue 17).
+BATCHES_PER_WORKER = 2
 
 
 def balanced_batch_size(images: int, largest: int, workers: int) -> int:
     """Images per batch: ``largest`` (the setting) for a large shoot, fewer for a small one,
-    so that each of the ``workers`` batches in flight gets several batches and none waits
-    idle at the end (40 images in batches of 16 on two workers ran the last batch alone,
-    on one core, for a third of the shoot)."""
+    so that each of the ``workers`` model slots gets at least two batches: one is cut out
+    while the previous one is exported, and none waits idle at the end (40 images in
+    batches of 16 on two workers ran the last batch alone, on one core, for a third of the
+    shoot)."""
     return max(1, min(largest, math.ceil(images / (workers * BATCHES_PER_WORKER))))
 
 

@@ -78,7 +78,7 @@ def test_model_threads_are_the_cores_shared_by_the_workers(override_settings):
 def test_a_small_shoot_is_cut_into_enough_batches_to_keep_every_worker_busy():
     from tasks.ingest import balanced_batch_size
 
-    assert balanced_batch_size(40, 16, workers=2) == 5  # 8 batches, not 16 + 16 + 8
+    assert balanced_batch_size(40, 16, workers=2) == 10  # 4 batches, not 16 + 16 + 8
     assert balanced_batch_size(4, 16, workers=2) == 1  # four large images: one each
     assert balanced_batch_size(20_000, 16, workers=2) == 16  # a large shoot: the setting
     assert balanced_batch_size(0, 16, workers=2) == 1
