@@ -66,23 +66,8 @@ def plain_loop(shoot: Path, out: Path) -> int:
     return count
 
 
-def stage_cpu_seconds(ledger_uri: str) -> dict[str, float]:
-    """CPU seconds the shoot's images spent in each stage (the ledger's per-image figures,
-    summed): what the pipeline's CPU went to besides orchestration."""
-    import json
-
-    from cutline.records.ledger import read_ledger
-
-    totals: dict[str, float] = {}
-    for row in read_ledger(ledger_uri):
-        for stage, seconds in json.loads(row["cpu_seconds"] or "{}").items():
-            totals[stage] = totals.get(stage, 0.0) + seconds
-    return {stage: round(seconds, 1) for stage, seconds in totals.items()}
-
-
 def run_pipeline(shoot: Path, out: Path, job_id: str, serve_pid: int | None) -> dict:
     """process-shoot, then wait until every review waits and the serve process is idle."""
-    from cutline.domain.items import JobLayout
     from flows.process_shoot import process_shoot
 
     summary = process_shoot(shoot=str(shoot), job_id=job_id, output_root=str(out))
@@ -96,7 +81,10 @@ def run_pipeline(shoot: Path, out: Path, job_id: str, serve_pid: int | None) -> 
         time.sleep(0.2)
     else:
         raise TimeoutError(f"{job_id}: reviews still not waiting after 30 minutes")
-    stages = stage_cpu_seconds(JobLayout(str(out / job_id)).ledger)
+    # CPU seconds the images spent in each stage (the shoot's own cost report): what the
+    # pipeline's CPU went to besides orchestration.
+    by_stage = summary.cost.cpu_seconds_by_stage if summary.cost else {}
+    stages = {stage: round(seconds, 1) for stage, seconds in by_stage.items()}
     return {"lanes": summary.lanes, "shoot_ended": shoot_ended, "stage_cpu_s": stages}
 
 
