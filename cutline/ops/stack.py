@@ -254,9 +254,7 @@ def up(
             "server",
             [
                 "-m",
-                "prefect",
-                "server",
-                "start",
+                "cutline.ops.prefect_server",
                 "--host",
                 settings.server_host,
                 "--port",

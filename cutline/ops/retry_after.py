@@ -1,0 +1,122 @@
+"""Tell Prefect clients how soon to retry when the embedded server is briefly busy.
+
+The embedded server keeps its catalog in SQLite, which takes one writer at a time: a write
+that meets another one is answered "database is locked" and Prefect's server turns that into
+HTTP 503 without a Retry-After header. Prefect's client then sleeps 2, 4, 8... seconds, most
+of them idle: the other write took milliseconds. In a shoot that is a cutout batch, a review
+request or a DAM registration standing still for seconds (measured: 10 such waits, about 25
+thread-seconds, in one 40-image shoot; benchmarks/README.md).
+
+`QuickRetryAfter` wraps the server's ASGI app and puts a Retry-After on each such 503 that
+lacks one: short at first, growing with each busy answer to the same request (same client
+address, method, path, query and body) until one like it is answered otherwise, so a server
+that stays busy still gets its breathing space. (Prefect's server closes the connection after
+such an answer, so a retry arrives on a new one: the connection cannot tell retries apart.)
+Prefect's client honours the header (with jitter) and keeps its own retry count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+FIRST_WAIT_SECONDS = 0.25
+GROWTH = 3.0
+LONGEST_WAIT_SECONDS = 30.0
+# A retry arrives after at most LONGEST_WAIT_SECONDS plus jitter: older answers are forgotten.
+REMEMBER_SECONDS = 120.0
+REMEMBER_AT_MOST = 10_000
+
+
+class _RetryCounts:
+    """How many busy answers each recent request (by fingerprint) has had, oldest first."""
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[bytes, tuple[int, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def count_another(self, key: bytes, now: float) -> int:
+        """Record one more busy answer to ``key``; return how many it had before this one."""
+        with self._lock:
+            while self._seen:
+                oldest, (_, when) = next(iter(self._seen.items()))
+                if now - when < REMEMBER_SECONDS and len(self._seen) < REMEMBER_AT_MOST:
+                    break
+                del self._seen[oldest]
+            before = self._seen.pop(key, (0, now))[0]
+            self._seen[key] = (before + 1, now)
+            return before
+
+    def forget(self, key: bytes) -> None:
+        """``key`` was answered: its next busy answer is a first one again."""
+        with self._lock:
+            self._seen.pop(key, None)
+
+    def __bool__(self) -> bool:
+        return bool(self._seen)
+
+
+def retry_wait(earlier_busy_answers: int) -> float:
+    """Seconds a client should wait before retrying a request that was answered busy
+    ``earlier_busy_answers`` times before: 0.25, 0.75, 2.25, 6.75, 20.25, then 30."""
+    return min(LONGEST_WAIT_SECONDS, FIRST_WAIT_SECONDS * GROWTH**earlier_busy_answers)
+
+
+class QuickRetryAfter:
+    """ASGI middleware: a Retry-After on every 503 that has none (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, clock: Callable[[], float] = time.monotonic) -> None:
+        self.app = app
+        self.clock = clock
+        self._counts = _RetryCounts()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body: list[bytes] = []
+
+        async def receive_and_keep() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                body.append(message.get("body", b""))
+            return message
+
+        async def send_with_retry_after(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                if message["status"] == 503:
+                    message = self._with_retry_after(message, _fingerprint(scope, body))
+                elif self._counts:
+                    self._counts.forget(_fingerprint(scope, body))
+            await send(message)
+
+        await self.app(scope, receive_and_keep, send_with_retry_after)
+
+    def _with_retry_after(self, message: Message, key: bytes) -> Message:
+        headers = list(message.get("headers") or [])
+        if any(name.lower() == b"retry-after" for name, _ in headers):
+            return message
+        earlier = self._counts.count_another(key, self.clock())
+        headers.append((b"retry-after", f"{retry_wait(earlier):.2f}".encode()))
+        return {**message, "headers": headers}
+
+
+def _fingerprint(scope: Scope, body: list[bytes]) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    host = (scope.get("client") or ("", 0))[0]
+    for part in (host, scope.get("method", ""), scope.get("path", "")):
+        digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(scope.get("query_string", b"") + b"\0")
+    for chunk in body:
+        digest.update(chunk)
+    return digest.digest()
