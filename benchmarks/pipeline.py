@@ -4,7 +4,7 @@
                                   [--review-share 0.3] [--postgres]
 
 The plain loop (`plain_loop`, the reference of issue 17) decodes each image, runs u2netp once,
-and writes the cutout as a PNG with alpha and one JPG: nothing else. The pipeline is
+and writes the cutout as a PNG with alpha (Pillow's encoder) and one JPG: nothing else. The pipeline is
 `process-shoot` with the shipped settings (second view on, confidence, routing, PNG, layered
 PSD, a JPG per channel, DAM registration, the ledger) on the same images, about
 ``review-share`` of them routed to the review lane (category glassware). Its time runs until
@@ -58,8 +58,10 @@ def plain_loop(shoot: Path, out: Path) -> int:
         small.thumbnail((settings.model_input_max_side,) * 2)
         mask = full_resolution_mask(predict_alpha(session, small), rgb.size)
         rgba = renditions.cutout_rgba(rgb, mask)
-        (out / f"{path.stem}.png").write_bytes(
-            renditions.png_bytes(rgba, b"", settings.png_compress_level)
+        # Pillow's PNG encoder, as a studio's script would call it (the pipeline has its own,
+        # faster one: cutline.imaging.png_writer), at the pipeline's compression level.
+        rgba.save(
+            out / f"{path.stem}.png", format="PNG", compress_level=settings.png_compress_level
         )
         (out / f"{path.stem}.jpg").write_bytes(renditions.channel_jpg_bytes(rgba, preset, b""))
         count += 1

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from cutline.base.errors import ImageInputError
+from cutline.imaging.png_writer import encode_png
 
 # Pillow's own bomb check would fire at its global limit; ours is per-call and configurable.
 Image.MAX_IMAGE_PIXELS = None
@@ -121,9 +122,7 @@ def decode_image(
 
 def mask_to_png_bytes(mask: Image.Image, compress_level: int) -> bytes:
     """Encode an 8-bit alpha mask as PNG."""
-    buf = io.BytesIO()
-    mask.save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
+    return encode_png(mask, compress_level)
 
 
 def load_mask(data: bytes, source: str) -> Image.Image:

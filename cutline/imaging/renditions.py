@@ -10,10 +10,11 @@ import io
 
 import numpy as np
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
+from cutline.imaging.png_writer import encode_png
 from rules.presets import ChannelPreset
 
+XMP_PNG_KEY = "XML:com.adobe.xmp"  # where Adobe's tools look for XMP in a PNG
 _SUBJECT_ALPHA = 8  # alpha above this counts as subject when framing a JPG
 
 
@@ -28,11 +29,7 @@ def cutout_rgba(rgb: Image.Image, mask: Image.Image) -> Image.Image:
 
 def png_bytes(rgba: Image.Image, xmp: bytes, compress_level: int) -> bytes:
     """PNG with alpha and an XMP packet."""
-    info = PngInfo()
-    info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"), zip=False)
-    buf = io.BytesIO()
-    rgba.save(buf, format="PNG", pnginfo=info, compress_level=compress_level)
-    return buf.getvalue()
+    return encode_png(rgba, compress_level, {XMP_PNG_KEY: xmp.decode("utf-8")})
 
 
 def psd_bytes(rgb: Image.Image, mask: Image.Image, xmp: bytes | None = None) -> bytes:
