@@ -4,9 +4,9 @@
                                   [--review-share 0.3] [--postgres]
 
 The plain loop (`plain_loop`, the reference of issue 17) decodes each image, runs u2netp once,
-and writes the cutout as a PNG with alpha (Pillow's encoder) and one JPG: nothing else. The pipeline is
-`process-shoot` with the shipped settings (second view on, confidence, routing, PNG, layered
-PSD, a JPG per channel, DAM registration, the ledger) on the same images, about
+and writes the cutout as a PNG with alpha (Pillow's encoder) and one JPG: nothing else. The
+pipeline is `process-shoot` with the shipped settings (second view on, confidence, routing, PNG,
+layered PSD, a JPG per channel, DAM registration, the ledger) on the same images, about
 ``review-share`` of them routed to the review lane (category glassware). Its time runs until
 the shoot run has ended, every review-lane image waits for a retoucher and the serve process
 has no flow-run process left: all the work the shoot caused. Rounds alternate pipeline and loop

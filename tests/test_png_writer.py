@@ -96,3 +96,9 @@ def test_other_modes_are_written_by_pillow_and_read_back_exactly(mode):
     back = decoded(encode_png(image, 1, {"Comment": "kept"}))
     assert back.mode == mode and back.text["Comment"] == "kept"
     assert np.array_equal(np.asarray(back), np.asarray(image))
+
+
+@pytest.mark.parametrize("key", ["", "k" * 80, "a\0b", " padded", "Schlüssel"])
+def test_a_key_png_cannot_hold_is_refused_before_anything_is_written(key):
+    with pytest.raises(ValueError, match="not a PNG text keyword"):
+        encode_png(noise("L", 4, 4), 1, {key: "text"})
