@@ -104,6 +104,24 @@ def test_reviews_wait_without_starting_a_process_until_a_retoucher_answers(queue
             assert form_defaults(entry.run_id) == {"retouched_file": "", "note": ""}
 
 
+def test_review_parameters_conform_to_the_deployments_schema(queue_run):
+    """Review runs are created without the server checking their parameters (they are dumps
+    of Cutline's own models, and that check cost most of the server's CPU per review); this
+    checks them once against the schema the server would have used."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.utilities.schema_tools import validate
+
+    _, _, entries, _ = queue_run
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("review-cutout/review")
+        assert deployment.enforce_parameter_schema  # runs started by hand are still checked
+        for entry in entries:
+            parameters = client.read_flow_run(UUID(entry.run_id)).parameters
+            validate(parameters, deployment.parameter_openapi_schema, raise_on_error=True)
+
+
 def test_form_text_gives_what_a_retoucher_needs(queue_run):
     _, by_sku, _, today = queue_run
     text = form_description(by_sku["GL-1"].run_id)
