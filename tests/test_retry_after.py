@@ -124,3 +124,15 @@ def test_websockets_and_lifespan_pass_through_untouched():
     for kind in ("websocket", "lifespan"):
         asyncio.run(wrapped({"type": kind}, receive, send))
     assert seen == ["websocket", "lifespan"] and sent == [{"type": "websocket.accept"}] * 2
+
+
+def test_a_busy_answer_older_than_any_retry_is_forgotten():
+    from cutline.ops.retry_after import REMEMBER_SECONDS
+
+    now = [1000.0]
+    app = QuickRetryAfter(FlakyApp(), clock=lambda: now[0])
+    assert call(app)[1]["retry-after"] == "0.25"
+    now[0] += REMEMBER_SECONDS - 1
+    assert call(app)[1]["retry-after"] == "0.75"  # a retry, however late
+    now[0] += REMEMBER_SECONDS + 1
+    assert call(app)[1]["retry-after"] == "0.25"  # a new request that looks the same
