@@ -106,7 +106,7 @@ def test_reviews_wait_without_starting_a_process_until_a_retoucher_answers(queue
 
 def test_review_parameters_conform_to_the_deployments_schema(queue_run):
     """Review runs are created without the server checking their parameters (they are dumps
-    of Cutline's own models, and that check cost most of the server's CPU per review); this
+    of Cutline's own models, and that check was half of the server's CPU per review); this
     checks them once against the schema the server would have used."""
     from uuid import UUID
 
