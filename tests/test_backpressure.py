@@ -25,6 +25,35 @@ def test_model_and_dam_limits_come_from_settings(prefect_server, settings):
     assert dam.slot_decay_per_second == settings.dam_writes_per_second
 
 
+def test_a_limit_another_process_creates_at_the_same_moment_is_taken_over(prefect_server):
+    """Prefect's upsert reads, then creates: here the limit appears between the two, as when
+    two runs of one job start together (the second used to fail with ObjectAlreadyExists)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from cutline.domain.limits import upsert_limit
+
+    name = "cutline-test-raced-limit"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 3)  # the other process's
+        real_read = client.read_global_concurrency_limit_by_name
+        reads = []
+
+        def read_before_the_other_process_created_it(limit_name):
+            reads.append(limit_name)
+            if len(reads) == 1:
+                raise ObjectNotFound(http_exc=Exception("not there yet"))
+            return real_read(limit_name)
+
+        client.read_global_concurrency_limit_by_name = read_before_the_other_process_created_it
+        upsert_limit(client, name, 1, slot_decay_per_second=0.5)
+        client.read_global_concurrency_limit_by_name = real_read
+        limit = client.read_global_concurrency_limit_by_name(name)
+        client.delete_global_concurrency_limit_by_name(name)
+    assert len(reads) == 2
+    assert (limit.limit, limit.slot_decay_per_second) == (1, 0.5)
+
+
 def test_five_shoots_submitted_at_once_all_complete_with_at_most_two_running(
     prefect_server, model_home, tmp_path
 ):

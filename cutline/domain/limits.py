@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from cutline.base.settings import CutlineSettings
 
@@ -24,11 +25,23 @@ def ensure_limits(settings: CutlineSettings) -> None:
         return
     rate = settings.dam_writes_per_second
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(MODEL_LIMIT, settings.model_slots)
-        client.upsert_global_concurrency_limit_by_name(
-            DAM_LIMIT, max(1, round(rate)), slot_decay_per_second=rate
-        )
+        upsert_limit(client, MODEL_LIMIT, settings.model_slots)
+        upsert_limit(client, DAM_LIMIT, max(1, round(rate)), slot_decay_per_second=rate)
     _ensured.add(key)
+
+
+def upsert_limit(
+    client: Any, name: str, limit: int, slot_decay_per_second: float | None = None
+) -> None:
+    """Create the global concurrency limit ``name`` or set its values. Prefect's upsert reads,
+    then creates: two processes starting at the same moment (two runs of one job, two
+    workers) both create, and the second is told the limit exists; it then sets the values."""
+    from prefect.exceptions import ObjectAlreadyExists
+
+    try:
+        client.upsert_global_concurrency_limit_by_name(name, limit, slot_decay_per_second)
+    except ObjectAlreadyExists:
+        client.upsert_global_concurrency_limit_by_name(name, limit, slot_decay_per_second)
 
 
 @contextlib.contextmanager

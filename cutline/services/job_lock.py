@@ -15,6 +15,7 @@ from contextlib import ExitStack, contextmanager
 from uuid import UUID
 
 from cutline.base.errors import CutlineError
+from cutline.domain.limits import upsert_limit
 
 LEASE_SECONDS = 60.0
 POLL_SECONDS = 15.0
@@ -71,7 +72,7 @@ def one_run_per_job(
     holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None
     deadline = time.monotonic() + wait_seconds
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, limit=1)
+        upsert_limit(client, name, 1)
     poll = 1.0  # the first look is short, so a waiting run says so at once
     with ExitStack() as held:
         while True:
