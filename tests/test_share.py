@@ -3,7 +3,9 @@ expire. Served by the real share server on a free port; the CLI issues and revok
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cutline.base.settings import CutlineSettings
+from cutline.services import share
 from cutline.services.share import register_share, start_share_server
 from tests.ports import free_port
 
@@ -67,7 +70,8 @@ def test_a_link_opens_its_sheet_and_nothing_else(served) -> None:
     ):
         assert _get(base + path)[0] == 404, path
     assert _get(link.url, "POST")[0] == 405
-    assert not any(token in p.read_text() for p in (settings.data_root / "shares").iterdir())
+    registry = settings.data_root / "shares"
+    assert not any(token in p.read_text() for p in registry.rglob("*") if p.is_file())
 
 
 def test_an_expired_link_says_so_and_a_new_one_works(served) -> None:
@@ -91,7 +95,7 @@ def test_an_expired_link_says_so_and_a_new_one_works(served) -> None:
     url = issue.stdout.split()[0]
     assert url != old.url and "valid until" in issue.stdout
     assert _get(url)[0] == 200
-    assert len(list((settings.data_root / "shares").iterdir())) == 1  # the expired one is gone
+    assert len(list((settings.data_root / "shares").glob("*.json"))) == 1  # the expired one is gone
 
     revoke = subprocess.run(
         [sys.executable, "-m", "cutline", "signoff", "link", "JOB-1", "--revoke"],
@@ -115,3 +119,98 @@ def test_no_link_for_a_shoot_never_shared(served) -> None:
         timeout=120,
     )
     assert issue.returncode == 2 and "no shared contact sheet yet" in issue.stderr
+
+
+def _cli(settings: CutlineSettings, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CUTLINE_DATA_ROOT": str(settings.data_root)}
+    env["CUTLINE_SHARE_PORT"] = str(settings.resolved_share_port)
+    return subprocess.run(
+        [sys.executable, "-m", "cutline", "signoff", "link", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def _review_page(tmp: Path, n: int) -> dict:
+    page = tmp / "review-pages" / f"run-{n}"
+    page.mkdir(parents=True)
+    (page / "index.html").write_text(f"review {n}")
+    source = tmp / "shoot" / f"IMG_{n}.jpg"
+    source.parent.mkdir(exist_ok=True)
+    source.write_bytes(b"jpeg")
+    return {"folder": str(page), "files": {"source.jpg": str(source)}}
+
+
+def test_a_new_link_for_the_client_is_to_the_contact_sheet_not_a_later_review_page(
+    served, tmp_path: Path
+) -> None:
+    """A send-back after sign-off shares a review page later than the contact sheet: the
+    producer's `signoff link` still hands the client the contact sheet, and `--revoke` stops
+    the review pages' links too."""
+    settings, sheet = served
+    assert register_share(settings, "JOB-1", str(sheet)) is not None
+    pages = [register_share(settings, "JOB-1", **_review_page(tmp_path, n)) for n in range(3)]
+    issue = _cli(settings, "JOB-1")
+    assert issue.returncode == 0, issue.stderr
+    assert _get(issue.stdout.split()[0]) == (200, b"<a href='page-001.html'>SKU-1</a>")
+    assert all(
+        page is not None and _get(page.url) == (200, b"review %d" % n)
+        for n, page in enumerate(pages)
+    )
+
+    assert "revoked 5 link(s)" in _cli(settings, "JOB-1", "--revoke").stdout
+    assert all(_get(page.url)[0] == 404 for page in pages if page)
+    assert _get(issue.stdout.split()[0])[0] == 404
+
+
+def test_a_shoot_with_only_review_pages_has_no_client_link_to_renew(served, tmp_path) -> None:
+    settings, _ = served
+    register_share(settings, "JOB-2", **_review_page(tmp_path, 1))
+    issue = _cli(settings, "JOB-2")
+    assert issue.returncode == 2 and "no shared contact sheet yet" in issue.stderr
+
+
+def test_issuing_a_review_page_link_reads_no_other_link(served, tmp_path, monkeypatch) -> None:
+    """A large shoot issues one link per review page: each must cost the same, not read the
+    registry's every link (thousands after a few shoots)."""
+    settings, sheet = served
+    register_share(settings, "JOB-1", str(sheet))
+    for n in range(20):
+        register_share(settings, "JOB-1", **_review_page(tmp_path, n))
+    reads = []
+    original = share.ShareGrant.model_validate_json
+    monkeypatch.setattr(
+        share.ShareGrant,
+        "model_validate_json",
+        lambda *a, **k: reads.append(1) or original(*a, **k),
+    )
+    link = register_share(settings, "JOB-1", **_review_page(tmp_path, 99))
+    assert link is not None and reads == []
+    assert _get(link.url) == (200, b"review 99")
+
+
+def test_links_issued_before_the_index_existed_are_still_renewed_and_revoked(
+    served, tmp_path: Path
+) -> None:
+    """A studio upgrading keeps its issued links: the registry is indexed on first use, and
+    `--revoke` stops links issued by the older version."""
+    settings, sheet = served
+    old_sheet = register_share(settings, "JOB-1", str(sheet))
+    old_page = register_share(settings, "JOB-1", **_review_page(tmp_path, 1))
+    other = register_share(settings, "JOB-9", str(sheet))
+    registry = settings.data_root / "shares"
+    for grant in registry.glob("*.json"):  # as the older version wrote them: no kind, no index
+        data = json.loads(grant.read_text())
+        data.pop("kind")
+        grant.write_text(json.dumps(data))
+    shutil.rmtree(registry / "jobs")
+    assert old_sheet and old_page and other
+
+    issue = _cli(settings, "JOB-1")
+    assert issue.returncode == 0, issue.stderr
+    assert _get(issue.stdout.split()[0]) == (200, b"<a href='page-001.html'>SKU-1</a>")
+    assert "revoked 3 link(s)" in _cli(settings, "JOB-1", "--revoke").stdout
+    assert _get(old_sheet.url)[0] == _get(old_page.url)[0] == 404
+    assert _get(other.url)[0] == 200

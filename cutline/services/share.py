@@ -5,21 +5,28 @@ names one folder of one job, and expires (``CUTLINE_SHARE_LINK_DAYS``). Job ids 
 in a link, so links cannot be enumerated. The registry under the data root keeps only a hash
 of each token, so reading it does not hand out working links. The serve process answers GET
 for files of the granted folder only (no listing, no other files, no writes); an expired link
-answers 410 with what to do next."""
+answers 410 with what to do next.
+
+The registry holds one file per link (named by the token's hash, found by it when a link is
+opened) and, per job, an index of its links' hashes, so issuing a link (one per review page:
+thousands in a large shoot) costs the same however many links the studio has issued."""
 
 from __future__ import annotations
 
 import hashlib
 import mimetypes
+import os
 import re
 import secrets
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
+from cutline.base.errors import ConfigError
 from cutline.base.settings import CutlineSettings
 from cutline.domain.items import validate_job_id
 
@@ -38,6 +45,15 @@ class ShareGrant(BaseModel):
     files: dict[str, str] = {}
     created_at: datetime
     expires_at: datetime
+    kind: Literal["contact-sheet", "review-page"] = "contact-sheet"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_of_older_grants(cls, data: Any) -> Any:
+        """Grants written before `kind` existed: only review pages named files."""
+        if isinstance(data, dict) and "kind" not in data and data.get("files"):
+            return {**data, "kind": "review-page"}
+        return data
 
     def expired(self, now: datetime | None = None) -> bool:
         """Whether the link no longer opens."""
@@ -63,6 +79,39 @@ def _grant_file(settings: CutlineSettings, token: str) -> Path:
     return _registry(settings) / f"{hashlib.sha256(token.encode()).hexdigest()}.json"
 
 
+def _job_index(settings: CutlineSettings, job_id: str) -> Path:
+    """The folder naming the hashes of a job's links (empty files), made on first use; a
+    registry from before the index existed is indexed once, whole."""
+    registry = _registry(settings)
+    jobs = registry / "jobs"
+    if not jobs.is_dir():
+        _index_older_registry(registry, jobs)
+    return jobs / job_id
+
+
+def _index_older_registry(registry: Path, jobs: Path) -> None:
+    """Index every link of a registry written before the per-job index (or a new, empty
+    one), all at once: built aside and renamed into place, so a process that finds the index
+    finds all of it (of two building it at once, the second's rename fails and is dropped)."""
+    registry.mkdir(parents=True, exist_ok=True)
+    building = registry / f".jobs-{os.getpid()}-{secrets.token_hex(4)}"
+    building.mkdir()
+    for path in registry.glob("*.json"):
+        try:
+            grant = ShareGrant.model_validate_json(path.read_text())
+            validate_job_id(grant.job_id)
+        except (OSError, ValueError, ConfigError):  # it opens nothing: nothing to index
+            continue
+        (building / grant.job_id).mkdir(exist_ok=True)
+        (building / grant.job_id / path.name).touch()
+    try:
+        building.rename(jobs)
+    except OSError:  # another process indexed it first
+        for entry in sorted(building.rglob("*"), reverse=True):
+            entry.rmdir() if entry.is_dir() else entry.unlink()
+        building.rmdir()
+
+
 def register_share(
     settings: CutlineSettings,
     job_id: str,
@@ -71,9 +120,10 @@ def register_share(
     days: float | None = None,
     files: dict[str, str] | None = None,
 ) -> ShareLink | None:
-    """Issue a new read-only link to a local folder (a contact sheet, a review page) and the
-    named local ``files``; None when the folder is not on a local disk (share it from the
-    object store instead). Expired grants of the same job are removed."""
+    """Issue a new read-only link to a local folder (a contact sheet, or a review page when
+    ``files`` names the review's files) and the named local ``files``; None when the folder
+    is not on a local disk (share it from the object store instead). Sharing a contact sheet
+    also removes the job's expired links (a review page does not: a shoot issues thousands)."""
     validate_job_id(job_id)
     if "://" in folder:
         return None
@@ -88,34 +138,56 @@ def register_share(
         files=named,
         created_at=now,
         expires_at=now + timedelta(days=days if days is not None else settings.share_link_days),
+        kind="review-page" if files is not None else "contact-sheet",
     )
-    registry = _registry(settings)
-    registry.mkdir(parents=True, exist_ok=True)
-    for old in grants_of(settings, job_id):
-        if old[1].expired(now):
-            old[0].unlink(missing_ok=True)
-    _grant_file(settings, token).write_text(grant.model_dump_json())
+    index = _job_index(settings, job_id)
+    if grant.kind == "contact-sheet":
+        forget_expired(settings, job_id, now)
+    path = _grant_file(settings, token)
+    index.mkdir(parents=True, exist_ok=True)
+    (index / path.name).touch()  # indexed first: no link exists that a revoke cannot find
+    path.write_text(grant.model_dump_json())
     url = f"http://{settings.share_host}:{settings.resolved_share_port}/s/{token}/index.html"
     return ShareLink(url=url, expires_at=grant.expires_at)
 
 
 def grants_of(settings: CutlineSettings, job_id: str) -> list[tuple[Path, ShareGrant]]:
     """Every registered grant of a job (expired ones too), newest first."""
+    index = _job_index(settings, validate_job_id(job_id))
     found = []
-    for path in _registry(settings).glob("*.json"):
+    for entry in index.glob("*.json") if index.is_dir() else ():
+        path = _registry(settings) / entry.name
         try:
             grant = ShareGrant.model_validate_json(path.read_text())
-        except (OSError, ValueError):  # a link file from an older version: it opens nothing
+        except (OSError, ValueError):  # revoked, half-written, or from an older version
             continue
         if grant.job_id == job_id:
             found.append((path, grant))
     return sorted(found, key=lambda pair: pair[1].created_at, reverse=True)
 
 
+def _forget(settings: CutlineSettings, path: Path, job_id: str) -> None:
+    """Remove one link: its grant first (it stops opening), then its index entry."""
+    path.unlink(missing_ok=True)
+    (_job_index(settings, job_id) / path.name).unlink(missing_ok=True)
+
+
+def forget_expired(settings: CutlineSettings, job_id: str, now: datetime | None = None) -> int:
+    """Remove a job's expired links (they answer 410 until then); how many."""
+    expired = [path for path, grant in grants_of(settings, job_id) if grant.expired(now)]
+    for path in expired:
+        _forget(settings, path, job_id)
+    return len(expired)
+
+
 def renew_share(settings: CutlineSettings, job_id: str, days: float | None = None) -> ShareLink:
-    """A fresh link to the folder the job's newest link opened (the old links keep their own
-    expiry; revoke them with ``revoke_shares``)."""
-    grants = grants_of(settings, validate_job_id(job_id))
+    """A fresh link to the contact sheet the job's newest contact-sheet link opened (the old
+    links keep their own expiry; revoke them with ``revoke_shares``)."""
+    grants = [
+        pair
+        for pair in grants_of(settings, validate_job_id(job_id))
+        if pair[1].kind == "contact-sheet"
+    ]
     if not grants:
         raise LookupError(
             f"shoot {job_id} has no shared contact sheet yet: it is shared when its sign-off "
@@ -127,10 +199,11 @@ def renew_share(settings: CutlineSettings, job_id: str, days: float | None = Non
 
 
 def revoke_shares(settings: CutlineSettings, job_id: str) -> int:
-    """Make every link of a job stop working at once; how many there were."""
+    """Make every link of a job (contact sheets and review pages) stop working at once; how
+    many there were."""
     grants = grants_of(settings, validate_job_id(job_id))
     for path, _ in grants:
-        path.unlink(missing_ok=True)
+        _forget(settings, path, job_id)
     return len(grants)
 
 
