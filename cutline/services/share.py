@@ -18,6 +18,7 @@ import mimetypes
 import os
 import re
 import secrets
+import shutil
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,9 +108,7 @@ def _index_older_registry(registry: Path, jobs: Path) -> None:
     try:
         building.rename(jobs)
     except OSError:  # another process indexed it first
-        for entry in sorted(building.rglob("*"), reverse=True):
-            entry.rmdir() if entry.is_dir() else entry.unlink()
-        building.rmdir()
+        shutil.rmtree(building, ignore_errors=True)
 
 
 def register_share(
