@@ -31,11 +31,19 @@ from pathlib import Path
 from benchmarks.common import write_jpegs, write_result
 
 
-def _worker(shoot: str, job_id: str, out: str, result_file: str) -> None:
-    """Child process: run one shoot in-process and report its time and peak RSS."""
+def _worker(shoot: str, job_id: str, out: str, result_file: str, ask_reviews: bool = True) -> None:
+    """Child process: run one shoot in-process and report its time and peak RSS. With
+    ``ask_reviews`` off (a control arm, `benchmarks.review_load`) the review stage still runs
+    over its batches but opens no review run: the shoot does everything else it would."""
     import resource
 
     from flows.process_shoot import process_shoot
+
+    if not ask_reviews:
+        from tasks.stages import STAGES
+
+        review = next(stage for stage in STAGES if stage.name == "review")
+        object.__setattr__(review, "make_work", lambda ctx: lambda item: None)
 
     started = time.perf_counter()
     summary = process_shoot(shoot=shoot, job_id=job_id, output_root=out)
@@ -106,12 +114,15 @@ def probing(api: str, job_id: str) -> Iterator[list[float]]:
         probe.join(timeout=10)
 
 
-def run_in_worker(shoot: Path, work: Path, job_id: str, env: dict[str, str]) -> dict:
+def run_in_worker(
+    shoot: Path, work: Path, job_id: str, env: dict[str, str], ask_reviews: bool = True
+) -> dict:
     """Run one shoot in a worker process (`_worker`); what it reported."""
     result_file = work / f"{job_id}.json"
     code = (
         "from benchmarks.scale import _worker; "
-        f"_worker({str(shoot)!r}, {job_id!r}, {str(work / 'out')!r}, {str(result_file)!r})"
+        f"_worker({str(shoot)!r}, {job_id!r}, {str(work / 'out')!r}, {str(result_file)!r}, "
+        f"ask_reviews={ask_reviews!r})"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     return json.loads(result_file.read_text())

@@ -427,6 +427,17 @@ class CutlineSettings(BaseSettings):
             "<data_root>/prefect; set a postgresql+asyncpg:// URL for anything beyond a demo."
         ),
     )
+    server_pause_expiry_check_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description=(
+            "How often the embedded Prefect server looks for paused runs whose timeout has "
+            "passed (Prefect's own default is 5 s). Each look reads every waiting run: with "
+            "3,000 reviews waiting, a look every 5 s kept a seventh of an idle server's core "
+            "busy (benchmarks/waiting_idle.py), and reviews wait for days. Cutline's reviews "
+            "and sign-offs wait without a timeout; a pause with one fails at most this late."
+        ),
+    )
 
     @field_validator("data_root", "output_root", "model_home", "catalog_dir", mode="before")
     @classmethod

@@ -100,6 +100,9 @@ def server_env(settings: CutlineSettings) -> dict[str, str]:
         PREFECT_SERVER_API_PORT=str(settings.server_port),
         PREFECT_UI_API_URL=settings.api_url,
         PREFECT_LOGGING_LEVEL=os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+        PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_LOOP_SECONDS=str(
+            settings.server_pause_expiry_check_seconds
+        ),
     )
     if settings.server_database_url:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = settings.server_database_url
