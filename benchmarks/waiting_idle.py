@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import bench_settings, median, tree_cpu_seconds, write_result
 
@@ -40,7 +41,7 @@ def idle_cpu_per_minute(seconds: float) -> float:
     return (sum(tree_cpu_seconds(pid) for pid in pids) - before) / seconds * 60
 
 
-def restarted(check_seconds: float):
+def restarted(check_seconds: float) -> Any:
     """The stack restarted (same database) with the pause-expiry check every ``check_seconds``."""
     from cutline.base.settings import reload_settings
     from cutline.ops import stack
@@ -87,7 +88,8 @@ def main() -> None:
     parser.add_argument("--check-seconds", type=float, default=120.0)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cutline-waiting-idle-"))
-    settings = bench_settings(work, "waiting_idle", "4297", postgres=True)
+    bench_settings(work, "waiting_idle", "4297", postgres=True)
+    from cutline.base.settings import reload_settings
     from cutline.ops import stack
 
     rows: list[dict] = []
@@ -104,7 +106,7 @@ def main() -> None:
             rows[-1]["cpu_s_per_min"] = idle_cpu_per_minute(args.seconds)
             print(rows[-1], flush=True)
     finally:
-        stack.down(settings)
+        stack.down(reload_settings())
         shutil.rmtree(work, ignore_errors=True)
     by_check = {
         check: median([r["cpu_s_per_min"] for r in rows[1:] if r["check_seconds"] == check])
