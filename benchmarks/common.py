@@ -150,6 +150,15 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def idle_cpu_rate(pids: list[int], seconds: float) -> float:
+    """CPU seconds per second that the process trees of ``pids`` use over ``seconds`` of
+    waiting (what a server costs while nothing is asked of it)."""
+    started, cpu = time.perf_counter(), sum(tree_cpu_seconds(pid) for pid in pids)
+    time.sleep(seconds)
+    used = sum(tree_cpu_seconds(pid) for pid in pids) - cpu
+    return used / (time.perf_counter() - started)
+
+
 def live_children(pid: int) -> list[int]:
     """The live child processes of ``pid``."""
     children = []

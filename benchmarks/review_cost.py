@@ -29,6 +29,7 @@ from pathlib import Path
 
 from benchmarks.common import (
     bench_settings,
+    idle_cpu_rate,
     live_children,
     median,
     tree_cpu_seconds,
@@ -140,9 +141,7 @@ def main() -> None:
             assert len(items) == summary.lanes["review"] == args.count, summary.lanes
             while live_children(serve):
                 time.sleep(0.2)
-            idle_started, idle_cpu = time.perf_counter(), tree_cpu_seconds(server)
-            time.sleep(10)
-            idle_rate = (tree_cpu_seconds(server) - idle_cpu) / (time.perf_counter() - idle_started)
+            idle_rate = idle_cpu_rate([server], 10)
             for round_ in range(args.runs):
                 for name, way in (
                     ("self-suspending", self_suspending),

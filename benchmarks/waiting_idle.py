@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import bench_settings, median, tree_cpu_seconds, write_result
+from benchmarks.common import bench_settings, idle_cpu_rate, median, write_result
 
 PREFECT_DEFAULT_CHECK_SECONDS = 5.0
 
@@ -36,9 +36,7 @@ def idle_cpu_per_minute(seconds: float) -> float:
     pids = [stack.status(settings).pid, stack.serve_pid(settings)]
     assert all(pids), "the benchmark needs the stack's own server and serve process"
     time.sleep(10)  # past the start-up work
-    before = sum(tree_cpu_seconds(pid) for pid in pids)
-    time.sleep(seconds)
-    return (sum(tree_cpu_seconds(pid) for pid in pids) - before) / seconds * 60
+    return idle_cpu_rate(pids, seconds) * 60
 
 
 def restarted(check_seconds: float) -> Any:
