@@ -11,6 +11,7 @@ suspending again (Prefect rejects a pause key that already fired).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +45,8 @@ BULK_LIMIT = 100  # runs per bulk request: Prefect's server refuses more
 
 @dataclass(frozen=True)
 class WaitingRunRequest:
-    """One run to create waiting: its pause key, parameters, name, tags and the key that makes
-    asking twice return the same run."""
+    """One run to create waiting: its pause key, parameters (plain JSON: dumps of typed
+    models), name, tags and the key that makes asking twice return the same run."""
 
     pause_key: str
     parameters: dict[str, Any]
@@ -68,9 +69,8 @@ def _suspended(pause_key: str) -> State:
 
 def _create_body(request: WaitingRunRequest) -> dict[str, Any]:
     """The create-flow-run body of a run already Suspended at its pause key."""
-    return DeploymentFlowRunCreate(
+    body = DeploymentFlowRunCreate(
         name=request.name,
-        parameters=request.parameters,
         tags=request.tags,
         idempotency_key=request.idempotency_key,
         state=to_state_create(_suspended(request.pause_key)),
@@ -80,6 +80,10 @@ def _create_body(request: WaitingRunRequest) -> dict[str, Any]:
         # half of its CPU per review (some 50 ms). Runs started from the UI are still checked.
         enforce_parameter_schema=False,
     ).model_dump(mode="json", exclude_unset=True)
+    # Plain JSON already: the request model would walk every value of it again (about a
+    # millisecond per review in the shoot's worker).
+    body["parameters"] = request.parameters
+    return body
 
 
 def create_waiting_run(
@@ -172,13 +176,8 @@ def store_form(
 
     A value already stored (a request cut short and repeated, or made twice at once) is left
     as it is."""
-    from prefect._internal.pydantic.v2_schema import create_v2_schema
-
     values: dict[str, Any] = dict(remembered or {})
-    values[keyset["schema"]] = {
-        **create_v2_schema(form.__name__, model_base=form),
-        **(schema_extras or {}),
-    }
+    values[keyset["schema"]] = {**form_schema(form), **(schema_extras or {})}
     if isinstance(form._description, str) and form._description:
         values[keyset["description"]] = form._description
     for key, value in values.items():
@@ -189,6 +188,29 @@ def store_form(
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code != 409:  # 409: stored already
                 raise
+
+
+def form_schema(form: type[RunInput]) -> dict[str, Any]:
+    """The JSON schema the Resume form is drawn from, as `suspend_flow_run` stores it. A form
+    that only adds its markdown to a base form (`RunInput.with_initial_data` with no starting
+    values: every first request of a review) has the base's schema, made once per process."""
+    base = form.__base__
+    if (
+        isinstance(base, type)
+        and issubclass(base, RunInput)
+        and base.__name__ == form.__name__
+        and form.model_fields.keys() == base.model_fields.keys()
+        and all(form.model_fields[n].default == f.default for n, f in base.model_fields.items())
+    ):
+        return _schema_of(base)
+    return _schema_of.__wrapped__(form)
+
+
+@functools.lru_cache(maxsize=16)
+def _schema_of(form: type[RunInput]) -> dict[str, Any]:
+    from prefect._internal.pydantic.v2_schema import create_v2_schema
+
+    return create_v2_schema(form.__name__, model_base=form)
 
 
 def form_missing(client: Any, run: FlowRun) -> bool:
