@@ -60,8 +60,8 @@ FORM_DETAILS = (
 
 
 def make_review_request(ctx: ShootContext) -> ReviewRequests:
-    """Per-image: open the review of a review-lane image (idempotent per job, content and
-    file), waiting for a retoucher by the time this returns."""
+    """The review stage's work over one batch: open the review of each review-lane image
+    (idempotent per job, content and file), waiting for a retoucher by the time it returns."""
     return ReviewRequests(ctx)
 
 
@@ -86,8 +86,8 @@ class ReviewRequests:
 
     def prepare(self, items: list[ImageItem]) -> None:
         """Create the review runs of ``items`` that have none yet, in one request per hundred
-        (the server's CPU per review about halves). Images whose run exists, or that the
-        server refused here, are opened one by one when their turn comes."""
+        (creating a run costs the server about half the CPU that way). Images whose run
+        exists, or that the server refused here, are opened one by one when their turn comes."""
         if not items:
             return
         keys = {review_key(item, self.ctx): item for item in items}

@@ -177,9 +177,10 @@ def store_form(
     A value already stored (a request cut short and repeated, or made twice at once) is left
     as it is."""
     values: dict[str, Any] = dict(remembered or {})
-    values[keyset["schema"]] = {**form_schema(form), **(schema_extras or {})}
     if isinstance(form._description, str) and form._description:
         values[keyset["description"]] = form._description
+    # The schema last: once it is stored the form is whole (`form_missing` looks for it).
+    values[keyset["schema"]] = {**form_schema(form), **(schema_extras or {})}
     for key, value in values.items():
         try:
             client.create_flow_run_input(
