@@ -597,3 +597,43 @@ def test_runs_the_server_will_not_create_together_are_left_to_be_made_one_by_one
     requests = [review_run_request(item, ctx, f"review:none:{n}") for n in range(3)]
     with get_client(sync_client=True) as client:
         assert create_waiting_runs(client, uuid.uuid4(), requests) == [None, None, None]
+
+
+def test_a_review_started_by_hand_from_the_deployment_makes_its_own_request(
+    queue_run, prefect_server
+):
+    """Ops can start a review run from the deployment (the UI's Custom run) instead of a
+    shoot: the run publishes its page, emits its request and suspends with the same form."""
+    from prefect.deployments import run_deployment
+    from prefect.input import read_flow_run_input
+
+    from cutline.services.review_queue import cancel_run
+    from tasks.context import ShootContext
+    from tasks.review_request import REVIEW_PAGE_KEY
+
+    _, by_sku, _, _ = queue_run
+    shown = read_run(by_sku["GL-1"].run_id).parameters
+    ctx = ShootContext.model_validate(shown["ctx"]).model_copy(update={"job_id": "REV-HAND"})
+    run = run_deployment(
+        ctx.config.review_deployment,
+        parameters={"item": shown["item"], "ctx": ctx.model_dump(mode="json")},
+        timeout=0,
+    )
+    run_id = str(run.id)
+    try:
+        wait_until(lambda: read_run(run_id).state.is_paused(), "the run to suspend", timeout=180)
+        text = form_description(run_id)
+        assert "GL-1" in text and "[Open the review page](http" in text
+        assert form_defaults(run_id) == {"retouched_file": "", "note": ""}
+        links = read_flow_run_input(REVIEW_PAGE_KEY, flow_run_id=run.id)
+        assert links and links["page"] in text  # the run's own request, remembered
+        wanted = f"cutline.review.{run_id}"
+        wait_until(
+            lambda: any(
+                e["resource"]["prefect.resource.id"] == wanted
+                for e in _events(prefect_server, "cutline.review.requested")
+            ),
+            "the hand-started review's requested event",
+        )
+    finally:
+        cancel_run(run_id, "test over")
