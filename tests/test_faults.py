@@ -91,9 +91,10 @@ def test_a_worker_killed_mid_shoot_reruns_without_recomputing_or_registering_twi
         stderr=subprocess.STDOUT,
         text=True,
     )
-    records = catalog_dir / "records"
+    # Counted by the catalog's index, not its record files: a record file is written just
+    # before its index row, so a kill between the two leaves a file the catalog does not list.
     _wait_for(
-        lambda: records.is_dir() and len(list(records.glob("*.json"))) >= 3,
+        lambda: len(_registered(catalog_dir, "KILL-1")) >= 3,
         300,
         "the first DAM registrations",
         worker,
@@ -105,7 +106,7 @@ def test_a_worker_killed_mid_shoot_reruns_without_recomputing_or_registering_twi
     cut_before = {
         p.stem for p in state.glob("*.json") if "cutout" in json.loads(p.read_text())["keys"]
     }
-    registered_before = {r.dam_id for r in LocalCatalog(catalog_dir).list_job("KILL-1")}
+    registered_before = _registered(catalog_dir, "KILL-1")
     assert 3 <= len(registered_before) < len(names), "the kill must land mid-registration"
     assert not (out / "KILL-1" / "ledger.csv").exists()
 
@@ -125,6 +126,66 @@ def test_a_worker_killed_mid_shoot_reruns_without_recomputing_or_registering_twi
     assert {a.dam_id for a in assets} == {r["dam_id"] for r in rows}
     assert registered_before <= {a.dam_id for a in assets}
     assert all(a.revision == 1 for a in assets), "an asset was registered twice"
+
+
+def _registered(catalog_dir: Path, job: str) -> set[str]:
+    """DAM ids the local catalog lists for ``job`` (none before its index exists)."""
+    from dam_adapters.local_catalog import LocalCatalog
+
+    if not (catalog_dir / "index.sqlite").is_file():
+        return set()
+    return {r.dam_id for r in LocalCatalog(catalog_dir).list_job(job)}
+
+
+_HOLD_THE_MODEL = """
+import sys, time
+from cutline.domain.limits import model_slot
+with model_slot():
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_worker_killed_inside_a_cutout_frees_the_model_for_other_shoots_within_two_minutes(
+    prefect_server, restore_limits
+):
+    """A worker SIGKILLed (OOM killer, power) while it holds the model slot cannot give it
+    back; its lease lapses instead, so the next shoot waits well under Prefect's default
+    five minutes for the model."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.settings import PREFECT_API_URL
+
+    from cutline.domain.limits import MODEL_LIMIT, upsert_limit
+
+    with get_client(sync_client=True) as client:
+        upsert_limit(client, MODEL_LIMIT, 1)  # one slot: the killed worker's
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_MODEL],
+        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        line = holder.stdout.readline()
+        assert line.strip() == "holding", line + holder.stdout.read()
+        taken = concurrency(MODEL_LIMIT, occupy=1, strict=True, timeout_seconds=3)
+        with pytest.raises(TimeoutError), taken:  # the slot is really taken
+            pass
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+    killed = time.monotonic()
+    try:
+        with concurrency(MODEL_LIMIT, occupy=1, strict=True, timeout_seconds=240):
+            waited = time.monotonic() - killed
+    except TimeoutError:
+        pytest.fail("the killed worker's model slot was still held after 240 s")
+    # The lease (60 s, the server's shortest) plus the repossessor's cadence (15 s) plus
+    # slack; Prefect's default lease would keep the slot for 300 s.
+    assert waited < 120, f"the killed worker's model slot was held {waited:.0f} s"
 
 
 @pytest.fixture

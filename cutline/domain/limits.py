@@ -11,6 +11,10 @@ from cutline.base.settings import CutlineSettings
 
 MODEL_LIMIT = "cutline-model"
 DAM_LIMIT = "cutline-dam-writes"
+# A held model slot is renewed every three quarters of this; a worker killed mid-cutout
+# (SIGKILL, OOM, power) frees its slot when the lease lapses and the server's repossessor
+# next runs (every 15 s by default), not after Prefect's default 300 s.
+MODEL_LEASE_SECONDS = 60.0  # the shortest lease the Prefect server accepts
 
 _ensured: set[tuple[str, str]] = set()
 
@@ -46,10 +50,20 @@ def upsert_limit(
 
 @contextlib.contextmanager
 def model_slot() -> Iterator[None]:
-    """Hold one model slot while a batch is cut out (waits when every slot is busy)."""
+    """Hold one model slot while a batch is cut out (waits when every slot is busy). The slot
+    is leased for ``MODEL_LEASE_SECONDS`` and renewed while held, so a killed worker does not
+    keep other shoots off the model for minutes. A renewal that fails (server briefly away)
+    lets the batch finish rather than throw its cutouts away: the slot is memory headroom,
+    not a correctness lock."""
     from prefect.concurrency.sync import concurrency
 
-    with concurrency(MODEL_LIMIT, occupy=1, strict=True):
+    with concurrency(
+        MODEL_LIMIT,
+        occupy=1,
+        strict=True,
+        lease_duration=MODEL_LEASE_SECONDS,
+        raise_on_lease_renewal_failure=False,
+    ):
         yield
 
 
