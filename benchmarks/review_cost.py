@@ -11,8 +11,9 @@ first request until every review waits and the serve process has no child left:
 - `self-suspending`: the way before issue 17: `run_deployment` creates a scheduled run, the
   serve process starts a `python -m prefect.engine` process for it, which publishes the
   review page, stores the form and suspends;
-- `created-waiting`: the shoot's review stage now (`tasks.review_request`): the run is created
-  already suspended, with its form, page and event, and no process starts.
+- `created-waiting`: the shoot's review stage now (`tasks.review_request`): the runs of a batch
+  are created already suspended in one request, then each gets its form, page and event; no
+  process starts.
 
 The page (a three-panel preview PNG and the share link) is made in both ways; its own CPU in
 this process is reported separately (`page`). The server's idle CPU over the same time is
@@ -83,12 +84,13 @@ def self_suspending(items, ctx) -> None:
 
 
 def created_waiting(items, ctx) -> None:
-    """Now: the shoot's review stage, one call per review-lane image."""
+    """Now: the shoot's review stage, over batches of the shoot's batch size."""
+    from tasks.context import for_each_image
     from tasks.review_request import make_review_request
 
-    request = make_review_request(ctx)
-    for item in items:
-        request(item)
+    size = ctx.config.batch_size
+    for start in range(0, len(items), size):
+        for_each_image(items[start : start + size], "review", make_review_request(ctx))
 
 
 def measure(way, items, ctx, server: int, serve: int, idle_rate: float) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.flow_runs import suspend_flow_run
-from prefect.input import read_flow_run_input
 from prefect.runtime import flow_run
 
 from cutline.domain.items import ImageItem
@@ -19,7 +18,7 @@ from tasks.review import (
     publish_page,
     validate_decision,
 )
-from tasks.review_request import REVIEW_PAGE_KEY
+from tasks.review_request import REVIEW_PAGE_KEY, stored_page_links
 from tasks.run_inputs import judged_once, once, remembered
 from tasks.signoff import request_signoff
 
@@ -40,7 +39,7 @@ def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
     ctx.check_locations()
     logger = get_run_logger()
     run_id = str(flow_run.get_id())
-    links = read_flow_run_input(REVIEW_PAGE_KEY)
+    links = stored_page_links()
     if links is None:  # not opened by a shoot: make its request (page, event) once, here
         links = remembered(REVIEW_PAGE_KEY, lambda: publish_page(item, ctx, run_id))
         if once("requested-event"):

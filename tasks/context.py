@@ -186,14 +186,23 @@ def for_each_image(
 ) -> list[ImageItem]:
     """Run ``work`` on each image still in play; a bad image fails alone, with its reason.
 
-    ``lanes`` restricts the stage to images in those lanes. Transient infrastructure
+    ``lanes`` restricts the stage to images in those lanes. A ``work`` with a ``prepare``
+    method is first given every image it will see, for what is cheaper done for the batch at
+    once (one request for the batch's review runs); the images are then worked on one by
+    one as always, and whatever ``prepare`` left undone is done there. Transient infrastructure
     errors, a full or read-only output storage and model errors propagate so Prefect
     retries (or fails) the whole batch.
     """
     logger = run_logger()
-    for item in items:
-        if item.failed or (lanes is not None and item.lane not in lanes):
-            continue
+    in_play = [i for i in items if not i.failed and (lanes is None or i.lane in lanes)]
+    prepare = getattr(work, "prepare", None)  # what the work does for the batch as a whole
+    shared, shared_cpu = 0.0, 0.0  # its time, shared out among the images in the records
+    if prepare is not None and in_play:
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        prepare(in_play)
+        shared = (time.perf_counter() - started) / len(in_play)
+        shared_cpu = (time.thread_time() - cpu_started) / len(in_play)
+    for item in in_play:
         started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             work(item)
@@ -210,8 +219,8 @@ def for_each_image(
                 "report it with this file.",
             )
         finally:
-            item.seconds[stage] = round(time.perf_counter() - started, 4)
-            item.cpu_seconds[stage] = round(time.thread_time() - cpu_started, 4)
+            item.seconds[stage] = round(time.perf_counter() - started + shared, 4)
+            item.cpu_seconds[stage] = round(time.thread_time() - cpu_started + shared_cpu, 4)
         if item.failed:
             logger.warning("%s failed at %s: %s", item.source_name, stage, item.error)
     return items

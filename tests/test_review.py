@@ -313,10 +313,21 @@ def _step_approve_lands_the_asset_with_all_renditions(summary, by_sku, settings,
 def _step_invalid_replace_asks_again_then_replace_uses_the_retouched_mask(
     summary, by_sku, settings, tmp_path
 ):
+    import re
+
+    from prefect.input import read_flow_run_input
+
+    from tasks.review_request import REVIEW_PAGE_KEY
+
     run_id = by_sku["JW-1"].run_id
+    page = re.search(r"\[Open the review page\]\((http://\S+)\)", form_description(run_id))[1]
     run = decide(run_id, ui_form("replace", retouched_file=str(tmp_path / "missing.png")))
     assert run.state.is_paused(), "a bad answer must ask again, not fail the run"
     assert "does not exist" in form_description(run_id)
+    # Asked again, the form links the page the shoot published (kept in the first form's
+    # schema): the resumed run did not make a page and a request of its own.
+    assert page in form_description(run_id)
+    assert read_flow_run_input(REVIEW_PAGE_KEY, flow_run_id=run_id) is None
     truncated = tmp_path / "truncated.png"
     good = tmp_path / "full.png"
     Image.new("LA", (480, 360), (0, 255)).save(good)
@@ -528,9 +539,14 @@ def test_a_request_cut_short_before_its_form_is_finished_by_the_next_request(que
 
     from cutline.domain.items import ImageItem
     from cutline.services.review_queue import cancel_run
-    from cutline.services.waiting_run import create_waiting_run, form_missing
+    from cutline.services.waiting_run import (
+        create_waiting_run,
+        form_missing,
+        store_form,
+        waiting_keyset,
+    )
     from tasks.context import ShootContext
-    from tasks.review import decision_key, review_run_name
+    from tasks.review import decision_form, decision_key, review_run_name
     from tasks.review_request import open_review, review_deployment_id
 
     _, by_sku, _, _ = queue_run
@@ -552,8 +568,72 @@ def test_a_request_cut_short_before_its_form_is_finished_by_the_next_request(que
         assert form_missing(client, cut_short)
         again = open_review(client, deployment, item, ctx, key)
         assert again.id == cut_short.id and not form_missing(client, again)
+        # Two requests finishing the same run at once: the second leaves the form as it is.
+        form = decision_form(item, ctx, {})
+        store_form(client, again.id, waiting_keyset(decision_key(0)), form)
     try:
         assert "GL-1" in form_description(str(again.id))
         assert form_defaults(str(again.id)) == {"retouched_file": "", "note": ""}
     finally:
         cancel_run(str(again.id), "test over")
+
+
+def test_runs_the_server_will_not_create_together_are_left_to_be_made_one_by_one(queue_run):
+    """A bulk request the server answers 404 (a Prefect server without the bulk endpoint, or
+    no such deployment) creates nothing and hands every run back to the one-by-one path."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+
+    from cutline.domain.items import ImageItem
+    from cutline.services.waiting_run import create_waiting_runs
+    from tasks.context import ShootContext
+    from tasks.review_request import review_run_request
+
+    _, by_sku, _, _ = queue_run
+    shown = read_run(by_sku["GL-1"].run_id).parameters
+    item = ImageItem.model_validate(shown["item"])
+    ctx = ShootContext.model_validate(shown["ctx"])
+    requests = [review_run_request(item, ctx, f"review:none:{n}") for n in range(3)]
+    with get_client(sync_client=True) as client:
+        assert create_waiting_runs(client, uuid.uuid4(), requests) == [None, None, None]
+
+
+def test_a_review_started_by_hand_from_the_deployment_makes_its_own_request(
+    queue_run, prefect_server
+):
+    """Ops can start a review run from the deployment (the UI's Custom run) instead of a
+    shoot: the run publishes its page, emits its request and suspends with the same form."""
+    from prefect.deployments import run_deployment
+    from prefect.input import read_flow_run_input
+
+    from cutline.services.review_queue import cancel_run
+    from tasks.context import ShootContext
+    from tasks.review_request import REVIEW_PAGE_KEY
+
+    _, by_sku, _, _ = queue_run
+    shown = read_run(by_sku["GL-1"].run_id).parameters
+    ctx = ShootContext.model_validate(shown["ctx"]).model_copy(update={"job_id": "REV-HAND"})
+    run = run_deployment(
+        ctx.config.review_deployment,
+        parameters={"item": shown["item"], "ctx": ctx.model_dump(mode="json")},
+        timeout=0,
+    )
+    run_id = str(run.id)
+    try:
+        wait_until(lambda: read_run(run_id).state.is_paused(), "the run to suspend", timeout=180)
+        text = form_description(run_id)
+        assert "GL-1" in text and "[Open the review page](http" in text
+        assert form_defaults(run_id) == {"retouched_file": "", "note": ""}
+        links = read_flow_run_input(REVIEW_PAGE_KEY, flow_run_id=run.id)
+        assert links and links["page"] in text  # the run's own request, remembered
+        wanted = f"cutline.review.{run_id}"
+        wait_until(
+            lambda: any(
+                e["resource"]["prefect.resource.id"] == wanted
+                for e in _events(prefect_server, "cutline.review.requested")
+            ),
+            "the hand-started review's requested event",
+        )
+    finally:
+        cancel_run(run_id, "test over")

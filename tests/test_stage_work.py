@@ -82,3 +82,39 @@ def test_a_small_shoot_is_cut_into_enough_batches_to_keep_every_worker_busy():
     assert balanced_batch_size(4, 16, workers=2) == 1  # four large images: one each
     assert balanced_batch_size(20_000, 16, workers=2) == 16  # a large shoot: the setting
     assert balanced_batch_size(0, 16, workers=2) == 1
+
+
+def test_work_done_for_the_batch_at_once_is_counted_in_each_images_time():
+    """A stage that prepares its batch at once (the review stage's one request for the
+    batch's runs) is given only the images in play, and its time is shared among them in
+    the records, so the stage's cost per image still counts all of its work."""
+    import time
+
+    from cutline.domain.items import ImageItem
+    from tasks.context import for_each_image
+
+    class Batched:
+        def __init__(self) -> None:
+            self.prepared: list[str] = []
+
+        def prepare(self, items: list[ImageItem]) -> None:
+            self.prepared = [item.sku for item in items]
+            end = time.thread_time() + 0.2
+            while time.thread_time() < end:  # CPU, as a request's client side is
+                pass
+
+        def __call__(self, item: ImageItem) -> None:
+            pass
+
+    items = [
+        ImageItem(index=n, source=f"/s/{n}.jpg", source_name=f"{n}.jpg", image_id=str(n), sku=sku)
+        for n, sku in enumerate(("A", "B", "C", "D"))
+    ]
+    items[1].fail("ingest", "damaged")
+    work = Batched()
+    for_each_image(items, "review", work)
+    assert work.prepared == ["A", "C", "D"]
+    for item in (items[0], items[2], items[3]):
+        assert item.cpu_seconds["review"] >= 0.2 / 3 * 0.95
+        assert item.seconds["review"] >= item.cpu_seconds["review"] * 0.95
+    assert "review" not in items[1].cpu_seconds
