@@ -138,7 +138,7 @@ def _registered(catalog_dir: Path, job: str) -> set[str]:
 
 
 _HOLD_THE_MODEL = """
-import sys, time
+import time
 from cutline.domain.limits import model_slot
 with model_slot():
     print("holding", flush=True)
@@ -545,7 +545,14 @@ def test_a_review_whose_stack_dies_while_the_decision_lands_is_run_again_and_lan
     assert read_run(entry.run_id).state.is_running()  # stranded: Running, with no process
 
     stale = 40.0  # the serve process's runs beat every 30 s
-    wait_until(lambda: stranded_runs(stale, job), "the review to fall silent", 180, 2)
+    # The review itself, not just any run of the job: the sign-off run the decision started
+    # was killed too, and may fall silent first.
+    wait_until(
+        lambda: entry.run_id in {str(r.id) for r in stranded_runs(stale, job)},
+        "the review to fall silent",
+        180,
+        2,
+    )
     env = {**os.environ, "CUTLINE_STRANDED_AFTER_SECONDS": str(stale)}
     up = subprocess.run(
         [sys.executable, "-m", "cutline", "up"],

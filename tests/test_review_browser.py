@@ -27,6 +27,9 @@ def choose_decision(page, dialog, value: str) -> None:
     control.focus()
     page.keyboard.press("Space")
     page.get_by_role("option", name=value, exact=True).click()
+    wait_until(
+        lambda: value in control.inner_text(), f"the Decision field to show {value!r}", timeout=15
+    )
 
 
 def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
@@ -106,6 +109,12 @@ def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
     assert dialog.is_visible()
     choose_decision(page, dialog, "approve")
     dialog.get_by_role("button", name="Submit").click()
+    try:  # an accepted form closes the dialog; a refused one stays open saying why
+        dialog.wait_for(state="hidden", timeout=30_000)
+    finally:
+        page.screenshot(
+            path=str(artifacts_dir / "review-submitted.png"), full_page=True, animations="disabled"
+        )
 
     from cutline.services.review_queue import wait_for_outcome
 
