@@ -93,10 +93,10 @@ def test_credentials_appear_nowhere(secret_run, settings):
         texts[str(path)] = path.read_bytes().decode("latin-1")
     for request in requests:
         texts[f"DAM {request.method} {request.path}"] = request.body.decode("latin-1")
-    # The token is sent, and only to the DAM: with every request of the shoot's process. The
-    # sign-off run the shoot starts runs in the serve process, whose environment (the test
-    # stack's) has no DAM token; when it reaches the DAM before the shoot ends, its read of
-    # the job's assets goes without one (and is refused), never with another value.
+    # The token is sent, and only to the DAM: with every write, and no request carries another
+    # value. A request without it can only be a read of the job's assets: the sign-off run the
+    # shoot starts runs in the serve process, whose environment (the test stack's) has no DAM
+    # token; when it reaches the DAM before the shoot ends, that read goes without one.
     bearer = f"Bearer {DAM_TOKEN}"
     writes = [r for r in requests if r.method != "GET"]
     assert writes and all(r.headers.get("Authorization") == bearer for r in writes)
