@@ -57,7 +57,7 @@ def create_waiting(count: int, api_url: str) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from cutline.base.settings import get_settings
-    from cutline.services.waiting_run import create_waiting_run
+    from cutline.services.waiting_run import WaitingRunRequest, create_waiting_run
     from tasks.review import decision_key
     from tasks.review_request import REVIEW_TAG
 
@@ -70,11 +70,13 @@ def create_waiting(count: int, api_url: str) -> None:
             create_waiting_run(
                 client,
                 deployment,
-                pause_key=decision_key(0),
-                parameters={"item": {"sku": f"IDLE-{index}"}, "ctx": {}},
-                name=f"idle-{index}",
-                tags=[REVIEW_TAG, "job:IDLE"],
-                idempotency_key=f"idle:{index}",
+                WaitingRunRequest(
+                    pause_key=decision_key(0),
+                    parameters={"item": {"sku": f"IDLE-{index}"}, "ctx": {}},
+                    name=f"idle-{index}",
+                    tags=[REVIEW_TAG, "job:IDLE"],
+                    idempotency_key=f"idle:{index}",
+                ),
             )
 
 

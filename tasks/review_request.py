@@ -159,16 +159,7 @@ def open_review(
 ) -> FlowRun:
     """The review run of one image, created (or found, by ``review_key``) waiting for a
     retoucher with its form, page and event in place."""
-    request = review_run_request(item, ctx, review_key)
-    waiting = create_waiting_run(
-        client,
-        deployment_id,
-        pause_key=request.pause_key,
-        parameters=request.parameters,
-        name=request.name,
-        tags=request.tags,
-        idempotency_key=request.idempotency_key,
-    )
+    waiting = create_waiting_run(client, deployment_id, review_run_request(item, ctx, review_key))
     run = waiting.run
     # A request cut short after the run was made (a crash, a lost connection) left it
     # without its form: the next request finishes it.

@@ -540,6 +540,7 @@ def test_a_request_cut_short_before_its_form_is_finished_by_the_next_request(que
     from cutline.domain.items import ImageItem
     from cutline.services.review_queue import cancel_run
     from cutline.services.waiting_run import (
+        WaitingRunRequest,
         create_waiting_run,
         form_missing,
         store_form,
@@ -559,11 +560,13 @@ def test_a_request_cut_short_before_its_form_is_finished_by_the_next_request(que
         cut_short = create_waiting_run(
             client,
             deployment,
-            pause_key=decision_key(0),
-            parameters={"item": shown["item"], "ctx": ctx.model_dump(mode="json")},
-            name=review_run_name(item, ctx.job_id),
-            tags=["cutline-review", f"job:{ctx.job_id}"],
-            idempotency_key=key,
+            WaitingRunRequest(
+                pause_key=decision_key(0),
+                parameters={"item": shown["item"], "ctx": ctx.model_dump(mode="json")},
+                name=review_run_name(item, ctx.job_id),
+                tags=["cutline-review", f"job:{ctx.job_id}"],
+                idempotency_key=key,
+            ),
         ).run
         assert form_missing(client, cut_short)
         again = open_review(client, deployment, item, ctx, key)

@@ -89,17 +89,11 @@ def _create_body(request: WaitingRunRequest) -> dict[str, Any]:
 def create_waiting_run(
     client: Any,  # SyncPrefectClient
     deployment_id: UUID,
-    *,
-    pause_key: str,
-    parameters: dict[str, Any],
-    name: str,
-    tags: list[str],
-    idempotency_key: str,
+    request: WaitingRunRequest,
 ) -> WaitingRun:
-    """Create a run of the deployment already Suspended at ``pause_key`` (the existing run when
-    ``idempotency_key`` was used before). Its form is stored separately (`store_form`), since
-    what the form shows may need the run's id."""
-    request = WaitingRunRequest(pause_key, parameters, name, tags, idempotency_key)
+    """Create a run of the deployment already Suspended at the request's pause key (the
+    existing run when its idempotency key was used before). Its form is stored separately
+    (`store_form`), since what the form shows may need the run's id."""
     response = client.request(
         "POST",
         "/deployments/{id}/create_flow_run",
@@ -166,17 +160,16 @@ def store_form(
     run_id: UUID,
     keyset: Keyset,
     form: type[RunInput],
-    remembered: dict[str, Any] | None = None,
     schema_extras: dict[str, Any] | None = None,
 ) -> None:
     """Store the Resume form of a waiting run (its schema and markdown, under the run's
-    ``keyset``: see `waiting_keyset`) and any values the flow reads back when it runs
-    (``remembered``, as `tasks.run_inputs.remembered` keeps them; ``schema_extras``, `x-` keys
-    inside the schema, which forms ignore: one request fewer than a value of its own).
+    ``keyset``: see `waiting_keyset`), with any values the flow reads back when it runs as
+    ``schema_extras``: `x-` keys inside the schema, which forms ignore (one request fewer than
+    a run input of their own).
 
     A value already stored (a request cut short and repeated, or made twice at once) is left
     as it is."""
-    values: dict[str, Any] = dict(remembered or {})
+    values: dict[str, Any] = {}
     if isinstance(form._description, str) and form._description:
         values[keyset["description"]] = form._description
     # The schema last: once it is stored the form is whole (`form_missing` looks for it).
