@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import time
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from cutline.base import storage
 from cutline.base.errors import ConfigError
+from cutline.base.markdown import unescaped
 from cutline.base.settings import get_settings
 from cutline.domain import residency
 from cutline.domain.items import JobLayout, validate_job_id
@@ -35,7 +37,7 @@ from cutline.records.summary import (
     summary_markdown,
 )
 from cutline.records.tally import ShootTally
-from cutline.services.job_lock import one_run_per_job
+from cutline.services.job_lock import one_run_per_job, refuse_similar_jobs
 from cutline.services.review_queue import cancel_reviews_of_gone_files
 from cutline.services.stranded_runs import recover_stranded_runs
 from dam_adapters import DamAdapter, create_adapter
@@ -111,7 +113,7 @@ def unused_csv_warnings(ignored: list[str], manifest: str | None) -> list[str]:
         + f": name it {MANIFEST_NAME} in the shoot folder or pass it as the manifest parameter "
         "(`cutline run --manifest`), then rerun the job."
         for uri in ignored
-        if uri.lower().endswith(".csv")
+        if uri.lower().endswith(".csv") and not posixpath.basename(uri).startswith(".")
     ]
 
 
@@ -137,6 +139,7 @@ def preflight(
     """
     settings = get_settings()
     validate_job_id(job_id)
+    refuse_similar_jobs(job_id)
     check_location(shoot, "shoot", settings)
     if manifest:
         check_location(manifest, "manifest", settings)
@@ -384,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         error = state.result(raise_on_failure=False)
         print(f"error: shoot {args.job_id} ended {state.name}: {error}", file=sys.stderr)
         return 1
-    print(summary_markdown(state.result()))
+    print(unescaped(summary_markdown(state.result())))
     return 0
 
 

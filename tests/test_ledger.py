@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cutline.domain.items import ImageItem, JobLayout
 from cutline.records.ledger import (
@@ -152,3 +155,39 @@ def test_a_failure_reason_never_carries_a_password_or_an_authorization_value():
     )
     assert "hunter22" not in item.error and "abc.def" not in item.error
     assert "https://[redacted]@dam.example/assets" in item.error
+
+
+# Any text a manifest or a retoucher can put in a cell: carriage returns (Excel's line break
+# inside a cell), line feeds, quotes, commas, formula starts, NUL-free Unicode.
+_CELL = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    max_size=30,
+) | st.sampled_from(["A\rB", "\r", "x\r\n", '"q"', "=1+1", "'=x", "-", "a,b", "\n\n"])
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(sku=_CELL, reasons=_CELL, note=_CELL, brief_like=_CELL)
+def test_every_cell_reads_back_exactly_as_written(tmp_path, sku, reasons, note, brief_like):
+    # A bare '\r' in an SKU once split a ledger row in two on reading: 4 files read back as
+    # 9 rows, and the run withdrew its own fresh asset. Spool and ledger must round-trip.
+    from cutline.records.tally import ShootTally
+
+    item = _item(0, Lane.REVIEW, sku=sku, campaign=brief_like, review_note=note)
+    item.reasons = reasons
+    other = _item(1, Lane.AUTO, sku="plain")
+    folder = tmp_path / os.urandom(4).hex()
+    layout = JobLayout(str(folder / "job"))
+    with ShootTally(spool_root=folder / "spool") as tally:
+        tally.add(0, [item, other])
+        assert [row["sku"] for row in tally.ledger_rows()] == [sku, "plain"]
+        tally.write_ledger(layout)
+    rows = read_ledger(layout.ledger)
+    assert len(rows) == 2
+    assert (rows[0]["sku"], rows[0]["reasons"], rows[0]["review_note"], rows[0]["campaign"]) == (
+        sku,
+        reasons,
+        note,
+        brief_like,
+    )

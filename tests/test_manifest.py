@@ -8,7 +8,7 @@ import pytest
 
 from cutline.base.errors import ConfigError
 from cutline.base.naming import image_ids, safe_component
-from cutline.domain.manifest import derive_sku, parse_manifest
+from cutline.domain.manifest import ShootNames, derive_sku, parse_manifest
 
 DEFAULT_PATTERN = r"^(?P<sku>[^_]+)"
 
@@ -54,7 +54,7 @@ def test_structural_problems_stop_the_run(csv: bytes, message: str):
 
 def test_lookup_by_path_then_unique_basename():
     manifest = parse_manifest(b"filename,sku\nIMG_1.jpg,A\nday2/IMG_2.jpg,B\n", "m.csv")
-    counts = {"IMG_1.jpg": 1, "IMG_2.jpg": 2}
+    counts = ShootNames(["day1/IMG_1.jpg", "day1/IMG_2.jpg", "day2/IMG_2.jpg"])
     assert manifest.lookup("day1/IMG_1.jpg", counts).sku == "A"
     assert manifest.lookup("day2/IMG_2.jpg", counts).sku == "B"
     # The same base name in two folders is ambiguous: only an exact path matches.
@@ -182,3 +182,100 @@ def test_a_row_naming_a_file_name_shared_by_sub_folders_fails_those_files(tmp_pa
         assert item.failed and "manifest line 2 names 'IMG_1.jpg'" in item.error
         assert "matches 2 files" in item.error and item.source_name in item.error
     assert plan.manifest_rows_without_files == []
+
+
+# macOS writes file names decomposed (NFD: 'e' + U+0301); spreadsheets type them composed
+# (NFC). A ligature 'ﬁ' (U+FB01) in a name is the letters 'fi' to a person. Either way the
+# manifest row must reach its file: a glassware row that misses its file auto-publishes glass.
+@pytest.mark.parametrize(
+    ("file_name", "row_name"),
+    [
+        ("cafe\u0301-glass.jpg", "caf\u00e9-glass.jpg"),  # NFD file, NFC row
+        ("caf\u00e9-glass.jpg", "cafe\u0301-glass.jpg"),  # NFC file, NFD row
+        ("\ufb01ne-glass.jpg", "fine-glass.jpg"),  # ligature in the file name
+        ("fine-glass.jpg", "\ufb01ne-glass.jpg"),  # ligature in the row
+        ("day1/cafe\u0301.jpg", "caf\u00e9.jpg"),  # by a unique base name
+    ],
+)
+def test_a_row_finds_its_file_whatever_the_unicode_form(file_name: str, row_name: str):
+    manifest = parse_manifest(
+        f"filename,sku,category\n{row_name},GL-1,glassware\n".encode(), "m.csv"
+    )
+    row = manifest.lookup(file_name, ShootNames([file_name, "other.jpg"]))
+    assert row is not None and row.category == "glassware"
+
+
+def test_two_files_whose_names_differ_only_in_unicode_form_share_no_row():
+    # Linux keeps both 'café.jpg' spellings as two files: the row could be either, so neither
+    # may take it (each fails with a reason instead of one silently getting the glass rules).
+    names = ShootNames(["caf\u00e9.jpg", "cafe\u0301.jpg"])
+    manifest = parse_manifest("filename,sku\ncaf\u00e9.jpg,A\n".encode(), "m.csv")
+    for name in ("caf\u00e9.jpg", "cafe\u0301.jpg"):
+        assert manifest.lookup(name, names) is None
+        row, matches = manifest.ambiguous(name, names)
+        assert row.sku == "A" and matches == 2
+
+
+def test_a_hidden_folder_in_a_row_is_kept():
+    # '.retouch/x.jpg' is a retoucher's hidden working copy, not the shoot's 'retouch/x.jpg'.
+    manifest = parse_manifest(b"filename,sku\n.retouch/x.jpg,H\n./retouch/y.jpg,Y\n", "m.csv")
+    assert set(manifest.rows) == {".retouch/x.jpg", "retouch/y.jpg"}
+    names = ShootNames(["retouch/x.jpg", "retouch/y.jpg"])
+    assert manifest.lookup("retouch/x.jpg", names) is None
+    assert manifest.lookup("retouch/y.jpg", names).sku == "Y"
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("glass\x00ware", "glassware"),  # a NUL from a broken export
+        ("glassware\r", "glassware"),  # Excel's bare carriage return
+        ("glass\u202eware", "glassware"),  # a bidirectional override
+        ("\x1b[31mglassware", "[31mglassware"),  # an escape: dropped, the rest is plain text
+    ],
+)
+def test_control_characters_are_removed_from_categories(cell: str, expected: str):
+    data = b"filename,category\na.jpg," + cell.encode() + b"\n"
+    assert parse_manifest(data, "m.csv").rows["a.jpg"].category == expected
+
+
+def test_a_line_break_inside_a_quoted_value_is_a_space():
+    manifest = parse_manifest(b'filename,sku,brief\na.jpg,"AB\r12","two\r\nlines"\n', "m.csv")
+    row = manifest.rows["a.jpg"]
+    assert row.sku == "AB 12" and row.brief == "two  lines"
+
+
+def test_planning_a_shoot_with_hostile_names_and_many_rows_without_files(tmp_path):
+    from PIL import Image
+
+    from tasks.ingest import plan_shoot
+    from tests.contexts import shoot_context
+
+    shoot = tmp_path / "shoot"
+    (shoot / ".retouch").mkdir(parents=True)
+    (shoot / "retouch").mkdir()
+    Image.new("RGB", (8, 8)).save(shoot / "cafe\u0301-glass.jpg")  # as macOS writes it
+    Image.new("RGB", (8, 8)).save(shoot / "retouch" / "x.jpg")
+    Image.new("RGB", (8, 8)).save(shoot / ".retouch" / "x.jpg")  # hidden: never an input
+    (shoot / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    orphans = "".join(f"gone-{n:03}.jpg,G-{n},homeware\n" for n in range(300))
+    (shoot / "manifest.csv").write_text(
+        "filename,sku,category\ncaf\u00e9-glass.jpg,GL-1,glassware\n"
+        ".retouch/x.jpg,RT-1,jewellery\n" + orphans,
+        encoding="utf-8",
+    )
+    ctx = shoot_context(tmp_path, "NAMES-1", shoot=shoot)
+    plan = plan_shoot.fn(ctx, str(shoot / "manifest.csv"), 16)
+    items = {i.source_name: i for i in plan.items()}
+    # The NFD file takes its NFC glassware row; the visible retouch/x.jpg does not take the
+    # hidden folder's row, and that row says why it found no file.
+    assert items["cafe\u0301-glass.jpg"].category == "glassware"
+    assert items["cafe\u0301-glass.jpg"].sku == "GL-1"
+    assert items["retouch/x.jpg"].category == "" and items["retouch/x.jpg"].sku == "x"
+    assert "a hidden file or folder" in items[".retouch/x.jpg"].error
+    # Hidden files are listed as ignored (the summary shows them), never silently dropped.
+    ignored = sorted(uri.rsplit("/shoot/", 1)[1] for uri in plan.ignored)
+    assert ignored == [".DS_Store", ".retouch/x.jpg"]
+    # 300 rows without files share batches of their own: 2 image batches + 1, not 302.
+    assert len(plan.refs) == 3
+    assert len(plan.manifest_rows_without_files) == 301

@@ -59,3 +59,29 @@ def image_ids(relative_names: list[str]) -> dict[str, str]:
             for rel, value in base.items()
         }
     return ids
+
+
+def hidden_characters(text: str) -> list[str]:
+    """The control and format characters in ``text`` (NUL, escapes, line breaks, zero-width
+    and bidirectional marks such as U+202E, which displays a name backwards), as U+XXXX.
+    A name recorded in the DAM must read as what it is."""
+    return [
+        f"U+{ord(c):04X}"
+        for c in text
+        if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+    ]
+
+
+def person_name_problem(name: str, field: str) -> str:
+    """Why ``name`` cannot be recorded as who decided, or '' when it can."""
+    if not name.strip():
+        return f"enter your name in {field}: the DAM records who decided."
+    hidden = hidden_characters(name)
+    if hidden:
+        return (
+            f"{field} holds invisible or control characters ({', '.join(sorted(set(hidden)))}); "
+            "type your name again with letters, spaces and punctuation only."
+        )
+    if len(name) > 200:
+        return f"{field} is {len(name)} characters long; enter a name of at most 200."
+    return ""

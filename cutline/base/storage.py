@@ -168,20 +168,20 @@ SIDECAR_SUFFIXES = frozenset({".csv", ".xmp", ".json", ".txt", ".md", ".yaml", "
 def list_shoot_files(root: str) -> tuple[list[str], list[str]]:
     """Split a shoot folder's files (recursively) into inputs and ignored sidecars.
 
-    Every file is an input (and so gets a ledger row) except hidden ones (names
-    starting with '.', operating-system or sync-tool clutter) and sidecars such as
-    manifests and notes. A RAW or damaged file is still an input: it ends in the
-    failed lane with a reason rather than vanishing. Both lists hold sorted URIs.
+    Every file is an input (and so gets a ledger row) except hidden ones (a name or folder
+    starting with '.': operating-system or sync-tool clutter, a retoucher's working folder)
+    and sidecars such as manifests and notes; those are returned as ignored, so the summary
+    lists them and none vanishes unseen. A RAW or damaged file is still an input: it ends in
+    the failed lane with a reason rather than vanishing. Both lists hold sorted URIs.
     """
     loc = locate(root)
     inputs: list[str] = []
     ignored: list[str] = []
     for path in loc.fs.find(loc.path):
         rel = posixpath.relpath(path.replace(os.sep, "/"), loc.path.replace(os.sep, "/"))
-        if any(part.startswith(".") for part in rel.split("/")):
-            continue
+        hidden = any(part.startswith(".") for part in rel.split("/"))
         suffix = posixpath.splitext(rel)[1].lower()
-        (ignored if suffix in SIDECAR_SUFFIXES else inputs).append(loc.uri(path))
+        (ignored if hidden or suffix in SIDECAR_SUFFIXES else inputs).append(loc.uri(path))
     return sorted(inputs), sorted(ignored)
 
 
@@ -194,6 +194,14 @@ def require_regular_file(uri: str, name: str) -> None:
     try:
         mode = os.stat(loc.path).st_mode
     except FileNotFoundError:
+        if os.path.islink(loc.path):
+            raise ImageInputError(
+                name,
+                f"is a link to {os.readlink(loc.path)!r}, which does not exist (a dangling "
+                "link: the file it pointed to was moved, deleted or is on a disk not mounted).",
+                hint="Mount that disk or copy the real file into the shoot folder, then rerun "
+                "the job.",
+            ) from None
         return  # the read that follows says the file does not exist
     except OSError as exc:
         raise ImageInputError(name, f"cannot be read ({exc.strerror}).") from None

@@ -13,17 +13,29 @@ from cutline.base.naming import safe_component
 from cutline.base.redact import redact
 from rules.engine import Lane
 
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+# Letters, digits, '.', '_', '-'; first and last a letter or digit. A trailing '.' or '_' was
+# dropped from the folder name, so 'JID-1.' and 'JID-1' shared one job folder, ledger and DAM
+# records; now the folder name is the job ID itself.
+_JOB_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,78}[A-Za-z0-9])?$")
 
 
 def validate_job_id(job_id: str) -> str:
-    """A job ID is used as a folder name and run name: letters, digits, '.', '_', '-'."""
+    """A job ID is used as a folder name and run name: letters, digits, '.', '_', '-',
+    starting and ending with a letter or digit."""
     if not _JOB_ID.match(job_id or ""):
         raise ConfigError(
             f"Job ID {job_id!r} is not usable.",
-            hint="Use 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit (e.g. SS26-0142).",
+            hint="Use 1-80 letters, digits, '.', '_' or '-', starting and ending with a letter "
+            "or digit (e.g. SS26-0142).",
         )
     return job_id
+
+
+def job_key(job_id: str) -> str:
+    """What two job IDs must not share: the ID in lower case with '.', '_' and '-' alike.
+    'SS26-0142', 'ss26-0142' and 'SS26_0142' would share a folder on a case-insensitive disk
+    (macOS, Windows shares), one artifact key and one entry in a producer's memory."""
+    return re.sub(r"[._-]", "-", job_id.lower())
 
 
 class ImageItem(BaseModel):

@@ -52,23 +52,33 @@ class Manifest:
     rows: dict[str, ManifestRow]
     unused_columns: tuple[str, ...] = ()
 
-    def lookup(self, relative_name: str, basename_counts: dict[str, int]) -> ManifestRow | None:
-        """The row for a shoot file: by its path in the shoot, else by a unique base name."""
-        row = self.rows.get(relative_name)
+    def lookup(self, relative_name: str, names: ShootNames) -> ManifestRow | None:
+        """The row for a shoot file: by its path in the shoot, else by a unique base name
+        (both compared as `name_key`s)."""
+        key = name_key(relative_name)
+        if names.paths.get(key, 0) > 1:
+            return None
+        row = self.rows.get(key)
         if row is not None:
             return row
-        base = relative_name.rsplit("/", 1)[-1]
-        if basename_counts.get(base, 0) == 1:
+        base = key.rsplit("/", 1)[-1]
+        if names.bases.get(base, 0) == 1:
             return self.rows.get(base)
         return None
 
-    def ambiguous(self, relative_name: str, basename_counts: dict[str, int]) -> ManifestRow | None:
-        """A row naming this file's bare base name while several files of the shoot share it
-        (day1/IMG_1.jpg, day2/IMG_1.jpg): it could describe any of them, so none may use it."""
-        if relative_name in self.rows:
+    def ambiguous(self, relative_name: str, names: ShootNames) -> tuple[ManifestRow, int] | None:
+        """A row that could describe this file and others, with how many files it matches:
+        a bare base name several files share (day1/IMG_1.jpg, day2/IMG_1.jpg), or a path two
+        files' names spell alike (the same name composed and decomposed). None may use it."""
+        key = name_key(relative_name)
+        if names.paths.get(key, 0) > 1 and key in self.rows:
+            return self.rows[key], names.paths[key]
+        if key in self.rows:
             return None
-        base = relative_name.rsplit("/", 1)[-1]
-        return self.rows.get(base) if basename_counts.get(base, 0) > 1 else None
+        base = key.rsplit("/", 1)[-1]
+        if names.bases.get(base, 0) > 1 and base in self.rows:
+            return self.rows[base], names.bases[base]
+        return None
 
 
 def _check_columns(columns: list[str], source: str) -> list[str]:
@@ -124,13 +134,61 @@ def _parse_deadline(value: str, date_order: str = "") -> datetime:
     return parsed.to_pydatetime()
 
 
+_LINE_BREAKS = "\t\n\r\v\f\x85\u2028\u2029"
+
+
 # Characters a spreadsheet or a copy from a web page can hide in a cell: zero-width spaces and
-# joiners, byte-order marks, soft hyphens (Unicode category Cf).
+# joiners, byte-order marks, soft hyphens, bidirectional overrides (Unicode category Cf), and
+# control characters (Cc): a NUL from a broken export, the bare carriage return Excel writes
+# for a line break inside a cell.
 def clean_text(value: object) -> str:
     """A cell as the studio meant it: Unicode-normalised (NFKC: no-break spaces become
-    spaces), invisible format characters removed, trimmed."""
+    spaces, ligatures letters, macOS's decomposed accents composed), line breaks and tabs
+    made spaces, invisible format and control characters removed, trimmed."""
     text = unicodedata.normalize("NFKC", str(value))
-    return "".join(c for c in text if unicodedata.category(c) != "Cf").strip()
+    kept = (
+        " " if c in _LINE_BREAKS else c
+        for c in text
+        if c in _LINE_BREAKS or unicodedata.category(c) not in ("Cf", "Cc")
+    )
+    return "".join(kept).strip()
+
+
+def name_key(name: str) -> str:
+    """A file's path in the shoot as a manifest row and the file are matched: cleaned like
+    every manifest cell, so 'café.jpg' written by macOS (decomposed, NFD) matches the row
+    typed as 'café.jpg' (composed), and a ligature 'ﬁ' matches 'fi'."""
+    return clean_text(name.replace("\\", "/"))
+
+
+def shoot_path(cell: str) -> str:
+    """A filename cell as a path inside the shoot: '/' separators, without a leading './' or
+    '/'. Leading dots of a name are kept: '.retouch/x.jpg' is not 'retouch/x.jpg'."""
+    path = cell.strip().replace("\\", "/")
+    while path.startswith(("./", "/")):
+        path = path[1:] if path.startswith("/") else path[2:]
+    return path
+
+
+def is_hidden(path: str) -> bool:
+    """Whether a path in the shoot is hidden (a name or folder starting with '.'), which
+    Cutline never treats as an input."""
+    return any(part.startswith(".") for part in path.split("/"))
+
+
+class ShootNames:
+    """How many files of the shoot share each matching key, whole path and base name: a row
+    that could describe several files (IMG_1.jpg in two folders, or two names that differ
+    only in their Unicode form) must describe none of them."""
+
+    def __init__(self, relative_names: list[str]) -> None:
+        self.paths: dict[str, int] = {}
+        self.bases: dict[str, int] = {}
+        for name in relative_names:
+            key = name_key(name)
+            self.paths[key] = self.paths.get(key, 0) + 1
+            base = key.rsplit("/", 1)[-1]
+            self.bases[base] = self.bases.get(base, 0) + 1
 
 
 _SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
@@ -202,7 +260,7 @@ def parse_manifest(data: bytes, source: str, date_order: str = "") -> Manifest:
     rows: dict[str, ManifestRow] = {}
     for index, record in enumerate(frame.to_dict(orient="records")):
         line = index + 2  # header is line 1
-        filename = str(record.get("filename", "")).strip().replace("\\", "/").lstrip("./")
+        filename = shoot_path(str(record.get("filename", "")))
         if not filename:
             continue
         if filename in rows:
@@ -289,11 +347,18 @@ def manifest_row_item(row: ManifestRow, manifest_uri: str, index: int) -> ImageI
         deadline=deadline_text(row),
         manifest_line=row.line,
     )
-    item.fail(
-        "manifest",
-        f"no file for this manifest row (line {row.line} names '{row.filename}'). Add the file "
-        "to the shoot folder, or correct or remove the row, then rerun the job.",
-    )
+    if is_hidden(row.filename):
+        why = (
+            f"manifest line {row.line} names '{row.filename}', a hidden file or folder (its "
+            "name starts with '.'): Cutline never takes hidden files as images. Move the file "
+            "out of the hidden folder (or rename it) and correct the row, then rerun the job."
+        )
+    else:
+        why = (
+            f"no file for this manifest row (line {row.line} names '{row.filename}'). Add the "
+            "file to the shoot folder, or correct or remove the row, then rerun the job."
+        )
+    item.fail("manifest", why)
     return item
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,24 @@ class ImageInfo:
     had_icc_profile: bool
 
 
+def _unreadable_header(source: str, exc: Exception) -> ImageInputError:
+    """The error for a file whose header or metadata cannot be parsed (Pillow raises many
+    kinds: OSError, ValueError, struct.error, SyntaxError, IndexError ...)."""
+    if "Decompressed data too large" in str(exc):
+        return ImageInputError(
+            source,
+            "its metadata holds a compressed text block that expands beyond the safety limit "
+            "(a 'text bomb'); the image was not decoded.",
+            hint="Re-export the image without its text metadata (or from the original capture).",
+        )
+    return ImageInputError(
+        source,
+        f"not a readable image: its header or metadata is damaged or does not match the data "
+        f"({type(exc).__name__}: {exc}).",
+        hint="Re-export or re-copy the file from the camera card or capture software.",
+    )
+
+
 def _open_checked(data: bytes, source: str, max_pixels: int) -> Image.Image:
     if not data:
         raise ImageInputError(
@@ -37,12 +57,15 @@ def _open_checked(data: bytes, source: str, max_pixels: int) -> Image.Image:
         )
     try:
         img = Image.open(io.BytesIO(data))
+        img.getexif()  # parsed now: a damaged EXIF block is this file's fault, said here
     except UnidentifiedImageError:
         raise ImageInputError(
             source,
             "not a readable image (the content matches no known image format).",
             hint="Check the file was exported as JPEG/PNG/TIFF and copied completely.",
         ) from None
+    except Exception as exc:  # any parser error on these bytes is about this file alone
+        raise _unreadable_header(source, exc) from None
     width, height = img.size
     if width * height > max_pixels:
         raise ImageInputError(
@@ -109,7 +132,17 @@ def decode_image(
         rgb = _to_srgb_rgb(img, source)
     except ImageInputError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        IndexError,
+        KeyError,
+        struct.error,
+        zlib.error,
+        Image.DecompressionBombError,
+    ) as exc:
         raise ImageInputError(
             source,
             f"the image data is damaged or incomplete ({exc}).",

@@ -50,6 +50,20 @@ LEDGER_COLUMNS = [
 ]
 
 
+# Rows end in CRLF (RFC 4180, what spreadsheets write): Python's csv writer quotes a value that
+# holds any character of the line terminator, so with CRLF a bare carriage return in a cell (an
+# Excel export's line break) is quoted too, and every cell reads back exactly as it was written.
+# With a plain "\n" terminator a bare "\r" went out unquoted and split the row on reading.
+LEDGER_LINE_END = "\r\n"
+
+
+def ledger_writer(handle: io.TextIOBase) -> csv.DictWriter:
+    """A CSV writer of ledger rows that round-trips any cell (see LEDGER_LINE_END)."""
+    return csv.DictWriter(
+        handle, fieldnames=LEDGER_COLUMNS, lineterminator=LEDGER_LINE_END, extrasaction="ignore"
+    )
+
+
 class ReconciliationError(RuntimeError):
     """The ledger does not account for every input exactly once."""
 
@@ -126,9 +140,7 @@ def _safe_rows(rows: Iterable[dict[str, str]]) -> Iterator[dict[str, str]]:
 
 def _render(rows: list[dict[str, str]]) -> bytes:
     buf = io.StringIO()
-    writer = csv.DictWriter(
-        buf, fieldnames=LEDGER_COLUMNS, lineterminator="\n", extrasaction="ignore"
-    )
+    writer = ledger_writer(buf)
     writer.writeheader()
     writer.writerows(_safe_rows(rows))
     return buf.getvalue().encode("utf-8")
@@ -172,9 +184,7 @@ def write_ledger_rows(rows: Iterable[dict[str, str]], layout: JobLayout) -> str:
     """
     with _ledger_lock(layout.ledger), storage.open_for_writing(layout.ledger) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        writer = csv.DictWriter(
-            text, fieldnames=LEDGER_COLUMNS, lineterminator="\n", extrasaction="ignore"
-        )
+        writer = ledger_writer(text)
         writer.writeheader()
         writer.writerows(_safe_rows(_with_review_outcomes(rows, layout)))
         text.flush()
@@ -247,5 +257,5 @@ def read_ledger(uri: str) -> list[dict[str, str]]:
     text = storage.read_bytes(uri).decode("utf-8")
     return [
         {key: from_spreadsheet_safe(value or "") for key, value in row.items()}
-        for row in csv.DictReader(io.StringIO(text))
+        for row in csv.DictReader(io.StringIO(text, newline=""))
     ]

@@ -7,6 +7,7 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
+from cutline.base.markdown import code, inert
 from cutline.records.cost import CostReport
 from cutline.records.tally import ShootTally
 
@@ -107,10 +108,10 @@ def _more(count: int) -> list[str]:
 
 
 def md_cell(value: object) -> str:
-    """A value made safe for one markdown table cell: a '|' or a line break in a reason or a
-    file name must not split the row."""
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
-    return " ".join(text.split())
+    """A value made safe for one markdown table cell: inert (`cutline.base.markdown.inert`),
+    so a '|' or a line break in a reason or a file name cannot split the row and a manifest
+    value cannot become a link, an image or a heading."""
+    return inert(value)
 
 
 def run_link(ui_url: str, run_id: str | None) -> str:
@@ -136,8 +137,9 @@ def summary_markdown(summary: ShootSummary) -> str:
     lines = [
         f"# Shoot {summary.job_id}",
         "",
-        _accounting(summary) + f" from `{summary.shoot}` in {summary.wall_seconds:.1f} s "
-        f"(model `{summary.model}`, rules `{summary.rules_version}`, DAM {summary.dam}).",
+        _accounting(summary) + f" from {code(summary.shoot)} in {summary.wall_seconds:.1f} s "
+        f"(model {code(summary.model)}, rules {code(summary.rules_version)}, "
+        f"DAM {inert(summary.dam)}).",
         "",
         "| lane | images |",
         "|---|---|",
@@ -146,7 +148,7 @@ def summary_markdown(summary: ShootSummary) -> str:
         "| category | " + " | ".join(summary.lanes) + " |",
         "|---|" + "---|" * len(summary.lanes),
         *[
-            f"| {cat} | " + " | ".join(str(c.get(lane, 0)) for lane in summary.lanes) + " |"
+            f"| {inert(cat)} | " + " | ".join(str(c.get(lane, 0)) for lane in summary.lanes) + " |"
             for cat, c in summary.categories.items()
         ],
         "",
@@ -154,20 +156,20 @@ def summary_markdown(summary: ShootSummary) -> str:
         "|---|---|",
         *[f"| {s} | {t:.2f} |" for s, t in summary.stage_seconds.items()],
         "",
-        f"Manifest: `{summary.manifest}`" if summary.manifest else "Manifest: none",
+        f"Manifest: {code(summary.manifest)}" if summary.manifest else "Manifest: none",
         "",
-        f"Ledger: `{summary.ledger}`",
+        f"Ledger: {code(summary.ledger)}",
         "",
-        f"Where: {summary.residency}" if summary.residency else "",
+        f"Where: {inert(summary.residency)}" if summary.residency else "",
     ]
     if summary.warnings:
-        lines += ["", "## Warnings", "", *[f"- {w}" for w in summary.warnings]]
+        lines += ["", "## Warnings", "", *[f"- {inert(w)}" for w in summary.warnings]]
     if summary.withdrawn:
         lines += [
             "",
             f"## Withdrawn from the DAM ({len(summary.withdrawn)})",
             "",
-            *[f"- {w}" for w in summary.withdrawn[:LISTED_ROWS]],
+            *[f"- {inert(w)}" for w in summary.withdrawn[:LISTED_ROWS]],
             *_more(len(summary.withdrawn)),
         ]
     if summary.cost:
@@ -187,13 +189,13 @@ def summary_markdown(summary: ShootSummary) -> str:
             ],
         ]
         if summary.time_chart:
-            lines += ["", f"Time chart: `{summary.time_chart}`"]
+            lines += ["", f"Time chart: {code(summary.time_chart)}"]
     if summary.signoff_run_id:
         lines += [
             "",
             f"Sign-off: run {run_link(summary.ui_url, summary.signoff_run_id)} waits for the "
             "producer; contact sheet "
-            f"`{summary.contact_sheet}` (`cutline signoff list`).",
+            f"{code(summary.contact_sheet)} (`cutline signoff list`).",
         ]
     if summary.reviews:
         lines += [
@@ -221,11 +223,17 @@ def summary_markdown(summary: ShootSummary) -> str:
         ]
         lines += _more(len(summary.failures))
     if summary.ignored_files:
-        lines += ["", f"Ignored (sidecar files, not images): {len(summary.ignored_files)}"]
+        lines += [
+            "",
+            f"## Ignored ({len(summary.ignored_files)}): hidden files and sidecars, not images",
+            "",
+            *[f"- {code(name)}" for name in summary.ignored_files[:LISTED_ROWS]],
+            *_more(len(summary.ignored_files)),
+        ]
     if summary.manifest_rows_without_files:
         lines += [
             "",
             "Manifest rows with no matching file: "
-            + ", ".join(summary.manifest_rows_without_files),
+            + ", ".join(inert(name) for name in summary.manifest_rows_without_files),
         ]
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from cutline.records.ledger import (
     LEDGER_COLUMNS,
     ReconciliationError,
     ledger_row,
+    ledger_writer,
     write_ledger_rows,
 )
 from rules.engine import Lane
@@ -73,7 +74,7 @@ class ShootTally:
             self._count(item)
             rows.append(ledger_row(item))
         with (self._spool / f"{part:08d}.csv").open("w", newline="", encoding="utf-8") as fh:
-            csv.DictWriter(fh, fieldnames=LEDGER_COLUMNS, lineterminator="\n").writerows(rows)
+            ledger_writer(fh).writerows(rows)
 
     def _count(self, item: ImageItem) -> None:
         self.sources[item.source] += 1

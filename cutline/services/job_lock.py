@@ -9,12 +9,14 @@ renews: a run whose process is killed frees it within ``LEASE_SECONDS``."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from uuid import UUID
 
-from cutline.base.errors import CutlineError
+from cutline.base.errors import ConfigError, CutlineError
+from cutline.domain.items import job_key
 from cutline.domain.limits import upsert_limit
 
 LEASE_SECONDS = 60.0
@@ -53,6 +55,43 @@ def other_runs_of_job(job_id: str, run_id: str | None) -> list[str]:
             limit=20,
         )
     return [str(run.id) for run in runs if str(run.id) != run_id]
+
+
+def similar_jobs(job_id: str) -> list[str]:
+    """Other job IDs with shoot runs on the server whose `job_key` is this one's: IDs that
+    differ only in letter case or in '.', '_', '-' (SS26-0142, ss26-0142, SS26_0142)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterName,
+    )
+
+    # The server matches names with ILIKE '%pattern%', where '_' stands for any one character.
+    pattern = re.sub(r"[._-]", "_", job_id)
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[SHOOT_FLOW])),
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=pattern)),
+            limit=200,
+        )
+    key = job_key(job_id)
+    return sorted({run.name for run in runs if run.name != job_id and job_key(run.name) == key})
+
+
+def refuse_similar_jobs(job_id: str) -> None:
+    """Refuse a job ID that only letter case or '.', '_', '-' tell apart from an existing
+    job's: on a case-insensitive disk both would write one folder, and the UI would show
+    their summaries as one."""
+    others = similar_jobs(job_id)
+    if others:
+        raise ConfigError(
+            f"Job ID {job_id!r} differs from the existing job {others[0]!r} only in letter case "
+            "or in '.', '_', '-': their folders, summaries and links would be mixed up.",
+            hint=f"To rerun that job use {others[0]!r} exactly; for a new job choose an ID that "
+            "differs in a letter or digit.",
+        )
 
 
 @contextmanager
