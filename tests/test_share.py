@@ -3,11 +3,15 @@ expire. Served by the real share server on a free port; the CLI issues and revok
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -214,3 +218,105 @@ def test_links_issued_before_the_index_existed_are_still_renewed_and_revoked(
     assert "revoked 3 link(s)" in _cli(settings, "JOB-1", "--revoke").stdout
     assert _get(old_sheet.url)[0] == _get(old_page.url)[0] == 404
     assert _get(other.url)[0] == 200
+
+
+@pytest.mark.parametrize("swap", ["symlink", "hardlink", "thumbs-folder", "sheet-folder", "fifo"])
+def test_a_sheet_file_swapped_after_the_link_was_issued_is_not_served(
+    served, tmp_path: Path, swap: str
+) -> None:
+    """Issue 27 item 2 for the shared folder itself: a page or thumbnail of the sheet, or a
+    folder on its way, swapped for a link (or a hard link, or a FIFO) after the link was
+    issued is refused when served: 404 at once, nothing of the other file sent."""
+    settings, sheet = served
+    link = register_share(settings, "JOB-1", str(sheet))
+    assert link is not None
+    page = link.url.replace("index.html", "page-001.html")
+    thumb = link.url.replace("index.html", "thumbs/SKU-1.png")
+    assert _get(page)[0] == _get(thumb)[0] == 200
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for clients")
+    decoy = tmp_path / "decoy"
+    (decoy / "thumbs").mkdir(parents=True)
+    for name in ("index.html", "page-001.html", "thumbs/SKU-1.png"):
+        (decoy / name).write_text("not for clients")
+    if swap == "symlink":
+        for name in ("page-001.html", "thumbs/SKU-1.png"):
+            (sheet / name).unlink()
+            (sheet / name).symlink_to(secret)
+    elif swap == "hardlink":
+        for name in ("page-001.html", "thumbs/SKU-1.png"):
+            (sheet / name).unlink()
+            os.link(secret, sheet / name)
+    elif swap == "thumbs-folder":
+        (sheet / "thumbs").rename(sheet / "thumbs.old")
+        (sheet / "thumbs").symlink_to(decoy / "thumbs")
+        (sheet / "page-001.html").unlink()
+        (sheet / "page-001.html").symlink_to(decoy / "page-001.html")
+    elif swap == "sheet-folder":
+        sheet.rename(sheet.with_name("sheet.old"))
+        sheet.symlink_to(decoy)
+    else:
+        for name in ("page-001.html", "thumbs/SKU-1.png"):
+            (sheet / name).unlink()
+            os.mkfifo(sheet / name)
+    started = time.monotonic()
+    for url in (page, thumb):
+        status, body = _get(url)
+        assert status == 404 and b"not for clients" not in body, (url, status)
+    assert time.monotonic() - started < 5  # a FIFO is never opened for a blocking read
+    expected = 404 if swap == "sheet-folder" else 200
+    assert _get(link.url)[0] == expected
+
+
+def _threads() -> int:
+    return threading.active_count()
+
+
+def test_hundreds_of_idle_connections_take_no_threads_and_block_no_one(tmp_path: Path) -> None:
+    """Issue 27 item 14: 300 idle connections made 308 share-server threads. Idle and slow
+    (slowloris) connections cost no thread and are dropped after the head timeout; a normal
+    request meanwhile is answered at once."""
+    settings = CutlineSettings(data_root=tmp_path / "data", share_port=free_port())
+    sheet = tmp_path / "sheet"
+    sheet.mkdir()
+    (sheet / "index.html").write_text("sheet")
+    before = _threads()
+    server = start_share_server(settings, head_seconds=2.0)
+    try:
+        started = _threads()
+        assert started - before <= 20  # the fixed workers and the one accepting thread
+        link = register_share(settings, "JOB-1", str(sheet))
+        assert link is not None
+        address = ("127.0.0.1", settings.resolved_share_port)
+        idle = [socket.create_connection(address, timeout=5) for _ in range(300)]
+        slow = socket.create_connection(address, timeout=5)
+        slow.sendall(b"GET /s/")
+        time.sleep(0.5)
+        assert _threads() == started, "idle connections took threads"
+        t0 = time.monotonic()
+        assert _get(link.url) == (200, b"sheet")
+        assert time.monotonic() - t0 < 1.0
+        # the slow client trickles its head; it is answered 408 and dropped all the same
+        answer = b""
+        with contextlib.suppress(OSError):
+            for _ in range(40):
+                slow.sendall(b"x")
+                time.sleep(0.1)
+        slow.settimeout(5)
+        with contextlib.suppress(OSError):
+            answer = slow.recv(200)
+        assert answer == b"" or answer.startswith(b"HTTP/1.0 408"), answer
+        for conn in idle:  # each was dropped: the oldest to make room, the rest after 2 s
+            conn.settimeout(5)
+            try:
+                got = conn.recv(200)
+            except ConnectionResetError:
+                got = b""
+            assert got == b"" or got.startswith(b"HTTP/1.0 408"), got
+            conn.close()
+        slow.close()
+        assert _threads() == started
+        assert _get(link.url) == (200, b"sheet")
+    finally:
+        server.shutdown()
+        server.server_close()

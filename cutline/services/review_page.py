@@ -14,27 +14,26 @@ from cutline.base import storage
 from cutline.base.settings import CutlineSettings
 from cutline.domain.items import ImageItem
 from cutline.imaging.review_preview import review_preview_jpeg
-from cutline.services.share import register_share
+from cutline.services.share import register_share, shareable_file
 
 
 def _local(uri: str, roots: list[str]) -> str | None:
     """The real local path of a file URI or path when it lies inside one of ``roots`` (the
     shoot and the job folder); None for an object-store URI or anything elsewhere. A
     manifest's reference column is free text: without this, `/etc/shadow` as a reference (or
-    a symlink to it) would be served to whoever has the review link."""
+    a symlink to it, or a hard link to it) would be served to whoever has the review link.
+    The share server checks again each time it serves the file."""
     if uri.startswith("file://"):
         uri = uri.removeprefix("file://")
     if not uri or "://" in uri:
         return None
-    real = Path(uri).resolve()
-    inside = [
-        Path(r.removeprefix("file://")).resolve()
-        for r in roots
-        if "://" not in r.removeprefix("file://")
-    ]
-    if not real.is_file() or not any(real.is_relative_to(root) for root in inside):
-        return None
-    return str(real)
+    return shareable_file(uri, _local_roots(roots))
+
+
+def _local_roots(roots: list[str]) -> list[str]:
+    """The local folders of ``roots`` (file URIs or paths; object-store URIs left out)."""
+    local = (root.removeprefix("file://") for root in roots)
+    return [root for root in local if root and "://" not in root]
 
 
 def _named_files(item: ImageItem, roots: list[str]) -> dict[str, str]:
@@ -100,7 +99,12 @@ def publish_review_page(
     files = _named_files(item, roots)
     (folder / "index.html").write_text(_page_html(item, job_id, files, ui_run_url), "utf-8")
     link = register_share(
-        settings, job_id, str(folder), days=settings.review_link_days, files=files
+        settings,
+        job_id,
+        str(folder),
+        days=settings.review_link_days,
+        files=files,
+        roots=_local_roots(roots),
     )
     if link is None:
         return {}
