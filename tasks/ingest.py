@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import unicodedata
 
 from prefect import task
 from pydantic import BaseModel, Field
@@ -177,6 +178,15 @@ def make_ingest(ctx: ShootContext) -> ImageWork:
     def ingest(item: ImageItem) -> None:
         # Never open what is not a regular file, nor a link that leaves the allowed folders
         # (the studio's policy in this process's settings, like its credentials).
+        controls = [c for c in item.source_name if unicodedata.category(c) == "Cc"]
+        if controls:
+            raise ImageInputError(
+                item.source_name,
+                "its file name contains control characters "
+                f"({', '.join(sorted({f'U+{ord(c):04X}' for c in controls}))}), which can "
+                "steer a terminal or hide part of the name.",
+                hint="Rename the file without them and rerun the job.",
+            )
         storage.require_regular_file(item.source, item.source_name)
         check_location(item.source, f"input file {item.source_name!r} (after links)")
         try:

@@ -95,6 +95,9 @@ def _corpus(folder: Path) -> dict[str, str]:
     }
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)
+    # A link whose target was moved away (a disk not mounted): fails alone, saying so.
+    (folder / "dangling.jpg").symlink_to(folder.parent / "moved-away" / "IMG_9.jpg")
+    files["dangling.jpg"] = (b"", "failed")
     due = (date.today() + timedelta(days=7)).isoformat()
     (folder / "manifest.csv").write_text(
         "filename,sku,category,deadline\n"
@@ -157,6 +160,7 @@ def test_every_file_is_in_exactly_one_lane_and_the_ledger_reconciles(corpus_run)
         ("truncated.tif", "damaged or incomplete"),
         ("corrupt.psd", "not a readable image"),
         ("bad-date.jpg", "deadline 'the day after tomorrow' is not a date"),
+        ("dangling.jpg", "which does not exist (a dangling link"),
     ],
 )
 def test_bad_files_fail_with_a_reason_a_producer_understands(corpus_run, name, words):

@@ -95,3 +95,41 @@ def test_animated_gif_is_refused():
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
     with pytest.raises(ImageInputError, match="animated GIF with 2 frames"):
         decode_image(data, "anim.gif", max_pixels=LIMIT)
+
+
+def _png_with_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    png = encode(Image.new("RGB", (64, 48), (200, 10, 10)), "PNG")
+    return png[:33] + chunk + png[33:]  # right after IHDR
+
+
+def _text_bomb(kind: bytes) -> bytes:
+    import zlib
+
+    prefix = b"Comment\x00\x00" if kind == b"zTXt" else b"Comment\x00\x01\x00\x00\x00"
+    return _png_with_chunk(kind, prefix + zlib.compress(b"A" * 200_000_000, 9))
+
+
+def _psd_promising_more(width: int = 320, height: int = 240) -> bytes:
+    import struct
+
+    header = b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, height, width, 8, 3)
+    return header + struct.pack(">III", 0, 0, 0) + struct.pack(">H", 1) + b"\x00" * 10
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # 200 MB of text behind a few hundred KB: Pillow stops it; the image says why.
+        (_text_bomb(b"zTXt"), "a compressed text block that expands beyond the safety limit"),
+        (_text_bomb(b"iTXt"), "a compressed text block that expands beyond the safety limit"),
+        # A PSD header promising layers and data the file does not hold.
+        (_psd_promising_more(), "header or metadata is damaged or does not match the data"),
+    ],
+)
+def test_hostile_headers_fail_with_their_cause(data: bytes, expected: str):
+    with pytest.raises(ImageInputError, match=expected):
+        decode_image(data, "x", max_pixels=10**8, max_side=1024)

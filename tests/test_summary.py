@@ -3,6 +3,10 @@ file name or a reason, and runs that are links."""
 
 from __future__ import annotations
 
+import re
+
+from markdown_it import MarkdownIt
+
 from cutline.records.summary import ShootSummary, summary_markdown
 
 RUN = "0a04a2c5-78a7-4d87-a4fb-21874fd79b50"
@@ -53,7 +57,34 @@ def test_a_pipe_or_line_break_in_a_cell_keeps_the_row_whole() -> None:
     for row, columns in ((review, 6), (failure, 2)):
         unescaped = row.replace("\\|", "")
         assert unescaped.count("|") == columns + 1, row
-    assert "re-export it" in failure  # the line break became a space, not a new row
+    assert "re\\-export it" in failure  # the line break became a space, not a new row
+
+
+def test_manifest_text_cannot_load_images_or_forge_blocks_in_the_summary() -> None:
+    # A brief, SKU or file name holding markdown must show as text: no remote image (a
+    # beacon), no link, no heading or quote that reads like Cutline's own words.
+    hostile = "![x](http://127.0.0.1:9/beacon.png)\n## Approved by QA <img src=x>"
+    summary = _summary(
+        reviews=[
+            {
+                "deadline": "",
+                "sku": hostile,
+                "category": hostile,
+                "file": hostile,
+                "reasons": hostile,
+                "review_run_id": RUN,
+            }
+        ],
+        failures=[{"file": hostile, "reason": hostile}],
+        warnings=[hostile],
+        withdrawn=[hostile],
+        manifest_rows_without_files=[hostile],
+        ignored_files=["/shoot/`x` ![y](http://127.0.0.1:9/b.png)"],
+    )
+    html = MarkdownIt("gfm-like").render(summary_markdown(summary))  # tables, autolinks
+    assert "<img" not in html and "127.0.0.1:9" not in re.sub(r">[^<]*<", "><", html)
+    assert "Approved by QA" not in "".join(re.findall(r"<h\d>.*?</h\d>", html))
+    assert html.count("<a href") == 2  # only the review run and the sign-off run
 
 
 def test_runs_are_links_into_the_prefect_ui() -> None:
