@@ -92,6 +92,26 @@ class AssetRecord(AssetSubmission):
     )
 
 
+def restored_note(source_name: str) -> str:
+    """The history note of an asset set live again because its file is back in the shoot."""
+    return f"restored: {source_name} is back in the shoot"
+
+
+def first_registered(records: list[AssetRecord]) -> AssetRecord:
+    """The record that stands for an image when a DAM holds several under one idempotency key
+    (a DAM that ignored the key registered it twice): the first created, then the lowest id,
+    so every lookup and every run picks the same one."""
+    return min(records, key=lambda r: (r.created_at, r.dam_id))
+
+
+def duplicate_note(duplicate: AssetRecord, kept: AssetRecord) -> str:
+    """Why a second record of one image is withdrawn."""
+    return (
+        f"duplicate: the DAM registered {duplicate.source_name} twice under one idempotency "
+        f"key; {kept.dam_id} stands for it"
+    )
+
+
 def unchanged(existing: AssetRecord, asset: AssetSubmission, renditions: dict[str, str]) -> bool:
     """Whether registering ``asset`` again would leave ``existing`` as it is."""
     fields = set(AssetSubmission.model_fields) - {"renditions"}
@@ -115,12 +135,15 @@ def next_record(
     now = utc_now()
     history = list(existing.history) if existing else []
     if existing is None or existing.approval_state != asset.approval_state:
+        note = asset.note
+        if existing is not None and existing.approval_state == ApprovalState.WITHDRAWN:
+            note = note or restored_note(asset.source_name)  # its file is back: live again
         history.append(
             {
                 "state": asset.approval_state.value,
                 "by": asset.decided_by,
                 "at": now,
-                "note": asset.note,
+                "note": note,
             }
         )
     return AssetRecord(

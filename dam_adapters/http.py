@@ -1,13 +1,20 @@
 """A generic REST DAM adapter: configurable endpoints and field mapping, retries with backoff
-on 429 and 5xx (Retry-After honoured), and an idempotency key on every write."""
+on 429 and 5xx (Retry-After honoured), and an idempotency key on every write.
+
+A DAM may ignore the idempotency key. So a write whose answer was lost after the request may
+have reached the DAM (a timeout, a dropped connection, 500/502/504) is never simply sent again:
+the asset is looked up by its key first (for as long again as the timeout, while a slow DAM may
+still be committing), and used when it is there."""
 
 from __future__ import annotations
 
 import email.utils
 import hashlib
 import json
+import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,10 +33,19 @@ from dam_adapters.base import (
     AssetSubmission,
     DamAdapter,
     approval_update,
+    duplicate_note,
+    first_registered,
     next_record,
 )
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Answers after which the DAM may have done the write (429 and 503 say it did not take it);
+# after a 504 the DAM behind the gateway may still be working on it.
+UNSURE_STATUSES = frozenset({500, 502, 504})
+# Failures before the request left: the DAM cannot have done the write.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+log = logging.getLogger(__name__)
 
 
 class DamHttpError(CutlineError):
@@ -119,6 +135,7 @@ class HttpDam(DamAdapter):
         timeout: float = 30.0,
         max_retries: int = 5,
         max_backoff: float = 60.0,
+        settle: float | None = None,
         sleep=time.sleep,
     ) -> None:
         if urlsplit(base_url).username or urlsplit(base_url).password:
@@ -133,6 +150,8 @@ class HttpDam(DamAdapter):
         self._secrets = [token] if token else []
         self.max_retries = max_retries
         self.max_backoff = max_backoff
+        # How long a write whose answer was lost is looked for before it is sent again.
+        self.settle = timeout if settle is None else settle
         self._sleep = sleep
         headers = {"Accept": "application/json"}
         if token:
@@ -167,13 +186,19 @@ class HttpDam(DamAdapter):
         content: bytes | None = None,
         idempotency_key: str | None = None,
         allow_404: bool = False,
-    ) -> httpx.Response | None:
+        landed: Callable[[], AssetRecord | None] | None = None,
+    ) -> httpx.Response | AssetRecord | None:
+        """The DAM's answer, retried on 429, 5xx and transport errors. For a write,
+        ``landed`` says whether it took effect (the record it made, or None): it is asked
+        after every failure that may have reached the DAM, and its record is returned instead
+        of sending the write again."""
         path = endpoint.path.format(**{k: quote(v, safe="") for k, v in fmt.items()})
         params = {k: v.format(**fmt) for k, v in endpoint.query.items()}
         headers = {self.mapping.idempotency_header: idempotency_key} if idempotency_key else {}
         last = ""
         for attempt in range(self.max_retries + 1):
             response = None
+            unsure: float | None = None  # the write may have landed: how long to look for it
             try:
                 response = self._client.request(
                     endpoint.method,
@@ -183,8 +208,11 @@ class HttpDam(DamAdapter):
                     content=content,
                     headers=headers,
                 )
-            except httpx.TransportError as exc:
+            except NOT_SENT as exc:
                 last = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+            except httpx.TransportError as exc:  # sent; the answer was lost or cut short
+                last = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+                unsure = self.settle
             else:
                 if response.status_code == 404 and allow_404:
                     return None
@@ -194,12 +222,42 @@ class HttpDam(DamAdapter):
                 last = f"HTTP {response.status_code} {redact(response.text, self._secrets)[:300]}"
                 if response.status_code not in RETRY_STATUSES:
                     break
+                if response.status_code in UNSURE_STATUSES:
+                    unsure = self.settle if response.status_code == 504 else 0.0
+            if landed is not None and unsure is not None:
+                found = self._look_up(landed, unsure, f"{endpoint.method} {path}", last)
+                if found is not None:
+                    return found
             if attempt < self.max_retries:
                 self._sleep(self._backoff(attempt, response))
         raise DamHttpError(
             f"DAM {endpoint.method} {path} failed: {last} (after {self.max_retries} retries).",
             hint="Check the DAM's status and CUTLINE_DAM_HTTP_* settings, then rerun the job.",
         )
+
+    def _look_up(
+        self, landed: Callable[[], AssetRecord | None], window: float, call: str, failure: str
+    ) -> AssetRecord | None:
+        """What ``landed`` finds, asked now and again, backing off, until ``window`` seconds
+        have passed (a slow DAM may commit after our timeout). A lookup that fails stops the
+        write: sent again blindly, it could be registered twice."""
+        waited, pause = 0.0, 0.5
+        while True:
+            try:
+                found = landed()
+            except DamHttpError as exc:
+                raise DamHttpError(
+                    f"DAM {call} got no usable answer ({failure}), and whether it took effect "
+                    f"could not be checked: {exc.message} It was not sent again, so the DAM "
+                    "holds it at most once.",
+                    hint="Rerun the job when the DAM answers again: the rerun looks each asset "
+                    "up by its idempotency key before writing it.",
+                ) from exc
+            if found is not None or waited >= window:
+                return found
+            step = min(pause, window - waited)
+            self._sleep(step)
+            waited, pause = waited + step, pause * 2
 
     def _record(self, data: dict[str, Any]) -> AssetRecord:
         local = self.mapping.from_remote(data)
@@ -218,6 +276,8 @@ class HttpDam(DamAdapter):
         for kind, uri in renditions.items():
             data = storage.read_bytes(uri)
             digest = hashlib.sha256(data).hexdigest()[:16]
+            # A PUT of these bytes to this asset's path replaces what is there: sent again
+            # after a lost answer, it leaves one file, so nothing is looked up first.
             response = self._request(
                 endpoint,
                 {"dam_id": dam_id, "kind": kind},
@@ -238,17 +298,12 @@ class HttpDam(DamAdapter):
         return self.mapping.to_remote(data)
 
     def register(self, asset: AssetSubmission) -> AssetRecord:
-        """Create the asset, or update it when the DAM already has its idempotency key."""
-        existing = self.find(asset.key)
+        """Create the asset, or update it when the DAM already has its idempotency key (when
+        it holds it twice, the one `first_registered` picks; the others are withdrawn)."""
+        matching = self._matching(asset.key)
+        existing = self._withdraw_duplicates(matching) if matching else None
         if existing is None:
-            draft = next_record(None, asset, dict(asset.renditions), dam_id="pending")
-            response = self._request(
-                self.mapping.endpoints.create,
-                {"key": asset.key},
-                body=self._body(draft),
-                idempotency_key=asset.key,
-            )
-            created = self._record(response.json())
+            created = self._create(asset)
             renditions = self._upload(created.dam_id, asset.renditions, asset.key)
             if renditions != created.renditions:
                 return self._put(created.model_copy(update={"renditions": renditions}))
@@ -257,16 +312,70 @@ class HttpDam(DamAdapter):
         record = next_record(existing, asset, renditions, dam_id=existing.dam_id)
         return existing if record is existing else self._put(record)
 
+    def _create(self, asset: AssetSubmission) -> AssetRecord:
+        """POST the new asset; when an answer is lost, the asset found by its key instead of
+        a second POST (see the module's docstring)."""
+        looked: list[str] = []
+
+        def landed() -> AssetRecord | None:
+            looked.append(asset.key)
+            return self.find(asset.key)
+
+        draft = next_record(None, asset, dict(asset.renditions), dam_id="pending")
+        answer = self._request(
+            self.mapping.endpoints.create,
+            {"key": asset.key},
+            body=self._body(draft),
+            idempotency_key=asset.key,
+            landed=landed,
+        )
+        if isinstance(answer, AssetRecord):
+            return answer  # the lost answer's POST had registered it
+        created = self._record(answer.json())
+        if looked:  # sent again: an earlier POST may have landed after it was looked for
+            return self._withdraw_duplicates(self._matching(asset.key) or [created])
+        return created
+
+    def _withdraw_duplicates(self, records: list[AssetRecord]) -> AssetRecord:
+        """The record that stands for one key among ``records`` (see `first_registered`),
+        every other record the DAM holds under it withdrawn with the reason."""
+        kept = first_registered(records)
+        for other in records:
+            if other.dam_id != kept.dam_id and other.approval_state != ApprovalState.WITHDRAWN:
+                log.warning(
+                    "DAM %s holds %s twice; withdrawing %s",
+                    self.base_url,
+                    kept.idempotency_key,
+                    other.dam_id,
+                )
+                self.update_approval(
+                    other.dam_id,
+                    ApprovalState.WITHDRAWN,
+                    by="cutline",
+                    note=duplicate_note(other, kept),
+                )
+        return kept
+
     def _put(self, record: AssetRecord) -> AssetRecord:
         body = self._body(record)
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-        response = self._request(
+
+        def landed() -> AssetRecord | None:  # a PUT replaces: looked up only to save a write
+            try:
+                current = self.get(record.dam_id)
+            except KeyError:
+                return None
+            same = (current.revision, current.updated_at) == (record.revision, record.updated_at)
+            return current if same else None
+
+        answer = self._request(
             self.mapping.endpoints.update,
             {"dam_id": record.dam_id},
             body=body,
             idempotency_key=f"{record.idempotency_key}:{digest}",
+            landed=landed,
         )
-        return self._record(response.json())
+        return answer if isinstance(answer, AssetRecord) else self._record(answer.json())
 
     def update_approval(
         self, dam_id: str, state: ApprovalState, *, by: str, note: str = ""
@@ -274,12 +383,19 @@ class HttpDam(DamAdapter):
         """Change the approval state, keeping the history."""
         return self._put(approval_update(self.get(dam_id), state, by, note))
 
-    def find(self, key: str) -> AssetRecord | None:
-        """The asset with this idempotency key, if the DAM has it."""
+    def _matching(self, key: str) -> list[AssetRecord]:
         response = self._request(self.mapping.endpoints.find, {"key": key})
         items = [self._record(i) for i in self._items(response)]
-        matching = [r for r in items if r.idempotency_key == key]
-        return matching[0] if matching else None
+        return [r for r in items if r.idempotency_key == key]
+
+    def find(self, key: str) -> AssetRecord | None:
+        """The asset with this idempotency key, if the DAM has it; when it holds several (it
+        ignored the key once), always the same one (see `first_registered`), which a shoot's
+        rerun keeps while withdrawing the others."""
+        matching = self._matching(key)
+        if len(matching) > 1:
+            log.warning("DAM %s holds %d records for %s", self.base_url, len(matching), key)
+        return first_registered(matching) if matching else None
 
     def get(self, dam_id: str) -> AssetRecord:
         """One asset by id; KeyError when unknown."""

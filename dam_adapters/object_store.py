@@ -41,10 +41,12 @@ class ObjectStoreCatalog(FileRecordAdapter):
         data = json.dumps(record.model_dump(mode="json"), indent=2, ensure_ascii=False).encode(
             "utf-8"
         )
-        storage.write_bytes(self._record_uri(record.job_id, record.dam_id), data)
+        # The id's pointer first: a write cut short between the two leaves no record (a retry
+        # registers it), never a record that find() sees but get() cannot read.
         storage.write_bytes(
             storage.join(self.root, "_ids", record.dam_id), record.job_id.encode("utf-8")
         )
+        storage.write_bytes(self._record_uri(record.job_id, record.dam_id), data)
 
     def _read(self, uri: str) -> AssetRecord | None:
         try:

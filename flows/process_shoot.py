@@ -19,16 +19,18 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from cutline.base import storage
 from cutline.base.errors import ConfigError
-from cutline.base.markdown import unescaped
+from cutline.base.markdown import inert, unescaped
 from cutline.base.settings import get_settings
 from cutline.domain import residency
 from cutline.domain.items import JobLayout, validate_job_id
 from cutline.domain.limits import ensure_limits
 from cutline.domain.locations import check_location
+from cutline.domain.manifest import is_manifest_row
 from cutline.domain.residency import ResidencyReport
 from cutline.domain.run_config import RunConfig
 from cutline.imaging import model_store
 from cutline.records.cost import cost_report, time_chart_png
+from cutline.records.ledger import read_ledger
 from cutline.records.summary import (
     ShootSummary,
     artifact_key,
@@ -55,7 +57,7 @@ from rules.engine import load_rules
 from rules.presets import load_presets
 from tasks.context import BatchRef, ShootContext
 from tasks.ingest import plan_shoot
-from tasks.register import withdraw_stale_assets
+from tasks.register import refuse_lost_shoot, reinstate_restored_assets, withdraw_stale_assets
 from tasks.signoff import request_signoff
 from tasks.stages import MODEL_STAGE_INDEXES, stage_tasks
 
@@ -178,6 +180,7 @@ def process_shoot(
     job_id: str,
     manifest: str | None = None,
     output_root: str | None = None,
+    allow_bulk_withdrawal: bool = False,
 ) -> ShootSummary:
     """Cut out, score, route, export and register every image of one shoot.
 
@@ -190,6 +193,9 @@ def process_shoot(
         manifest: Manifest CSV (filename, sku, category, campaign, channels, deadline,
             brief, reference). Empty: manifest.csv in the shoot folder, if there is one.
         output_root: Where outputs go; empty means the CUTLINE_OUTPUT_ROOT setting.
+        allow_bulk_withdrawal: Withdraw the assets of files that left the shoot even when the
+            shoot folder is empty or lost most of the job's files at once (otherwise the run
+            refuses: an unmounted card or a half-copied share must not withdraw anything).
     """
     started = time.perf_counter()
     logger = get_run_logger()
@@ -209,7 +215,13 @@ def process_shoot(
 
     with one_run_per_job(job_id, run_id, settings.job_wait_minutes * 60, waiting):
         return _run_shoot(
-            shoot, job_id, manifest, out_root, started, (rules_version, model_label, adapter, where)
+            shoot,
+            job_id,
+            manifest,
+            out_root,
+            started,
+            (rules_version, model_label, adapter, where),
+            allow_bulk_withdrawal,
         )
 
 
@@ -220,6 +232,7 @@ def _run_shoot(
     out_root: str,
     started: float,
     checked: tuple[str, str, DamAdapter, ResidencyReport],
+    allow_bulk_withdrawal: bool = False,
 ) -> ShootSummary:
     """The shoot itself, run while this run holds the job (see ``one_run_per_job``)."""
     logger = get_run_logger()
@@ -246,6 +259,10 @@ def _run_shoot(
     plan = plan_shoot(ctx, manifest, config.batch_size)  # writes the batch records
     refs, planned, inputs = plan.refs, plan.planned, plan.inputs
     ignored, unused_rows = plan.ignored, plan.manifest_rows_without_files
+    # An empty or mostly emptied shoot (a card not mounted) stops here, before its ledger is
+    # rewritten or any asset withdrawn.
+    files = {p.source_name for batch in planned for p in batch if not is_manifest_row(p.source)}
+    refuse_lost_shoot(adapter, job_id, ctx.shoot, files, allow_bulk_withdrawal)
     logger.info("Shoot %s: %d input files, %d ignored", job_id, len(inputs), len(ignored))
     warnings = unused_csv_warnings(ignored, manifest)
     for warning in warnings:
@@ -302,8 +319,18 @@ def _run_shoot(
         versions = tally.versions()
         summary.withdrawn = [
             f"{r.sku} ({r.source_name}): {r.note}"
-            for r in withdraw_stale_assets(adapter, job_id, versions)
+            for r in withdraw_stale_assets(
+                adapter, job_id, versions, shoot=ctx.shoot, allow_bulk=allow_bulk_withdrawal
+            )
         ]
+        for r in reinstate_restored_assets(adapter, job_id, lambda: read_ledger(ledger_uri)):
+            logger.info(
+                "%s (%s) is back in the shoot: asset %s is %s again",
+                r.sku,
+                r.source_name,
+                r.dam_id,
+                r.approval_state.value,
+            )
         for run_id in cancel_reviews_of_gone_files(job_id, versions):
             logger.warning("Cancelled review run %s: its image left the shoot or changed", run_id)
         try:
@@ -326,7 +353,8 @@ def _run_shoot(
 def _publish_incomplete(job_id: str, error: ShootIncomplete, tally: ShootTally) -> None:
     """Tell the UI why the shoot stopped and which images are not finished."""
     create_markdown_artifact(
-        markdown=f"# Shoot {job_id} did not finish\n\n{error.message}\n\n**Next:** {error.hint}\n",
+        markdown=f"# Shoot {job_id} did not finish\n\n{inert(error.message)}\n\n"
+        f"**Next:** {inert(error.hint)}\n",
         key=artifact_key(job_id),
         description=f"Shoot {job_id} (incomplete)",
     )
@@ -343,7 +371,12 @@ def _publish_artifacts(summary: ShootSummary, tally: ShootTally) -> None:
 
 
 def _publish_table(job_id: str, tally: ShootTally) -> None:
-    shown = tally.table_rows()
+    """The per-image table artifact. The Prefect UI renders its cells as markdown, so every
+    text cell (file names, SKUs, reasons from the manifest) is made inert."""
+    shown = [
+        {key: inert(value) if isinstance(value, str) else value for key, value in row.items()}
+        for row in tally.table_rows()
+    ]
     create_table_artifact(
         table=shown,
         key=f"{artifact_key(job_id)}-images",
@@ -367,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job_id")
     parser.add_argument("--manifest")
     parser.add_argument("--out")
+    parser.add_argument("--allow-bulk-withdrawal", action="store_true")
     args = parser.parse_args(argv)
     try:
         state = process_shoot(
@@ -374,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             job_id=args.job_id,
             manifest=args.manifest,
             output_root=args.out,
+            allow_bulk_withdrawal=args.allow_bulk_withdrawal,
             return_state=True,
         )
     except KeyboardInterrupt:  # Ctrl-C: the engine has marked the run; say what to do

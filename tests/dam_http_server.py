@@ -1,10 +1,13 @@
 """A small real REST DAM for the HTTP adapter's tests: stores assets in memory, records every
-request, checks the credential, and answers 429/500 on demand."""
+request, checks the credential, and answers 429/500 on demand; on demand it also ignores the
+Idempotency-Key and commits a registration slowly, answering only after the client gave up."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +38,33 @@ class DamState:
     # (method, path, query, body) of the one request the failures are kept for, once seen.
     pinned: tuple[str, str, str, bytes] | None = None
     pin: bool = False
+    pin_method: str = ""  # only a request of this method is pinned ("": any)
+    # A POST with a key already registered answers that asset (as the API promises) unless
+    # this is off: then every POST registers a new asset, as DAMs that ignore the key do.
+    honour_idempotency_key: bool = True
+    # (commit after, answer after, then unavailable for) for each of the next registrations.
+    slow_creates: list[tuple[float, float, int]] = field(default_factory=list)
+
+    def commit_slowly(
+        self, commit_after: float, answer_after: float, times: int = 1, then_unavailable: int = 0
+    ) -> None:
+        """The next ``times`` registrations (POST /assets) are stored only ``commit_after``
+        seconds after they arrive and answered ``answer_after`` seconds after (a DAM slower
+        than the client's timeout: the asset exists although the client never hears so);
+        from the moment each arrives, the next ``then_unavailable`` other requests get 503."""
+        with self.lock:
+            self.slow_creates.extend([(commit_after, answer_after, then_unavailable)] * times)
+
+    def create(self, data: dict, key: str | None) -> tuple[int, dict]:
+        """Register an asset (hold the lock): 201 and the new asset, or 200 and the one
+        already registered under ``key`` when the key is honoured."""
+        if self.honour_idempotency_key:
+            existing = [a for a in self.assets.values() if a.get("idempotencyKey") == key]
+            if existing:
+                return 200, existing[0]
+        data["id"] = "dam-" + uuid.uuid4().hex[:12]
+        self.assets[data["id"]] = data
+        return 201, data
 
     def fail_next(
         self,
@@ -49,14 +79,15 @@ class DamState:
         with self.lock:
             self.failures.extend([(status, headers or {}, echo)] * times)
 
-    def fail_one_request(self, status: int, times: int) -> None:
-        """Answer the first request that arrives, and its next ``times - 1`` repeats (the
-        client's retries: same method, path, query and body), with ``status``; other requests
-        in between, e.g. for other images registering at the same time, are served. One
-        image's call fails after its retries however the images interleave."""
+    def fail_one_request(self, status: int, times: int, method: str = "") -> None:
+        """Answer the first request that arrives (of ``method``, if given), and its next
+        ``times - 1`` repeats (the client's retries: same method, path, query and body), with
+        ``status``; other requests in between, e.g. for other images registering at the same
+        time, are served. One image's call fails after its retries however the images
+        interleave."""
         with self.lock:
             self.failures.extend([(status, {}, False)] * times)
-            self.pin = True
+            self.pin, self.pin_method = True, method
 
     def take_failure(self, request: tuple[str, str, str, bytes]):
         """The failure to answer ``request`` with, if any (hold the lock)."""
@@ -64,6 +95,8 @@ class DamState:
             return None
         if self.pin:
             if self.pinned is None:
+                if self.pin_method and request[0] != self.pin_method:
+                    return None
                 self.pinned = request
             elif self.pinned != request:
                 return None
@@ -110,7 +143,25 @@ def _handler(state: DamState):
             parts = [unquote(p) for p in url.path.strip("/").split("/")]
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             with state.lock:
-                self._route(parts, query, body)
+                slow = (
+                    state.slow_creates.pop(0)
+                    if self._creating(parts) and state.slow_creates
+                    else None
+                )
+                if slow is None:
+                    self._route(parts, query, body)
+                    return
+                commit_after, answer_after, unavailable = slow
+                state.failures.extend([(503, {}, False)] * unavailable)
+            time.sleep(commit_after)  # other requests are served meanwhile
+            with state.lock:
+                status, asset = state.create(json.loads(body), self.headers.get("Idempotency-Key"))
+            time.sleep(max(0.0, answer_after - commit_after))
+            with contextlib.suppress(OSError):  # the client stopped waiting long ago
+                self._send(status, asset)
+
+        def _creating(self, parts: list[str]) -> bool:
+            return parts == ["assets"] and self.command == "POST"
 
         def _route(self, parts: list[str], query: dict[str, str], body: bytes) -> None:
             if parts == ["assets"] and self.command == "GET":
@@ -127,16 +178,8 @@ def _handler(state: DamState):
                     )
                 ]
                 self._send(200, {"items": items})
-            elif parts == ["assets"] and self.command == "POST":
-                data = json.loads(body)
-                key = self.headers.get("Idempotency-Key")
-                existing = [a for a in state.assets.values() if a.get("idempotencyKey") == key]
-                if existing:
-                    self._send(200, existing[0])
-                    return
-                data["id"] = "dam-" + uuid.uuid4().hex[:12]
-                state.assets[data["id"]] = data
-                self._send(201, data)
+            elif self._creating(parts):
+                self._send(*state.create(json.loads(body), self.headers.get("Idempotency-Key")))
             elif len(parts) == 2 and parts[0] == "assets" and parts[1] in state.assets:
                 if self.command == "GET":
                     self._send(200, state.assets[parts[1]])

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from cutline.base import storage
 from cutline.base.errors import ConfigError
-from dam_adapters import create_adapter, known_adapters
+from dam_adapters import ApprovalState, create_adapter, known_adapters
 from dam_adapters.local_catalog import LocalCatalog
 from dam_adapters.object_store import ObjectStoreCatalog
 from tests.dam_contract import DamAdapterContract
@@ -24,6 +25,47 @@ class TestLocalCatalog(DamAdapterContract):
         stored = Path(record.renditions["png"])
         assert stored.is_relative_to(tmp_path / "catalog" / "files")
         assert stored.read_bytes() == Path(rendition_uri).read_bytes()
+
+    def test_a_registration_cut_short_before_its_index_is_finished_once_by_the_retry(
+        self, adapter, rendition_uri, tmp_path
+    ):
+        record = adapter.register(self.submission(rendition_uri))
+        with adapter._connect() as db:  # a crash after the record file, before the index
+            db.execute("DELETE FROM assets")
+        assert adapter.find(record.idempotency_key) is None
+        again = adapter.register(self.submission(rendition_uri))
+        assert again.dam_id == record.dam_id and adapter.get(record.dam_id) == again
+        assert [r.dam_id for r in adapter.list_job("SS26-0142")] == [record.dam_id]
+        assert len(list((tmp_path / "catalog" / "records").iterdir())) == 1
+
+
+class TestObjectStoreCatalogOnDisk(DamAdapterContract):
+    @pytest.fixture
+    def adapter(self, tmp_path: Path):
+        return ObjectStoreCatalog(str(tmp_path / "catalog"))
+
+    def test_a_registration_cut_short_between_its_writes_is_finished_once_by_the_retry(
+        self, adapter, rendition_uri, monkeypatch
+    ):
+        """A record and its id pointer are two writes: whichever one a lost connection cuts
+        off, the retry leaves one asset that find(), get() and list_job() all see."""
+        real = storage.write_bytes
+        writes: list[str] = []
+
+        def cut_short(uri: str, data: bytes) -> str:
+            writes.append(uri)
+            if len(writes) == 2:
+                raise OSError("connection reset by peer (injected)")
+            return real(uri, data)
+
+        monkeypatch.setattr(storage, "write_bytes", cut_short)
+        with pytest.raises(OSError):
+            adapter.register(self.submission(rendition_uri))
+        monkeypatch.setattr(storage, "write_bytes", real)
+        record = adapter.register(self.submission(rendition_uri))
+        assert adapter.get(record.dam_id) == record
+        assert adapter.find(record.idempotency_key) == record
+        assert [r.dam_id for r in adapter.list_job("SS26-0142")] == [record.dam_id]
 
 
 @pytest.mark.slow
@@ -165,6 +207,81 @@ class TestHttpDam(DamAdapterContract):
             _http_adapter("https://studio:hunter22@dam.example/api")
         assert "hunter22" not in str(info.value) and "CUTLINE_DAM_HTTP_TOKEN" in str(info.value)
 
+    def test_a_slow_dam_ignoring_the_idempotency_key_gets_one_asset(
+        self, dam_server, rendition_uri
+    ):
+        """Issue 27 #10: the DAM stores the registration just after the client's timeout
+        (31 s against 30 s, scaled down), answers later still, and ignores Idempotency-Key.
+        The adapter looks the key up before sending it again: one asset, and the call
+        returns it (never "failed" while the DAM has it)."""
+        dam_server.state.honour_idempotency_key = False
+        dam_server.state.commit_slowly(commit_after=0.6, answer_after=3.0)
+        adapter = _http_adapter(dam_server.url, timeout=0.5)
+        record = adapter.register(self.submission(rendition_uri))
+        assert list(dam_server.state.assets) == [record.dam_id]
+        assert [r.method for r in dam_server.state.requests].count("POST") == 1
+        stored = adapter.get(record.dam_id)
+        assert stored.approval_state == ApprovalState.AUTO_APPROVED
+        assert stored.renditions["png"] == f"dam://{record.dam_id}/png"  # finished: files too
+        again = adapter.register(self.submission(rendition_uri))  # a rerun
+        assert again.dam_id == record.dam_id and len(dam_server.state.assets) == 1
+
+    def test_a_dam_committing_after_the_write_was_sent_again_keeps_one_live_asset(
+        self, dam_server, rendition_uri
+    ):
+        """Slower still: the first POST lands only after the lookup and the second POST. The
+        second record is withdrawn at once as a duplicate; the call returns the one kept."""
+        dam_server.state.honour_idempotency_key = False
+        dam_server.state.commit_slowly(commit_after=0.8, answer_after=3.0)
+        adapter = _http_adapter(
+            dam_server.url, timeout=0.4, settle=0.0, sleep=lambda _: time.sleep(0.9)
+        )
+        record = adapter.register(self.submission(rendition_uri))
+        assert [r.method for r in dam_server.state.requests].count("POST") == 2
+        records = [adapter.get(dam_id) for dam_id in dam_server.state.assets]
+        live = [r for r in records if r.approval_state != ApprovalState.WITHDRAWN]
+        (twin,) = [r for r in records if r.approval_state == ApprovalState.WITHDRAWN]
+        assert [r.dam_id for r in live] == [record.dam_id]
+        assert twin.note.startswith("duplicate:") and record.dam_id in twin.note
+        assert adapter.find(record.idempotency_key).dam_id == record.dam_id
+
+    def test_two_records_for_one_key_pick_one_and_never_a_third(
+        self, adapter, dam_server, rendition_uri
+    ):
+        """The damage already done (a DAM that registered an image twice): find() always
+        returns the first registered, whatever order the DAM lists them in; registering again
+        updates that one, withdraws the other, and posts nothing."""
+        first = adapter.register(self.submission(rendition_uri))
+        twin = dict(dam_server.state.assets[first.dam_id])
+        twin.update(id="dam-twin", created_at="2020-01-01T00:00:00+00:00")
+        dam_server.state.assets["dam-twin"] = twin  # listed after the first, registered before
+        assert {adapter.find(first.idempotency_key).dam_id for _ in range(3)} == {"dam-twin"}
+        posts = [r.method for r in dam_server.state.requests].count("POST")
+        again = adapter.register(self.submission(rendition_uri, category="homeware"))
+        assert again.dam_id == "dam-twin" and again.category == "homeware"
+        assert [r.method for r in dam_server.state.requests].count("POST") == posts
+        assert len(dam_server.state.assets) == 2
+        dropped = adapter.get(first.dam_id)
+        assert dropped.approval_state == ApprovalState.WITHDRAWN
+        assert dropped.history[-1]["note"].startswith("duplicate:")
+
+    def test_a_lost_answer_that_cannot_be_checked_is_not_sent_again(
+        self, dam_server, rendition_uri
+    ):
+        """A write whose answer was lost while the DAM cannot be asked either: it fails
+        saying so, and the DAM holds the asset at most once."""
+        from dam_adapters.http import DamHttpError
+
+        dam_server.state.honour_idempotency_key = False
+        dam_server.state.commit_slowly(commit_after=0.6, answer_after=3.0, then_unavailable=9)
+        adapter = _http_adapter(dam_server.url, timeout=0.5, max_retries=1, sleep=lambda _: None)
+        with pytest.raises(DamHttpError) as info:
+            adapter.register(self.submission(rendition_uri))
+        assert "could not be checked" in str(info.value) and "not sent again" in str(info.value)
+        assert [r.method for r in dam_server.state.requests].count("POST") == 1
+        time.sleep(0.6)  # the slow commit has landed by now
+        assert len(dam_server.state.assets) == 1
+
     def test_client_errors_are_not_retried(self, dam_server, rendition_uri):
         from dam_adapters.http import DamHttpError
 
@@ -219,3 +336,39 @@ def test_an_asset_registered_under_the_old_key_is_withdrawn_once_registered_anew
     (gone,) = withdraw_stale_assets(catalog, "OLD-1", {"a.jpg": {("c" * 64, "SKU-1")}})
     assert gone.idempotency_key == legacy_key and gone.approval_state == ApprovalState.WITHDRAWN
     assert catalog.get(fresh.dam_id).approval_state == ApprovalState.AUTO_APPROVED
+
+
+@pytest.mark.slow
+def test_a_rerun_withdraws_the_second_record_a_dam_made_of_one_image(
+    prefect_server, settings, dam_server, tmp_path
+):
+    """Damage done before the lookup-before-retry: a DAM holds two records of one image. The
+    rerun's reconciliation keeps the one find() returns and withdraws the other, saying why
+    (the summary lists it among the withdrawn)."""
+    from cutline.domain.limits import ensure_limits
+    from dam_adapters import AssetSubmission
+    from tasks.register import withdraw_stale_assets
+
+    ensure_limits(settings)  # withdrawals honour the DAM write rate limit
+    adapter = _http_adapter(dam_server.url)
+    png = tmp_path / "c.png"
+    png.write_bytes(b"png")
+    asset = AssetSubmission(
+        job_id="DUP-1",
+        sku="SKU-1",
+        source="/s/a.jpg",
+        source_name="a.jpg",
+        content_hash="c" * 64,
+        approval_state=ApprovalState.AUTO_APPROVED,
+        renditions={"png": str(png)},
+    )
+    first = adapter.register(asset)
+    twin = dict(dam_server.state.assets[first.dam_id])
+    twin.update(id="dam-twin", created_at="2999-01-01T00:00:00+00:00")  # registered second
+    dam_server.state.assets["dam-twin"] = twin
+    current = {"a.jpg": {("c" * 64, "SKU-1")}}
+    (gone,) = withdraw_stale_assets(adapter, "DUP-1", current)
+    assert gone.dam_id == "dam-twin" and gone.note.startswith("duplicate:")
+    assert first.dam_id in gone.note
+    assert adapter.get(first.dam_id).approval_state == ApprovalState.AUTO_APPROVED
+    assert withdraw_stale_assets(adapter, "DUP-1", current) == []

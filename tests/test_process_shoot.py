@@ -443,3 +443,110 @@ def test_a_waiting_review_of_a_replaced_image_is_cancelled_on_rerun(
     assert read_run(old.run_id).state.is_cancelled()
     (new,) = wait_for_reviews(settings, "REPLACED-1", 1)
     assert new.run_id != old.run_id
+
+
+RESTORE_RULES = (
+    'version: "auto-but-glass"\nconfidence: {review_below: 0.0}\n'
+    "review_categories: {glassware: {queue: senior, reason: Glass needs a person.}}\n"
+)
+
+
+def test_withdrawn_assets_come_back_with_their_files_and_an_emptied_shoot_withdraws_nothing(
+    prefect_server, model_home, tmp_path, override_settings, settings
+):
+    """Issue 27 #3. A file removed (asset withdrawn) and put back is live again in the DAM,
+    in its lane's state (auto-approved, or what its review decided), with "restored: ..." in
+    its history, and the ledger agrees. A shoot folder with no images (a card not mounted),
+    or one that lost most of the job's files at once, is refused before anything is
+    rewritten or withdrawn, unless the run is told to allow it."""
+    from flows.process_shoot import process_shoot
+    from tests.images import product_shoot
+    from tests.reviews import decide, ui_form, wait_for_reviews
+
+    job, shoot, out, away = "RESTORE-1", tmp_path / "shoot", tmp_path / "out", tmp_path / "away"
+    glass = next(s for s in DEFAULT_SAMPLES if s.category == "glassware")
+    kept, removed = DEFAULT_SAMPLES[:2]
+    write_sample_shoot(shoot, (kept, removed, glass), size=(320, 240))
+    extra = product_shoot(shoot, 5)  # K-000..K-004, SKUs from their names
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RESTORE_RULES)
+    override_settings(rules_file=str(rules), catalog_dir=str(tmp_path / "catalog"))
+    catalog = LocalCatalog(tmp_path / "catalog")
+    away.mkdir()
+
+    def run(**options):
+        return process_shoot(
+            shoot=str(shoot), job_id=job, output_root=str(out), return_state=True, **options
+        )
+
+    def move(names, source, target):
+        for name in names:
+            (source / name).rename(target / name)
+
+    def states() -> dict[str, str]:
+        return {r.source_name: r.approval_state.value for r in catalog.list_job(job)}
+
+    first = run()
+    assert first.is_completed(), first
+    (review,) = wait_for_reviews(settings, job, 1)
+    assert decide(review.run_id, ui_form("approve", note="clean glass")).state.is_completed()
+    live = states()
+    assert live[glass.filename] == "approved" and live[kept.filename] == "auto-approved"
+    assert len(live) == 8
+
+    # Two files leave the shoot: their assets are withdrawn.
+    move([removed.filename, glass.filename], shoot, away)
+    assert run().is_completed()
+    gone = states()
+    assert gone[removed.filename] == gone[glass.filename] == "withdrawn"
+
+    # They come back as they were: live again, in their lane's state; the ledger agrees.
+    move([removed.filename, glass.filename], away, shoot)
+    back = run()
+    assert back.is_completed()
+    assert states() == live
+    rows = {r["source_name"]: r for r in read_ledger(back.result().ledger)}
+    by_name = {r.source_name: r for r in catalog.list_job(job)}
+    for name in (removed.filename, glass.filename):
+        record = by_name[name]
+        assert rows[name]["dam_id"] == record.dam_id, name
+        assert record.history[-1]["note"] == f"restored: {name} is back in the shoot"
+        assert record.history[-2]["state"] == "withdrawn"
+    assert by_name[glass.filename].approved_by == "Ana Retoucher"
+    assert rows[glass.filename]["review_state"] == "approved"
+    assert back.result().withdrawn == []
+
+    # The card is not mounted: an empty shoot folder. Refused, through the worker's door.
+    ledger = (out / job / "ledger.csv").read_bytes()
+    everything = sorted(p.name for p in shoot.iterdir())
+    move(everything, shoot, away)
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.process_shoot", str(shoot), job, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PREFECT_API_URL": prefect_server},
+        timeout=600,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"The shoot folder {shoot} has no images, while job {job} has 8 assets" in result.stderr
+    assert "is the card or share mounted? Nothing was withdrawn." in result.stderr
+    assert states() == live and (out / job / "ledger.csv").read_bytes() == ledger
+
+    # Two of the 8 files come back (a half-copied card): refused too, naming what is missing.
+    move(["manifest.csv", removed.filename, glass.filename], away, shoot)
+    partial = run()
+    assert partial.is_failed()
+    with pytest.raises(Exception, match="6 of the 8 assets job RESTORE-1 has in the DAM") as info:
+        partial.result()
+    assert "K-000_front.jpg" in str(info.value) and "--allow-bulk-withdrawal" in str(info.value)
+    assert states() == live and (out / job / "ledger.csv").read_bytes() == ledger
+
+    # Told to, the run withdraws the six; when they come back they are live again.
+    allowed = run(allow_bulk_withdrawal=True)
+    assert allowed.is_completed(), allowed
+    assert sorted(n for n, s in states().items() if s == "withdrawn") == sorted(
+        [kept.filename, *extra]
+    )
+    move([kept.filename, *extra], away, shoot)
+    assert run().is_completed()
+    assert states() == live

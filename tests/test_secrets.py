@@ -37,7 +37,9 @@ def secret_run(s3, bucket, prefect_server, model_home, tmp_path, settings):
     for path in local.iterdir():
         storage.write_bytes(f"s3://{bucket}/shoot/{path.name}", path.read_bytes())
     with DamServer(DAM_TOKEN) as dam:
-        dam.state.fail_one_request(500, times=2)  # one image's registration fails after its retry
+        # One image's registration fails after its retry (the run's first DAM request lists
+        # the job, so the failure waits for the first POST).
+        dam.state.fail_one_request(500, times=2, method="POST")
         env = {
             **os.environ,
             "CUTLINE_DAM_ADAPTER": "http",
