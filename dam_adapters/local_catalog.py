@@ -8,13 +8,17 @@ Layout under the catalog folder:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from cutline.base import storage
+from cutline.base.errors import StorageFullError, StorageUnwritableError
 from dam_adapters.base import (
     AssetRecord,
     AssetSubmission,
@@ -35,6 +39,21 @@ CREATE TABLE IF NOT EXISTS assets (
 );
 CREATE INDEX IF NOT EXISTS assets_job ON assets(job_id, sku, source_name);
 """
+
+
+def _catalog_error(root: Path, what: str, full: bool) -> StorageFullError | StorageUnwritableError:
+    if full:
+        return StorageFullError(
+            f"No space left in the DAM catalog at {root} writing {what}; the asset was not "
+            "registered.",
+            hint="Free space there (or point CUTLINE_CATALOG_DIR at a larger disk) and rerun "
+            "the job; finished images are kept and registered then.",
+        )
+    return StorageUnwritableError(
+        f"The DAM catalog at {root} refuses writes ({what}); the asset was not registered.",
+        hint="Make that folder writable (or point CUTLINE_CATALOG_DIR elsewhere) and rerun the "
+        "job; finished images are kept.",
+    )
 
 
 class LocalCatalog(FileRecordAdapter):
@@ -62,7 +81,32 @@ class LocalCatalog(FileRecordAdapter):
     def _record_path(self, dam_id: str) -> Path:
         return self.root / "records" / f"{dam_id}.json"
 
+    @contextlib.contextmanager
+    def _space(self, what: str) -> Iterator[None]:
+        """A full or read-only catalog disk stops the batch with the catalog's own cause
+        (like a full output disk), not "unexpected OSError" on every image."""
+        try:
+            yield
+        except (StorageFullError, StorageUnwritableError) as exc:
+            full = isinstance(exc, StorageFullError)
+            raise _catalog_error(self.root, what, full) from exc
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if "full" in text or "readonly" in text or "read-only" in text:
+                raise _catalog_error(self.root, what, "full" in text) from exc
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _catalog_error(self.root, what, True) from exc
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise _catalog_error(self.root, what, False) from exc
+            raise
+
     def _write(self, record: AssetRecord) -> None:
+        with self._space(f"the record of {record.sku} ({record.source_name})"):
+            self._write_record(record)
+
+    def _write_record(self, record: AssetRecord) -> None:
         data = json.dumps(record.model_dump(mode="json"), indent=2, ensure_ascii=False)
         storage.write_bytes(str(self._record_path(record.dam_id)), data.encode("utf-8"))
         with self._connect() as db:
@@ -90,16 +134,20 @@ class LocalCatalog(FileRecordAdapter):
             target = folder / f"{kind.replace(':', '-')}__{name}"
             tmp = target.with_name(f".{target.name}.part")
             loc = storage.locate(uri)
-            if loc.is_local:
-                try:
-                    if tmp.exists():
-                        tmp.unlink()
-                    os.link(loc.path, tmp)
-                except OSError:
-                    shutil.copyfile(loc.path, tmp)
-            else:
-                tmp.write_bytes(storage.read_bytes(uri))
-            os.replace(tmp, target)
+            try:
+                if loc.is_local:
+                    try:
+                        if tmp.exists():
+                            tmp.unlink()
+                        os.link(loc.path, tmp)
+                    except OSError:
+                        shutil.copyfile(loc.path, tmp)
+                else:
+                    tmp.write_bytes(storage.read_bytes(uri))
+                os.replace(tmp, target)
+            except BaseException:  # a full disk, say: no half-copied file stays behind
+                tmp.unlink(missing_ok=True)
+                raise
             stored[kind] = str(target)
         return stored
 
@@ -108,9 +156,9 @@ class LocalCatalog(FileRecordAdapter):
         with self._lock:
             existing = self.find(asset.key)
             dam_id = existing.dam_id if existing else dam_id_for(asset.key)
-            record = next_record(
-                existing, asset, self._store_files(dam_id, asset.renditions), dam_id
-            )
+            with self._space(f"the renditions of {asset.sku} ({asset.source_name})"):
+                stored = self._store_files(dam_id, asset.renditions)
+            record = next_record(existing, asset, stored, dam_id)
             if record is not existing:
                 self._write(record)
             return record

@@ -360,6 +360,36 @@ def test_a_full_output_disk_stops_the_run_clearly_and_leaves_no_half_written_fil
         subprocess.run(["umount", "-l", str(out)], check=False)
 
 
+def test_a_full_catalog_disk_stops_the_run_with_the_catalogs_cause(
+    prefect_server, model_home, tmp_path, override_settings
+):
+    from flows.process_shoot import process_shoot
+
+    shoot, catalog = tmp_path / "shoot", tmp_path / "small-catalog"
+    product_shoot(shoot, 6, size=(640, 480))
+    _mount_tmpfs(catalog, "400k")  # the index and a record or two fit, the renditions do not
+    try:
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(ALL_AUTO_RULES)
+        override_settings(rules_file=str(rules), stage_retry_delays="[0]", catalog_dir=str(catalog))
+        state = process_shoot(
+            shoot=str(shoot),
+            job_id="CATFULL-1",
+            output_root=str(tmp_path / "out"),
+            return_state=True,
+        )
+        assert state.is_failed()
+        with pytest.raises(Exception) as info:
+            state.result()
+        message = str(info.value)
+        # The cause, where it is and what to do, not "unexpected OSError ... report it".
+        assert "No space left in the DAM catalog at" in message, message
+        assert "CUTLINE_CATALOG_DIR" in message and "unexpected" not in message
+        assert not [p for p in catalog.rglob("*.part") if p.is_file()]
+    finally:
+        subprocess.run(["umount", "-l", str(catalog)], check=False)
+
+
 def test_a_read_only_rendition_folder_stops_the_run_once_with_the_cause(
     prefect_server, model_home, tmp_path, override_settings
 ):
