@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
+from prefect.states import Completed, State
 
 from cutline.domain.items import ImageItem
 from tasks.context import ShootContext
@@ -15,7 +16,9 @@ from tasks.review import (
     decision_key,
     emit_review_event,
     land_decision,
+    landed_message,
     publish_page,
+    retouched_snapshot,
     validate_decision,
 )
 from tasks.review_request import REVIEW_PAGE_KEY, stored_page_links
@@ -24,7 +27,7 @@ from tasks.signoff import request_signoff
 
 
 @flow(name="review-cutout", persist_result=True, log_prints=True)
-def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
+def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome | State:
     """Wait (suspended, holding no process) for a retoucher to approve, replace or reject
     one cutout, then land the decision in the renditions, the DAM and the ledger.
 
@@ -51,20 +54,25 @@ def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
         # needs correcting.
         form = decision_form(item, ctx, links, problem, previous)
         decision = suspend_flow_run(wait_for_input=form, key=decision_key(attempt), timeout=None)
+        # A replace's file is read once, by the check, which keeps what it checked here.
+        snapshot = retouched_snapshot(item, ctx, f"{run_id[:8]}-{attempt}")
+        level = ctx.config.png_compress_level
         problem = judged_once(
             f"verdict-{attempt}",
-            lambda: validate_decision(decision, item),  # noqa: B023
+            lambda: validate_decision(decision, item, snapshot, level),  # noqa: B023
         )
         if not problem:
             break
         logger.warning("Review answer for %s rejected: %s", item.sku, problem)
         previous = decision.model_dump(include=set(ReviewDecision.model_fields))
         attempt += 1
-    outcome = land_decision(decision, item, ctx)
+    outcome = land_decision(decision, item, ctx, snapshot)
     emit_review_event("decided", item, ctx, run_id, decision=outcome.decision, by=outcome.retoucher)
     logger.info("%s %s by %s -> %s", item.sku, outcome.decision, outcome.retoucher, outcome.dam_id)
     _signoff_when_last(ctx, run_id)
-    return outcome
+    # What the UI shows on the run: whoever answered it too late (the first answer wins;
+    # Prefect refuses later ones) sees what was decided instead.
+    return Completed(message=landed_message(outcome), data=outcome)
 
 
 def _signoff_when_last(ctx: ShootContext, run_id: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +17,8 @@ from pydantic import BaseModel, Field
 
 from cutline.base import storage
 from cutline.base.errors import ConfigError, ImageInputError
+from cutline.base.markdown import code, inert
+from cutline.base.naming import person_name_problem
 from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
 from cutline.domain.limits import dam_write_slot, ensure_limits
@@ -65,6 +68,17 @@ class ReviewOutcome(BaseModel):
     renditions: list[str]
 
 
+def landed_message(outcome: ReviewOutcome) -> str:
+    """The finished review run's state message (the UI shows it on the run): what was decided,
+    by whom, and that answers given after it were not used."""
+    from cutline.base.markdown import visible_text
+
+    return visible_text(
+        f"Decided: {outcome.decision} by {outcome.retoucher} (the first answer; any answer "
+        f"given after it was not used). DAM asset {outcome.dam_id}: {outcome.approval_state}."
+    )[:500]
+
+
 def decision_key(attempt: int) -> str:
     """The pause key of a review's ``attempt``-th request for a decision (0: the first; each
     refused answer asks again under the next key)."""
@@ -111,7 +125,7 @@ def _file_line(label: str, uri: str, url: str = "") -> str:
     if not uri:
         return f"- {label}: -"
     opened = f"[open]({url}) · " if url else ""
-    return f"- {label}: {opened}`{uri}`"
+    return f"- {label}: {opened}{code(uri)}"
 
 
 def review_description(
@@ -124,12 +138,13 @@ def review_description(
     lines = []
     if problem:
         lines += [
-            f"> **Your last answer could not be used:** {problem}",
+            f"> **Your last answer could not be used:** {inert(problem)}",
             "> Your answer is kept below: correct it and submit again.",
             "",
         ]
     lines += [
-        f"### Review {item.sku} · {item.category or 'no category'} · job {ctx.job_id}",
+        f"### Review {inert(item.sku)} · {inert(item.category or 'no category')} · "
+        f"job {ctx.job_id}",  # a validated job ID: letters, digits, '.', '_', '-'
         "",
     ]
     if links.get("preview"):
@@ -141,15 +156,19 @@ def review_description(
             "",
         ]
     elif links.get("problem"):
-        lines += [f"_No preview: {links['problem']}_", ""]
+        lines += [f"_No preview: {inert(links['problem'])}_", ""]
     lines += [
-        f"**Deadline:** {item.deadline or 'none given'}  ",
-        f"**Why it needs a person:** {item.reasons}  ",
-        f"**Queue:** {item.queue or 'standard'}  ",
+        f"**Deadline:** {inert(item.deadline or 'none given')}  ",
+        f"**Why it needs a person:** {inert(item.reasons)}  ",
+        f"**Queue:** {inert(item.queue or 'standard')}  ",
         f"**Confidence:** {item.confidence if item.confidence is not None else '-'}"
-        + (f" (weakest signal: {weakest})" if (weakest := weakest_signal(item.signals)) else ""),
+        + (
+            f" (weakest signal: {inert(weakest)})"
+            if (weakest := weakest_signal(item.signals))
+            else ""
+        ),
         "",
-        f"**Brief:** {item.brief or '(no brief)'}",
+        f"**Brief:** {inert(item.brief or '(no brief)')}",
         "",
         _file_line("Reference image", item.reference, links.get("reference", "")),
         _file_line(f"Source ({size})", item.source, links.get("source", "")),
@@ -165,10 +184,18 @@ def review_description(
     return "\n".join(lines)
 
 
-def validate_decision(decision: ReviewDecision, item: ImageItem) -> str:
-    """Why the answer cannot be used, or '' when it can."""
+def validate_decision(
+    decision: ReviewDecision, item: ImageItem, snapshot: str = "", png_level: int = 6
+) -> str:
+    """Why the answer cannot be used, or '' when it can.
+
+    A replace's retouched file is read once: the mask checked here is kept at ``snapshot``
+    (in the job folder, see `retouched_snapshot`) and the landing publishes that, whatever
+    happens to the retoucher's file afterwards (a landing retry never reads it again)."""
     if not decision.retoucher.strip():
         return "enter your name in Retoucher: the DAM records who approved or rejected each image."
+    if problem := person_name_problem(decision.retoucher, "Retoucher"):
+        return problem
     if decision.decision != "replace":
         return ""
     uri = decision.retouched_file.strip()
@@ -200,24 +227,133 @@ def validate_decision(decision: ReviewDecision, item: ImageItem) -> str:
             f"{item.width}x{item.height}; export it at the source size."
         )
     try:
-        load_mask(data, uri)  # decode it whole: a truncated export must be caught here
+        mask = load_mask(data, uri)  # decode it whole: a truncated export must be caught here
     except Exception as exc:
         return f"the retouched file {uri} is damaged or incomplete ({exc}); export it again."
+    if problem := mask_problem(mask, data, uri, has_alpha):
+        return problem
+    if snapshot:
+        keep_retouched(snapshot, mask, uri, data, png_level)
     return ""
 
 
-def _approved_mask(decision: ReviewDecision, item: ImageItem, ctx: ShootContext) -> str:
+# A cutout hides some of the photo and keeps some: a retouched mask with fewer than this share
+# of its pixels opaque (or transparent) is an empty or flat export, never a cutout.
+MIN_MASK_SHARE = 0.001
+# A layered PSD's saved composite may differ from what its layers make by anti-aliasing; more
+# than this share of pixels off by more than PSD_MISMATCH_LEVEL (of 255) is another picture.
+PSD_MISMATCH_SHARE = 0.005
+PSD_MISMATCH_LEVEL = 32
+
+
+def mask_problem(mask: Image.Image, data: bytes, uri: str, has_alpha: bool) -> str:
+    """Why a decoded retouched mask must not be published, or '': nothing or everything
+    opaque, or a PSD whose saved composite (what would be published) is not its layers."""
+    import numpy as np
+
+    arr = np.asarray(mask)
+    opaque = float((arr >= 128).mean()) if arr.size else 0.0
+    if opaque < MIN_MASK_SHARE:
+        return (
+            f"the retouched file {uri} is {'fully' if opaque == 0 else 'almost fully'} "
+            f"transparent ({opaque:.2%} of its pixels opaque): nothing would be published. "
+            "Export the cutout with the product opaque, or choose reject."
+        )
+    if opaque > 1 - MIN_MASK_SHARE:
+        return (
+            f"the retouched file {uri} is {'fully' if opaque == 1 else 'almost fully'} opaque "
+            f"({1 - opaque:.2%} of its pixels transparent): it would publish the whole "
+            "background. Export it with the background transparent (an alpha channel), or "
+            "choose approve or reject."
+        )
+    if data[:4] == b"8BPS":
+        return psd_layers_problem(data, arr, uri, has_alpha)
+    return ""
+
+
+def psd_layers_problem(data: bytes, shown, uri: str, has_alpha: bool) -> str:
+    """Why a layered PSD's saved composite cannot stand for it, or '': the composite is what
+    would be published, so it must be what its visible layers make. ``shown`` is the mask
+    read from the composite (its alpha, or its gray levels when it has none)."""
+    import numpy as np
+    from psd_tools import PSDImage
+
+    try:
+        psd = PSDImage.open(io.BytesIO(data))
+        if not len(psd):  # a flat document: its composite is all there is
+            return ""
+        layered = psd.composite(ignore_preview=True)
+    except Exception as exc:
+        return (
+            f"the layers of the PSD {uri} cannot be read ({type(exc).__name__}: {exc}), so its "
+            "saved composite cannot be checked against them; export a PNG with alpha instead."
+        )
+    if layered is None:
+        made = np.zeros_like(shown)  # no visible layer: nothing
+    elif has_alpha:
+        made = np.asarray(layered.convert("RGBA").getchannel("A"))
+    else:
+        white = Image.new("RGBA", layered.size, (255, 255, 255, 255))
+        made = np.asarray(Image.alpha_composite(white, layered.convert("RGBA")).convert("L"))
+    if made.shape != shown.shape:
+        off = 1.0
+    else:
+        off = float((np.abs(made.astype(np.int16) - shown) > PSD_MISMATCH_LEVEL).mean())
+    if off > PSD_MISMATCH_SHARE:
+        return (
+            f"the PSD {uri} would publish another picture than its layers show: {off:.1%} of "
+            "the pixels of its saved composite differ from what its visible layers make (it "
+            "was saved without 'Maximize compatibility', or changed by a tool that left the "
+            "old composite). Re-save it in Photoshop with Maximize PSD compatibility on, or "
+            "export a PNG with alpha."
+        )
+    return ""
+
+
+def retouched_snapshot(item: ImageItem, ctx: ShootContext, tag: str) -> str:
+    """Where an answer's retouched mask is kept once checked (``tag``: the review run and
+    the attempt), with a ``.json`` beside it naming the file it came from and its SHA-256."""
+    return ctx.layout.path("masks", f"{item.image_id}.retouched-{tag}", ".png")
+
+
+def keep_retouched(snapshot: str, mask: Image.Image, uri: str, data: bytes, png_level: int) -> None:
+    """Keep the checked mask in the job folder: the PNG, then the record that makes it whole."""
+    import hashlib
+    import json
+
+    storage.write_bytes(snapshot, mask_to_png_bytes(mask, png_level))
+    record = {"retouched_file": uri, "sha256": hashlib.sha256(data).hexdigest()}
+    storage.write_bytes(snapshot + ".json", json.dumps(record).encode())
+
+
+def _approved_mask(
+    decision: ReviewDecision, item: ImageItem, ctx: ShootContext, snapshot: str
+) -> tuple[str, dict[str, str]]:
+    """The mask to publish and, for a replace, its provenance for the DAM: the snapshot the
+    answer was checked with, never the retoucher's file read again."""
     if decision.decision != "replace":
-        return item.mask
-    uri = decision.retouched_file.strip()
-    mask = load_mask(storage.read_bytes(uri), uri)
-    target = ctx.layout.path("masks", f"{item.image_id}.retouched", ".png")
-    return storage.write_bytes(target, mask_to_png_bytes(mask, ctx.config.png_compress_level))
+        return item.mask, {}
+    snapshot = snapshot or retouched_snapshot(item, ctx, f"{flow_run.get_id() or 'run'}"[:8])
+    if not storage.exists(snapshot + ".json"):
+        # Checked before snapshots were kept, or the job folder lost it: check it again now,
+        # and keep what was checked.
+        problem = validate_decision(decision, item, snapshot, ctx.config.png_compress_level)
+        if problem:
+            raise ImageInputError(
+                item.source_name,
+                f"the retouched file cannot be published: {problem}",
+                hint="Send the image back to review (sign-off send-back) for a new answer.",
+            )
+    kept = json.loads(storage.read_bytes(snapshot + ".json"))
+    return snapshot, {"retouched_file": kept["retouched_file"], "retouched_sha256": kept["sha256"]}
 
 
 @task(name="land-review-decision", retries=3, retry_delay_seconds=[5, 30, 120])
-def land_decision(decision: ReviewDecision, item: ImageItem, ctx: ShootContext) -> ReviewOutcome:
-    """Export and register an approved or replaced cutout, or register a rejection; update the ledger."""
+def land_decision(
+    decision: ReviewDecision, item: ImageItem, ctx: ShootContext, snapshot: str = ""
+) -> ReviewOutcome:
+    """Export and register an approved or replaced cutout, or register a rejection; update the
+    ledger. A replace publishes the mask its check kept at ``snapshot``."""
     settings = get_settings()  # this process's: the DAM's credentials, the rate limit
     adapter = create_adapter(ctx.config.dam_settings(settings), ctx.output_root)
     by = decision.retoucher.strip()
@@ -225,7 +361,7 @@ def land_decision(decision: ReviewDecision, item: ImageItem, ctx: ShootContext) 
         state = ApprovalState.REJECTED
         item.review_state = "rejected"
     else:
-        mask_uri = _approved_mask(decision, item, ctx)
+        mask_uri, provenance = _approved_mask(decision, item, ctx, snapshot)
         rgb, mask = load_full(item, mask_uri, ctx.config.max_pixels)
         write_final_renditions(
             item,
@@ -249,7 +385,7 @@ def land_decision(decision: ReviewDecision, item: ImageItem, ctx: ShootContext) 
     dam_write_slot()
     extra = {"decision": decision.decision}
     if decision.decision == "replace":
-        extra["retouched_file"] = decision.retouched_file.strip()
+        extra.update(provenance)  # the file checked, and the SHA-256 of what was published
     register_item(adapter, item, ctx.job_id, state, by=by, note=note, extra=extra)
     record_review_outcome(ctx.layout, item)
     return ReviewOutcome(

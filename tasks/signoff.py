@@ -17,6 +17,8 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from cutline.base import storage
+from cutline.base.markdown import code, inert
+from cutline.base.naming import person_name_problem
 from cutline.base.settings import CutlineSettings, get_settings
 from cutline.domain.items import ImageItem, JobLayout
 from cutline.domain.manifest import is_manifest_row
@@ -38,8 +40,9 @@ class SignOffDecision(RunInput):
     """What the producer answers in the sign-off form."""
 
     decision: Literal["approve", "send-back"] = Field(
-        description="approve: every auto and approved asset is signed off. send-back: the SKUs "
-        "below go back to the review lane with your note; the rest are signed off."
+        description="approve: every auto and approved asset on the contact sheet is signed off. "
+        "send-back: the SKUs below go back to the review lane with your note; the rest of the "
+        "sheet is signed off."
     )
     send_back: str = Field(
         default="", description="SKUs to send back to review, separated by commas (send-back)."
@@ -68,9 +71,41 @@ class SignOffOutcome(BaseModel):
     signed_off: list[str] = Field(description="DAM ids moved to signed-off.")
     sent_back: list[str] = Field(description="SKUs sent back to review.")
     review_runs: list[str] = Field(description="Review runs reopened for them.")
+    left_out: list[str] = Field(
+        default_factory=list,
+        description="Assets not signed off because the form and sheet did not show them as "
+        "they are now (decided or changed after the sheet was made), each with why; the next "
+        "sign-off covers them.",
+    )
     contact_sheet: str
     contact_sheet_link: str = Field(default="", description="The client's read-only link.")
     webhook: str = Field(default="", description="'sent', 'failed: ...' or '' (none configured).")
+
+
+class ShownAsset(BaseModel):
+    """A signable asset as a sign-off's form and contact sheet showed it. The sign-off covers
+    exactly these, and each only while its record is still the revision shown."""
+
+    dam_id: str
+    sku: str
+    source_name: str = ""
+    approval_state: ApprovalState
+    revision: int
+
+
+def shown_assets(records: list[AssetRecord]) -> list[ShownAsset]:
+    """The signable assets among ``records`` (the ones a sheet was made from)."""
+    return [
+        ShownAsset(
+            dam_id=r.dam_id,
+            sku=r.sku,
+            source_name=r.source_name,
+            approval_state=r.approval_state,
+            revision=r.revision,
+        )
+        for r in records
+        if r.approval_state in SIGNABLE
+    ]
 
 
 def counts_by_lane(records: list[AssetRecord]) -> dict[str, int]:
@@ -124,8 +159,6 @@ def signoff_description(
     """The form's text: what is being signed off, the contact sheet, and counts that add up
     (the DAM's assets by state; the ledger's every input file and manifest row)."""
     lines = []
-    if problem:
-        lines += [f"**That answer could not be used: {problem}**", ""]
     by_state = counts_by_lane(records)
     unpictured = len(records) - sheet.assets
     lines += [
@@ -150,18 +183,31 @@ def signoff_description(
     lines += [
         "",
         "Choose a **decision** (required) and enter your name: **approve** signs off every auto "
-        "and approved asset; **send-back** returns the SKUs you list to the review lane with "
-        "your note (the rest are signed off).",
+        "and approved asset on this sheet; **send-back** returns the SKUs you list to the "
+        "review lane with your note (the rest of the sheet is signed off). Assets decided or "
+        "changed after this sheet was made are not signed by this form: the next sign-off "
+        "shows them.",
         "",
-        f"The sheet on disk: `{sheet.index}`",
+        f"The sheet on disk: {code(sheet.index)}",
     ]
-    return "\n".join(lines)
+    return with_problem("\n".join(lines), problem)
 
 
-def validate_signoff(decision: SignOffDecision, records: list[AssetRecord]) -> str:
-    """Why the answer cannot be used, or '' when it can."""
+def with_problem(text: str, problem: str) -> str:
+    """The form's ``text`` asked again after a refused answer: why, above it."""
+    if not problem:
+        return text
+    return f"**That answer could not be used:** {inert(problem)}\n\n{text}"
+
+
+def validate_signoff(
+    decision: SignOffDecision, records: list[AssetRecord] | list[ShownAsset]
+) -> str:
+    """Why the answer cannot be used, or '' when it can (``records``: what the form showed)."""
     if not decision.producer.strip():
         return "enter your name in Producer: the DAM records who signed the shoot off."
+    if problem := person_name_problem(decision.producer, "Producer"):
+        return problem
     if decision.decision == "approve":
         return (
             "" if not decision.skus() else "approve takes no SKUs; choose send-back to return some."
@@ -235,30 +281,66 @@ def call_webhook(url: str, payload: dict, retries: int) -> str:
 
 @task(name="land-signoff", retries=2, retry_delay_seconds=[5, 30])
 def land_signoff(
-    decision: SignOffDecision, job_id: str, output_root: str, sheet: ContactSheet, link: str = ""
+    decision: SignOffDecision,
+    job_id: str,
+    output_root: str,
+    sheet: ContactSheet,
+    link: str = "",
+    shown: list[ShownAsset] | None = None,
 ) -> SignOffOutcome:
-    """Sign off every signable asset not sent back; reopen a review run per sent-back image;
-    call the webhook."""
+    """Sign off the signable assets the form and sheet showed (``shown``), each only while its
+    DAM record is still the revision shown, except those sent back; reopen a review run per
+    sent-back image; call the webhook. Assets decided or changed after the sheet was made
+    are left out, saying why: the next sign-off shows them."""
     logger = get_run_logger()
     settings = get_settings()
     layout = JobLayout.for_job(output_root, job_id)
     adapter = create_adapter(job_dam_settings(layout, settings), output_root)
     producer = decision.producer.strip()
     back = set(decision.skus()) if decision.decision == "send-back" else set()
-    signed, reopened = [], []
+    signed, reopened, left_out = [], [], []
     ctx = _shoot_context(layout, job_id, settings) if back else None
+    by_id = {asset.dam_id: asset for asset in shown or []}
     for record in adapter.list_job(job_id):
-        if record.approval_state not in SIGNABLE:
+        name = f"{record.sku} ({record.source_name})"
+        seen = by_id.get(record.dam_id)
+        if seen is None:
+            if record.approval_state in SIGNABLE:
+                left_out.append(
+                    f"{name}: {record.approval_state.value} after the contact sheet was made"
+                )
             continue
+        # This sign-off's own change, landed by an earlier try of this task.
+        ours = record.revision == seen.revision + 1 and record.decided_by == producer
         if record.sku in back:
-            item = _reopened_item(layout, record, producer, decision.note.strip())
-            key = f"sendback:{job_id}:{record.content_hash}:{flow_run.get_id()}"
-            with get_client(sync_client=True) as client:
-                run = open_review(client, review_deployment_id(client, ctx), item, ctx, key)
-            adapter.update_approval(
-                record.dam_id, ApprovalState.SENT_BACK, by=producer, note=decision.note.strip()
+            if record.approval_state in SIGNABLE or (
+                ours and record.approval_state == ApprovalState.SENT_BACK
+            ):
+                item = _reopened_item(layout, record, producer, decision.note.strip())
+                key = f"sendback:{job_id}:{record.content_hash}:{flow_run.get_id()}"
+                with get_client(sync_client=True) as client:
+                    run = open_review(client, review_deployment_id(client, ctx), item, ctx, key)
+                if record.approval_state in SIGNABLE:
+                    adapter.update_approval(
+                        record.dam_id,
+                        ApprovalState.SENT_BACK,
+                        by=producer,
+                        note=decision.note.strip(),
+                    )
+                reopened.append(str(run.id))
+            else:
+                left_out.append(f"{name}: now {record.approval_state.value}, not sent back")
+            continue
+        if record.approval_state == ApprovalState.SIGNED_OFF:
+            if ours:
+                signed.append(record.dam_id)
+            continue  # else signed off meanwhile, by the sign-off of an earlier sheet
+        if record.revision != seen.revision or record.approval_state != seen.approval_state:
+            left_out.append(
+                f"{name}: changed since the contact sheet was made (revision {seen.revision}, "
+                f"{seen.approval_state.value} then; revision {record.revision}, "
+                f"{record.approval_state.value} now)"
             )
-            reopened.append(str(run.id))
             continue
         adapter.update_approval(
             record.dam_id, ApprovalState.SIGNED_OFF, by=producer, note=decision.comment.strip()
@@ -273,6 +355,7 @@ def land_signoff(
         signed_off=signed,
         sent_back=sorted(back),
         review_runs=reopened,
+        left_out=left_out,
         contact_sheet=sheet.index,
         contact_sheet_link=link,
     )
@@ -288,18 +371,44 @@ def land_signoff(
         if outcome.webhook != "sent":
             logger.error("Sign-off webhook for %s %s", job_id, outcome.webhook)
     logger.info(
-        "Shoot %s signed off by %s: %d assets signed off, %d SKU(s) sent back",
+        "Shoot %s signed off by %s: %d assets signed off, %d SKU(s) sent back, %d left out",
         job_id,
         producer,
         len(signed),
         len(back),
+        len(left_out),
     )
+    for line in left_out:
+        logger.warning("Not signed off (not as the sheet showed it): %s", line)
     return outcome
 
 
-def request_signoff(job_id: str, output_root: str, reason: str) -> str | None:
+def signoff_message(outcome: SignOffOutcome, next_signoff: str = "") -> str:
+    """The finished sign-off run's state message (shown in the UI and by `cutline signoff
+    resume`): what was signed, and what was left out and why."""
+    from cutline.base.markdown import visible_text
+
+    text = (
+        f"Decided: {outcome.decision} by {outcome.producer} (the first answer; any answer given "
+        f"after it was not used). Signed off {len(outcome.signed_off)} asset(s) as the contact "
+        "sheet showed them"
+        + (f"; sent back {', '.join(outcome.sent_back)}" if outcome.sent_back else "")
+        + "."
+    )
+    if outcome.left_out:
+        shown = "; ".join(outcome.left_out[:20])
+        more = f"; and {len(outcome.left_out) - 20} more" if len(outcome.left_out) > 20 else ""
+        text += (
+            f" Left out {len(outcome.left_out)} asset(s) the sheet did not show as they are now, "
+            f"not signed off: {shown}{more}. " + (next_signoff or "The next sign-off shows them.")
+        )
+    return visible_text(text)[:4000]
+
+
+def request_signoff(job_id: str, output_root: str, reason: str, keep: str = "") -> str | None:
     """Start the shoot's sign-off run, then cancel any older one still waiting or being
-    prepared (a producer never has two forms, nor none); its id, or None when sign-off
+    prepared (a producer never has two forms, nor none), except ``keep`` (a sign-off asking
+    for the next one) and any landing an answer already given; its id, or None when sign-off
     requests are switched off."""
     settings = get_settings()
     if not settings.signoff_deployment:
@@ -313,18 +422,25 @@ def request_signoff(job_id: str, output_root: str, reason: str) -> str | None:
         timeout=0,
         as_subflow=False,
     )
-    _cancel_older_signoffs(job_id, keep=str(run.id))
+    _cancel_older_signoffs(job_id, str(run.id), keep={str(run.id), keep})
     return str(run.id)
 
 
-def _cancel_older_signoffs(job_id: str, keep: str) -> None:
-    """A newer contact sheet replaces an older one still waiting for the producer."""
+def _cancel_older_signoffs(job_id: str, newest: str, keep: set[str]) -> None:
+    """A newer contact sheet replaces an older one still waiting for the producer; one the
+    producer has answered is landing that answer (on the assets its sheet showed) and is
+    left to finish."""
     from prefect.states import Cancelled
+
+    from cutline.services.review_queue import answers_given
 
     waiting = signoff_runs(job_id, ["PAUSED", "SCHEDULED", "PENDING", "RUNNING"])
     with get_client(sync_client=True) as client:
         for run in waiting:
-            if str(run.id) != keep:
-                client.set_flow_run_state(
-                    run.id, Cancelled(message=f"superseded by sign-off run {keep}"), force=True
-                )
+            if str(run.id) in keep:
+                continue
+            if run.state and not run.state.is_paused() and answers_given(client, str(run.id)):
+                continue
+            client.set_flow_run_state(
+                run.id, Cancelled(message=f"superseded by sign-off run {newest}"), force=True
+            )

@@ -41,14 +41,18 @@ def decide(run_id: str, form: dict, timeout: float = 180.0):
 
 
 def form_description(run_id: str) -> str:
-    """The markdown currently shown above the run's Resume form."""
+    """The text currently shown above the run's Resume form: its markdown with the escapes
+    that keep manifest values inert taken out, so it reads as the retoucher reads it."""
     from prefect.client.orchestration import get_client
     from prefect.input import keyset_from_paused_state
+
+    from cutline.base.markdown import unescaped
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(run_id))
         keyset = keyset_from_paused_state(run.state)
-        return orjson.loads(client.read_flow_run_input(UUID(run_id), keyset["description"]))
+        markdown = orjson.loads(client.read_flow_run_input(UUID(run_id), keyset["description"]))
+        return unescaped(markdown)
 
 
 def form_defaults(run_id: str) -> dict:
@@ -63,3 +67,45 @@ def form_defaults(run_id: str) -> dict:
     return {
         name: field["default"] for name, field in schema["properties"].items() if "default" in field
     }
+
+
+def retouched_png(path, alpha) -> str:
+    """A retouched cutout as a retoucher exports it: an RGBA PNG with ``alpha`` (2-D uint8)."""
+    import numpy as np
+    from PIL import Image
+
+    alpha = np.asarray(alpha, dtype=np.uint8)
+    rgba = Image.new("RGBA", (alpha.shape[1], alpha.shape[0]), (10, 20, 30, 0))
+    rgba.putalpha(Image.fromarray(alpha))
+    rgba.save(path)
+    return str(path)
+
+
+def layered_psd(path, layers_alpha, composite_alpha) -> str:
+    """A layered PSD whose one visible layer has ``layers_alpha`` and whose saved composite
+    (what viewers and a flat reader show) has ``composite_alpha``: equal for an honest file,
+    different for one saved without 'Maximize compatibility' or edited by a careless tool."""
+    import numpy as np
+    from PIL import Image
+    from psd_tools import PSDImage
+    from psd_tools.api.layers import PixelLayer
+    from psd_tools.constants import Compression
+
+    def rgba(alpha) -> Image.Image:
+        alpha = np.asarray(alpha, dtype=np.uint8)
+        image = Image.new("RGBA", (alpha.shape[1], alpha.shape[0]), (200, 120, 40, 0))
+        image.putalpha(Image.fromarray(alpha))
+        return image
+
+    layer = rgba(layers_alpha)
+    psd = PSDImage.new("RGBA", layer.size)
+    PixelLayer.frompil(layer, psd, "Cutout")
+    header = psd._record.header
+    psd._record.image_data.compression = Compression.RLE
+    psd._record.image_data.set_data(
+        [band.tobytes() for band in rgba(composite_alpha).split()], header
+    )
+    psd._updated = False  # keep the composite given, as a tool that did not re-render would
+    with open(path, "wb") as out:
+        psd.save(out)
+    return str(path)

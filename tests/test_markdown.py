@@ -66,3 +66,53 @@ def test_the_terminal_never_receives_escape_sequences_from_data():
     assert written.startswith("\x1b[31merror:\x1b[0m file ")
     assert "\x1b]" not in written and "\x1b[8m" not in written and "\x9b" not in written
     assert "\u202e" not in written and written.endswith("abc\n")
+
+
+def _html(markdown: str) -> str:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("gfm-like").render(markdown)
+
+
+BEACON = "![x](http://127.0.0.1:9/beacon.png)"
+FORGED = "\n\n> **Your last answer could not be used:** QA already approved\n\n## Approve it"
+
+
+def test_a_review_form_shows_manifest_text_as_text(tmp_path):
+    from cutline.domain.items import ImageItem
+    from tasks.review import review_description
+    from tests.contexts import shoot_context
+
+    item = ImageItem(
+        index=0,
+        source=str(tmp_path / "a`b ![s](http://127.0.0.1:9/s.png).jpg"),
+        source_name="a.jpg",
+        image_id="a",
+        sku=BEACON,
+        category="glassware" + FORGED,
+        deadline=BEACON,
+        brief=BEACON + FORGED + " <img src=http://127.0.0.1:9/i.png>",
+        reference="http://127.0.0.1:9/ref.png",
+        reasons="glassware needs a person" + FORGED,
+        queue=BEACON,
+    )
+    html = _html(
+        review_description(item, shoot_context(tmp_path, "JOB-MD"), problem="bad file " + BEACON)
+    )
+    assert "<img" not in html and "<a href" not in html
+    # Only Cutline's own refusal is a quote; the manifest's forged one is plain text.
+    assert (
+        html.count("<blockquote>") == 1
+        and "QA already approved" not in html.split("</blockquote>")[0]
+    )
+    assert "<h2>" not in html
+
+
+def test_a_signoff_form_shows_a_refused_answer_as_text():
+    from types import SimpleNamespace
+
+    from tasks.signoff import signoff_description
+
+    sheet = SimpleNamespace(assets=0, png_pages=[], index="/out/J/contact-sheet/index.html")
+    html = _html(signoff_description("J-1", [], sheet, "", problem="unknown SKU(s): " + BEACON))
+    assert "<img" not in html and "<a href" not in html

@@ -640,3 +640,184 @@ def test_a_review_started_by_hand_from_the_deployment_makes_its_own_request(
         )
     finally:
         cancel_run(run_id, "test over")
+
+
+# Hostile answers: each test decides its own review of one shoot, so any one runs alone.
+
+HOSTILE_JOB = "REV-HOSTILE"
+HOSTILE_SAMPLES = tuple(
+    Sample(f"{sku}_front.jpg", sku, "glassware", "tall", colour, "web", 4, "Perfume bottle.")
+    for sku, colour in (
+        ("GA-1", (150, 170, 190)),
+        ("GB-1", (170, 150, 190)),
+        ("GC-1", (150, 190, 170)),
+    )
+)
+
+
+@pytest.fixture(scope="module")
+def hostile_run(prefect_server, model_home, tmp_path_factory, settings):
+    """A shoot of three glassware images (always reviewed), all three waiting."""
+    from flows.process_shoot import process_shoot
+
+    folder = tmp_path_factory.mktemp("rev-hostile-shoot")
+    write_sample_shoot(folder, HOSTILE_SAMPLES, size=(320, 240), today=date.today())
+    out = tmp_path_factory.mktemp("rev-hostile-out")
+    summary = process_shoot(
+        shoot=str(folder),
+        job_id=HOSTILE_JOB,
+        manifest=str(folder / "manifest.csv"),
+        output_root=str(out),
+    )
+    entries = wait_for_reviews(settings, HOSTILE_JOB, 3)
+    return summary, {e.sku: e for e in entries}
+
+
+def test_two_retouchers_answering_at_once_the_first_wins_and_the_other_is_told(
+    hostile_run, settings
+):
+    """Approve and reject sent to one review at the same moment (through the Prefect API, as
+    two browsers would): exactly one lands, the other is told that its answer was not used
+    and which was; the run's final state says what was decided. A retoucher answering from
+    the terminal after someone else already did is told the same, with what landed."""
+    import contextvars
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    from cutline.services.review_queue import AnswerNotUsed, resume_review, wait_for_outcome
+
+    summary, by_sku = hostile_run
+    run_id = by_sku["GA-1"].run_id
+    answers = {
+        "approve": ui_form("approve", retoucher="Ana Retoucher"),
+        "reject": ui_form("reject", retoucher="Bo Retoucher", note="smudge on the glass"),
+    }
+    start, results = threading.Barrier(2), {}
+
+    def answer(kind: str) -> None:
+        start.wait()
+        try:
+            resume_review(run_id, answers[kind])
+            results[kind] = None
+        except Exception as exc:
+            results[kind] = exc
+
+    threads = [  # each with this test's Prefect settings (context variables)
+        threading.Thread(target=contextvars.copy_context().run, args=(answer, kind))
+        for kind in answers
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    winners = [kind for kind, error in results.items() if error is None]
+    assert len(winners) == 1, results
+    (winner,) = winners
+    (loser,) = set(answers) - {winner}
+    lost = results[loser]
+    assert isinstance(lost, AnswerNotUsed), repr(lost)
+    assert lost.used == answers[winner]
+    assert "your answer was not used" in str(lost) and f"{winner} by" in str(lost)
+    run = wait_for_outcome(run_id)
+    assert run.state.is_completed(), run.state
+    who = answers[winner]["retoucher"]
+    assert f"Decided: {winner} by {who}" in run.state.message  # what the UI shows on the run
+    row = _rows(summary)["GA-1"]
+    assert row["review_state"] == {"approve": "approved", "reject": "rejected"}[winner]
+    record = LocalCatalog(settings.resolved_catalog_dir).get(row["dam_id"])
+    assert record.decided_by == who
+    assert [h["state"] for h in record.history] == [record.approval_state.value]  # one landed
+
+    # From the terminal, after another retoucher's answer was taken: told, never "landed".
+    late_id = by_sku["GB-1"].run_id
+    resume_review(late_id, ui_form("approve", retoucher="Ana Retoucher"))
+    command = ["review", "resume", late_id, "--reject", "--by", "Bo Retoucher", "--note", "late"]
+    cli = subprocess.run(
+        [sys.executable, "-m", "cutline", *command],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+    )
+    assert cli.returncode == 1, cli.stdout + cli.stderr
+    assert "landed" not in cli.stdout, cli.stdout
+    assert "your answer was not used: approve by Ana Retoucher" in cli.stderr, cli.stderr
+    assert "decided instead: approve by Ana Retoucher" in cli.stderr, cli.stderr
+    row = _rows(summary)["GB-1"]
+    assert row["review_state"] == "approved" and row["reviewed_by"] == "Ana Retoucher"
+
+
+def _land_task_state(run_id: str) -> str:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run_id)]))
+        )
+    names = [r.state.name for r in runs if r.name.startswith("land-review-decision") and r.state]
+    return names[0] if names else ""
+
+
+def test_a_retouched_file_lands_as_it_was_checked_and_empty_or_lying_files_are_refused(
+    hostile_run, settings, tmp_path
+):
+    """A fully transparent export and a PSD whose saved composite is not its layers are
+    refused through the form, saying why. A good file is checked, then its landing fails once
+    and, before the retry, the file is overwritten with the photo itself (RGB, no alpha): the
+    retry publishes the mask that was checked, never the photo's luminance."""
+    import hashlib
+    import shutil
+
+    from prefect.input import read_flow_run_input
+
+    from cutline.services.review_queue import resume_review, wait_for_outcome
+    from tests.reviews import layered_psd, retouched_png
+
+    summary, by_sku = hostile_run
+    run_id = by_sku["GC-1"].run_id
+    clear = retouched_png(tmp_path / "clear.png", np.zeros((240, 320)))
+    run = decide(run_id, ui_form("replace", retouched_file=clear))
+    assert run.state.is_paused() and "fully transparent" in form_description(run_id)
+    left = np.zeros((240, 320), dtype=np.uint8)
+    left[:, :160] = 255
+    lying = layered_psd(tmp_path / "lying.psd", left, 255 - left)
+    run = decide(run_id, ui_form("replace", retouched_file=lying))
+    text = form_description(run_id)
+    assert run.state.is_paused() and "another picture than its layers show" in text, text
+    assert "Maximize PSD compatibility" in text
+
+    good = retouched_png(tmp_path / "retouched.png", left)
+    checked = hashlib.sha256(Path(good).read_bytes()).hexdigest()
+    row = _rows(summary)["GC-1"]
+    blocker = Path(summary.ledger).parent / "png" / f"{row['image_id']}.png"
+    blocker.mkdir(parents=True)  # the PNG cannot be written: the first landing fails
+    (blocker / "keep").write_text("x")
+    resume_review(run_id, ui_form("replace", retouched_file=good, note="clean edge"))
+    wait_until(
+        lambda: read_flow_run_input("verdict-2", flow_run_id=run_id) is not None,
+        "the answer to be checked",
+        120,
+        0.05,
+    )
+    # Checked: now the file changes (the photo itself, RGB without alpha) before it lands.
+    Image.open(row["source"]).convert("RGB").save(good, format="PNG")
+    wait_until(
+        lambda: _land_task_state(run_id) in {"AwaitingRetry", "Retrying"},
+        "the landing to fail once",
+        120,
+        0.05,
+    )
+    shutil.rmtree(blocker)  # the retry (5 s, then 30 s later) can write
+    run = wait_for_outcome(run_id, timeout=180)
+    assert run.state.is_completed(), run.state
+    row = _rows(summary)["GC-1"]
+    assert row["review_state"] == "replaced"
+    assert np.array_equal(np.asarray(Image.open(row["png"]).getchannel("A")), left)
+    record = LocalCatalog(settings.resolved_catalog_dir).get(row["dam_id"])
+    assert record.metadata["retouched_file"] == good
+    assert record.metadata["retouched_sha256"] == checked  # the bytes checked, not the photo

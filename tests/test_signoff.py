@@ -167,3 +167,82 @@ def _check_client_link(settings, form_text: str, skus) -> str:
             urllib.request.urlopen(path if path.startswith("http") else base + path, timeout=10)
         assert info.value.code == 404, path
     return link
+
+
+def _signoff_cli(job: str) -> subprocess.CompletedProcess:
+    command = ["signoff", "resume", job, "--approve", "--by", "Pat Producer"]
+    return subprocess.run(
+        [sys.executable, "-m", "cutline", *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_signoff_covers_exactly_the_assets_its_sheet_showed(
+    prefect_server, model_home, tmp_path, settings, webhook
+):
+    """The producer's form and sheet were made while a second review still waited. Then one
+    review is approved and one auto asset changes in the DAM (a new revision); the producer
+    approves the form they saw: exactly the assets it showed are signed off, the two others
+    are left out, and the producer is told which and why. The last review's decision asks
+    for the next sign-off, which shows and signs them."""
+    from dataclasses import replace
+
+    from dam_adapters import ApprovalState
+    from dam_adapters.local_catalog import LocalCatalog
+    from flows.process_shoot import process_shoot
+
+    job = "SIGN-SHOWN"
+    glass = DEFAULT_SAMPLES[3]  # glassware: always reviewed
+    samples = (
+        *DEFAULT_SAMPLES[:2],
+        glass,
+        replace(glass, filename="SKU-2002_front.jpg", sku="SKU-2002", colour=(170, 150, 190)),
+    )
+    shoot = tmp_path / "shoot"
+    write_sample_shoot(shoot, samples, size=(320, 240))
+    process_shoot(shoot=str(shoot), job_id=job, output_root=str(tmp_path / "out"))
+    first = _wait_paused_signoff(settings, job)
+    reviews = {e.sku: e for e in wait_for_reviews(settings, job, 2)}
+    catalog = LocalCatalog(settings.resolved_catalog_dir)
+    shown = {r.sku: r for r in catalog.list_job(job)}  # what the sheet was made from
+    assert set(shown).isdisjoint(reviews) and len(shown) >= 1
+
+    # After the sheet: a review is decided (the other still waits, so no new sign-off) ...
+    assert decide(reviews["SKU-2001"].run_id, ui_form("approve")).state.is_completed()
+    # ... and someone changes an auto asset in the DAM.
+    changed = sorted(shown)[0]
+    catalog.update_approval(
+        shown[changed].dam_id, ApprovalState.APPROVED, by="DAM editor", note="re-cropped"
+    )
+    assert _wait_paused_signoff(settings, job).run_id == first.run_id
+
+    cli = _signoff_cli(job)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    told = cli.stdout
+    assert "Left out 2 asset(s)" in told, told
+    assert "SKU-2001 (SKU-2001_front.jpg): approved after the contact sheet was made" in told
+    assert f"{changed} ({shown[changed].source_name}): changed since the contact sheet" in told
+    assert "asked for when the shoot's last review is decided" in told
+    now = {r.sku: r for r in catalog.list_job(job)}
+    assert now["SKU-2001"].approval_state == ApprovalState.APPROVED  # never shown: not signed
+    assert now[changed].approval_state == ApprovalState.APPROVED  # shown otherwise: not signed
+    assert now[changed].decided_by == "DAM editor"
+    for sku in set(shown) - {changed}:
+        assert now[sku].approval_state == ApprovalState.SIGNED_OFF, sku
+    call = webhook.calls[-1]["body"]
+    assert call["job_id"] == job and call["signed_off"] == len(shown) - 1
+    assert len(call["left_out"]) == 2
+
+    # The last review's decision asks for the next sign-off: it shows and signs the rest.
+    assert decide(reviews["SKU-2002"].run_id, ui_form("approve")).state.is_completed()
+    second = _wait_paused_signoff(settings, job)  # the first one is Completed: not waiting
+    assert second.run_id != first.run_id
+    assert "In the DAM: " in form_description(second.run_id)
+    cli = _signoff_cli(job)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "Left out" not in cli.stdout, cli.stdout
+    final = {r.sku: r for r in catalog.list_job(job)}
+    assert set(final) == set(shown) | {"SKU-2001", "SKU-2002"}
+    assert {r.approval_state for r in final.values()} == {ApprovalState.SIGNED_OFF}

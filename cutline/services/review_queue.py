@@ -157,26 +157,113 @@ def list_reviews(
     return sorted((_entry(run, settings, now, ui_url) for run in runs), key=sort_key)
 
 
+class AnswerNotUsed(RuntimeError):
+    """Another answer reached the run first (the first answer wins): this one was not used.
+    ``used`` is the answer that was, as its form sent it; ``state`` the run's state then."""
+
+    def __init__(self, run_id: str, used: dict[str, Any], state: str) -> None:
+        self.run_id, self.used, self.state = run_id, used, state
+        super().__init__(
+            f"your answer was not used: {describe_answer(used)} reached run {run_id} first "
+            "(the first answer wins)"
+        )
+
+
+def describe_answer(answer: dict[str, Any]) -> str:
+    """'reject by Bo', 'send-back SKU-1, SKU-2 by Pat': what an answer decided, and who."""
+    who = str(answer.get("retoucher") or answer.get("producer") or "someone").strip()
+    what = str(answer.get("decision") or "an answer")
+    if answer.get("send_back"):
+        what += f" {answer['send_back']}"
+    if answer.get("retouched_file"):
+        what += f" ({answer['retouched_file']})"
+    return f"{what} by {who}"
+
+
+def answers_given(client: Any, run_id: str) -> list[dict[str, Any]]:
+    """Every answer a run was resumed with (each form's response), oldest first."""
+    import orjson
+
+    found = []
+    for prefix in ("suspended-", "paused-"):
+        inputs = client.filter_flow_run_input(UUID(run_id), prefix, 200, set())
+        found += [i for i in inputs if i.key.endswith("-response")]
+    found.sort(key=lambda i: i.created or datetime.min.replace(tzinfo=UTC))
+    return [orjson.loads(i.value) for i in found]
+
+
+def _answer_at(client: Any, run_id: str, key: str) -> dict[str, Any] | None:
+    import orjson
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        return orjson.loads(client.read_flow_run_input(UUID(run_id), key))
+    except ObjectNotFound:
+        return None
+
+
 def resume_review(run_id: str, decision: dict[str, Any], starting_wait: float = 120.0) -> None:
     """Resume a waiting review (or sign-off) with the same input the UI's form would send.
     A run still starting (listed right after the shoot returned, not yet suspended) is
-    waited for, up to ``starting_wait`` seconds, instead of refused."""
+    waited for, up to ``starting_wait`` seconds, instead of refused.
+
+    The first answer wins: when another answer reached the run first (two retouchers at
+    once, or one answering a review already being landed or decided), this one is not used
+    and `AnswerNotUsed` says which answer was. Prefect's own resume call reports a run that
+    stopped waiting in between as done; here it never passes silently."""
     import time
 
-    from prefect.flow_runs import resume_flow_run
+    import orjson
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.responses import SetStateStatus
+    from prefect.input import keyset_from_paused_state
 
+    sent = orjson.loads(orjson.dumps(decision))  # as the server stores it
     deadline = time.monotonic() + starting_wait
-    while True:
-        state = read_run(run_id).state
-        if state is None or state.is_paused() or state.is_final():
-            break  # final: let Prefect say why it cannot be resumed
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"the run is still {state.name} after {starting_wait:.0f} s, not waiting for an "
-                "answer yet; try again in a minute (`cutline review list` shows its state)"
-            )
-        time.sleep(0.5)
-    resume_flow_run(UUID(run_id), run_input=decision)
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(UUID(run_id)).state
+            if state is not None and state.is_paused():
+                break
+            given = answers_given(client, run_id)
+            if given:  # answered already: being checked, landed, or decided
+                raise AnswerNotUsed(run_id, given[-1], state.name if state else "")
+            if state is None or state.is_final():
+                raise RuntimeError(
+                    f"the run ended {state.name if state else 'without a state'} "
+                    f"({(state.message if state else '') or 'no message'}) without an answer; "
+                    "nothing waits for one"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the run is still {state.name} after {starting_wait:.0f} s, not waiting for "
+                    "an answer yet; try again in a minute (`cutline review list` shows its state)"
+                )
+            time.sleep(0.5)
+        response_key = keyset_from_paused_state(state)["response"]
+        try:
+            result = client.resume_flow_run(UUID(run_id), run_input=decision)
+        except Exception:
+            # Two resumes at once can make the server refuse one outright (its answer's key
+            # is taken): whose answer is stored says what happened.
+            stored = _answer_at(client, run_id, response_key)
+            if stored is not None and stored != sent:
+                raise AnswerNotUsed(run_id, stored, "") from None
+            raise
+        stored = _answer_at(client, run_id, response_key)
+        if stored is not None and stored != sent:
+            run = client.read_flow_run(UUID(run_id))
+            raise AnswerNotUsed(run_id, stored, run.state.name if run.state else "")
+        if result.status == SetStateStatus.ACCEPT:
+            return
+        if result.status == SetStateStatus.ABORT:  # it stopped waiting between our reads
+            given = answers_given(client, run_id)
+            if given and given[-1] != sent:
+                raise AnswerNotUsed(run_id, given[-1], "")
+        reason = getattr(result.details, "reason", None) or result.status.value
+        if result.state and result.state.type.value == "FAILED":
+            reason = "it timed out waiting and can no longer be resumed"
+        raise RuntimeError(f"Cannot resume this run: {reason}")
 
 
 def read_run(run_id: str) -> Any:
