@@ -116,3 +116,25 @@ def test_a_signoff_form_shows_a_refused_answer_as_text():
     sheet = SimpleNamespace(assets=0, png_pages=[], index="/out/J/contact-sheet/index.html")
     html = _html(signoff_description("J-1", [], sheet, "", problem="unknown SKU(s): " + BEACON))
     assert "<img" not in html and "<a href" not in html
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("Ana\x00", "U+0000"),  # a NUL cuts the name short in C-based tools downstream
+        ("\u202eanA", "U+202E"),  # shows the name backwards
+        ("Ana\u200b", "U+200B"),  # an invisible second "Ana"
+        ("Ana\nQA approved", "U+000A"),  # a second line in the DAM's history
+    ],
+)
+def test_names_with_hidden_characters_are_asked_again(tmp_path, name: str, shown: str):
+    from cutline.domain.items import ImageItem
+    from tasks.review import ReviewDecision, validate_decision
+    from tasks.signoff import SignOffDecision, validate_signoff
+
+    item = ImageItem(index=0, source=str(tmp_path / "a.jpg"), source_name="a.jpg", image_id="a")
+    problem = validate_decision(ReviewDecision(decision="approve", retoucher=name), item)
+    assert "invisible or control characters" in problem and shown in problem
+    signoff = validate_signoff(SignOffDecision(decision="approve", producer=name), [])
+    assert "invisible or control characters" in signoff and shown in signoff
+    assert validate_decision(ReviewDecision(decision="approve", retoucher="Ana Ñúñez"), item) == ""

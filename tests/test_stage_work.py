@@ -118,3 +118,14 @@ def test_work_done_for_the_batch_at_once_is_counted_in_each_images_time():
         assert item.cpu_seconds["review"] >= 0.2 / 3 * 0.95
         assert item.seconds["review"] >= item.cpu_seconds["review"] * 0.95
     assert "review" not in items[1].cpu_seconds
+
+
+def test_a_file_deleted_after_the_shoot_was_listed_fails_alone_saying_so(tmp_path):
+    shoot = tmp_path / "shoot"
+    write_sample_shoot(shoot, DEFAULT_SAMPLES[:2], size=(120, 90))
+    ctx = shoot_context(tmp_path / "GONE-1", "GONE-1", shoot=shoot)
+    items = plan_shoot.fn(ctx, str(shoot / "manifest.csv"), ctx.config.batch_size).items()
+    os.remove(items[0].source)  # a producer tidying the folder while the run goes
+    run_plain(items, ctx, stages_through("ingest"))
+    assert items[0].failed and "is no longer in the shoot folder" in items[0].error
+    assert "unexpected" not in items[0].error and not items[1].failed
