@@ -605,3 +605,313 @@ def test_a_review_whose_stack_dies_while_the_decision_lands_is_run_again_and_lan
     assert record.approved_by == "Kim Retoucher"
     (row,) = read_ledger(str(tmp_path / "out" / job / "ledger.csv"))
     assert row["review_state"] == "approved" and row["reviewed_by"] == "Kim Retoucher"
+
+
+# --- The Prefect server itself crashing, clocks that disagree, stopping `cutline run` ---------
+
+
+def _cutline(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """One `cutline` command in a process of its own, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "cutline", *args],
+        env=env or dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _start_cutline_run(shoot: Path, job: str, out: Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cutline", "run", str(shoot), "--job-id", job, "--out", str(out)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _read_until(process: subprocess.Popen, text: str) -> str:
+    """What ``process`` printed up to and including the line holding ``text``."""
+    seen = ""
+    while text not in seen:
+        line = process.stdout.readline()
+        assert line, f"the command ended ({process.wait()}) before printing {text!r}:\n{seen}"
+        seen += line
+    return seen
+
+
+def _active_slots(name: str) -> int:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(name).active_slots
+
+
+def _kill_server(settings) -> None:
+    """kill -9 the session's Prefect server (a crash: nothing it holds in memory survives)."""
+    from cutline.ops import stack
+
+    pid = stack._read_pid(stack._pid_file(settings, "server"))
+    assert pid, "the session's Prefect server must be running"
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not stack.is_healthy(settings.api_url, timeout=1), "the server to die", 30)
+
+
+def test_a_prefect_server_killed_mid_shoot_keeps_no_slot_and_cutline_run_rides_it_out(
+    prefect_server, model_home, tmp_path, settings, restore_limits
+):
+    """kill -9 of the server while a shoot holds the model's slots and its job's slot, then
+    `cutline up`: the shoot completes, `cutline run` reports that (not ConnectError), every
+    slot comes back, a rerun of the job starts at once, and Ctrl-C/SIGTERM still stops a
+    run of the serve process that lived through the outage."""
+    from cutline.domain.limits import MODEL_LIMIT
+    from cutline.ops import stack
+    from cutline.services.job_lock import lock_name
+    from cutline.services.review_queue import read_run
+
+    job, shoot, out = "SRVDOWN-1", tmp_path / "shoot", tmp_path / "out"
+    names = product_shoot(shoot, 12)
+    cli = _start_cutline_run(shoot, job, out)
+    try:
+        _wait_for(lambda: _active_slots(MODEL_LIMIT) > 0, 300, "the shoot to hold the model", cli)
+        assert _active_slots(lock_name(job)) == 1
+        _kill_server(settings)
+        # The outage itself: twenty seconds without the server, not a wait for a condition.
+        # Long enough that Prefect's runner in the serve process gives up watching for
+        # cancellations (its polls fail three times in a row).
+        time.sleep(20)
+        up = _cutline("up")
+    finally:
+        stack.up(settings)  # the session's server is back whatever happened above
+    assert up.returncode == 0, up.stdout + up.stderr
+    output, _ = cli.communicate(timeout=600)
+    assert cli.returncode == 0, output
+    assert f"{job}: the Prefect server does not answer" in output, output
+    assert f"{job}: the Prefect server answers again" in output
+    assert f"{job}: Completed" in output and "error:" not in output, output
+    rows = read_ledger(str(out / job / "ledger.csv"))
+    assert sorted(r["source_name"] for r in rows) == names
+
+    # The slots the shoot held were given back through their leases, which outlived the
+    # server (in memory, cutline-model stayed 2/2 taken for ever).
+    wait_until(
+        lambda: _active_slots(MODEL_LIMIT) == 0 and _active_slots(lock_name(job)) == 0,
+        "the shoot's model and job slots to be free",
+        timeout=120,
+    )
+    started = time.monotonic()
+    rerun = _cutline("run", str(shoot), "--job-id", job, "--out", str(out))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert time.monotonic() - started < 120, "the rerun waited for the job's slot"
+
+    # SIGTERM to `cutline run` of a run the (outage-surviving) serve process runs: the
+    # command exits within seconds and the run really stops, Cancelled.
+    big = tmp_path / "big"
+    product_shoot(big, 40, size=(640, 480))
+    stopping = _start_cutline_run(big, "SRVDOWN-2", out)
+    seen = _read_until(stopping, "SRVDOWN-2: Running")
+    run_id = seen.split("/runs/flow-run/", 1)[1].split()[0]
+    sent = time.monotonic()
+    stopping.send_signal(signal.SIGTERM)
+    said, _ = stopping.communicate(timeout=120)
+    assert time.monotonic() - sent < 30, said
+    assert stopping.returncode == 130, said
+    assert "Traceback" not in said
+    state = wait_until(
+        lambda: (s := read_run(run_id).state).is_final() and s, "the run to stop", 60, 1
+    )
+    assert state.is_cancelled(), state
+    time.sleep(5)  # a process still at work would write its summary now
+    assert not (out / "SRVDOWN-2" / "summary.json").exists(), "the cancelled shoot went on"
+
+
+def test_slots_of_holders_that_died_with_the_server_come_back_after_cutline_up(
+    prefect_server, settings, restore_limits
+):
+    """A machine crash: the Prefect server and a worker holding the model's only slot die
+    together. After `cutline up` the worker's slot lapses with its lease (kept on disk), and a
+    slot no lease accounts for (taken under a server that kept leases in memory) is given
+    back as the server starts."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.settings import PREFECT_API_URL
+
+    from cutline.domain.limits import MODEL_LIMIT, upsert_limit
+    from cutline.ops import stack
+    from cutline.services.job_lock import lock_name
+
+    leaked = lock_name("LEAKED-1")
+    with get_client(sync_client=True) as client:
+        upsert_limit(client, MODEL_LIMIT, 1)
+        upsert_limit(client, leaked, 1)
+        client.increment_concurrency_slots([leaked], 1, "concurrency")  # taken, no lease
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_MODEL],
+        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        line = holder.stdout.readline()
+        assert line.strip() == "holding", line + holder.stdout.read()
+        _kill_server(settings)
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+        up = _cutline("up")
+    finally:
+        stack.up(settings)
+    assert up.returncode == 0, up.stdout + up.stderr
+    died = time.monotonic()
+    assert _active_slots(leaked) == 0, "the slot without a lease was not given back at start"
+    with get_client(sync_client=True) as client:  # `cutline up` set the settings' 2 slots
+        upsert_limit(client, MODEL_LIMIT, 1)
+    assert _active_slots(MODEL_LIMIT) == 1  # the dead worker's lease has not lapsed yet
+    try:
+        with concurrency(MODEL_LIMIT, occupy=1, strict=True, timeout_seconds=240):
+            waited = time.monotonic() - died
+    except TimeoutError:
+        pytest.fail("the dead worker's model slot was still taken 240 s after `cutline up`")
+    assert waited < 120, f"the dead worker's model slot was held {waited:.0f} s"
+
+
+def test_a_job_slot_that_no_run_holds_does_not_block_the_rerun_for_hours(
+    prefect_server, model_home, tmp_path
+):
+    """The job's slot is taken though no run of the job is going (its holder died with a
+    server that kept leases in memory, or a server of the user's own): the rerun gives it
+    back after a couple of minutes instead of waiting CUTLINE_JOB_WAIT_MINUTES for nobody."""
+    from prefect.client.orchestration import get_client
+
+    from cutline.domain.limits import upsert_limit
+    from cutline.services.job_lock import UNHELD_SLOT_SECONDS, lock_name
+
+    job, shoot, out = "ORPHAN-1", tmp_path / "shoot", tmp_path / "out"
+    names = product_shoot(shoot, 2)
+    with get_client(sync_client=True) as client:
+        upsert_limit(client, lock_name(job), 1)
+        client.increment_concurrency_slots([lock_name(job)], 1, "concurrency")
+    env = _env(tmp_path, catalog_dir=str(tmp_path / "catalog"), job_wait_minutes="30")
+    started = time.monotonic()
+    run = subprocess.run(
+        _shoot_process(str(shoot), job, str(out)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    took = time.monotonic() - started
+    said = run.stdout + run.stderr
+    assert run.returncode == 0, said
+    assert f"cutline-job-{job} was taken for" in said and "giving the slot back" in said, said
+    assert took < UNHELD_SLOT_SECONDS + 150, f"the run took {took:.0f} s"
+    rows = read_ledger(str(out / job / "ledger.csv"))
+    assert sorted(r["source_name"] for r in rows) == names
+    assert _active_slots(lock_name(job)) == 0
+
+
+def test_a_worker_whose_clock_is_half_an_hour_behind_is_not_taken_for_dead(
+    prefect_server, model_home, tmp_path, restore_limits
+):
+    """A worker 30 minutes behind the server (faketime) sends heartbeats stamped 30 minutes
+    ago: they are judged by when the server received them, so its live run is not stranded,
+    `cutline up` leaves it alone, and it completes."""
+    import shutil
+
+    from cutline.services.review_queue import read_run
+    from cutline.services.stranded_runs import stranded_runs
+
+    if not shutil.which("faketime"):
+        pytest.fail("Debian's faketime is not installed: run `bash scripts/setup.sh --test`")
+    job, shoot, out = "SKEW-1", tmp_path / "shoot", tmp_path / "out"
+    names = product_shoot(shoot, 16)
+    stale = 40.0  # the worker beats every 30 s
+    # A DAM write every 4 s keeps the run going for over a minute.
+    env = _env(tmp_path, catalog_dir=str(tmp_path / "catalog"), dam_writes_per_second="0.25")
+    env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = "30"
+    worker = subprocess.Popen(
+        ["faketime", "-f", "-30m", *_shoot_process(str(shoot), job, str(out))],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    run_id = _wait_for(lambda: _running_run_of(job), 300, "the skewed run to be Running", worker)
+
+    def silent_for_longer_than_stale():
+        from prefect.client.orchestration import get_client
+
+        from cutline.services.stranded_runs import _server_now
+
+        with get_client(sync_client=True) as client:
+            now = _server_now(client)
+        state = read_run(run_id).state
+        return state.is_running() and (now - state.timestamp).total_seconds() > stale + 5
+
+    # By the server's clock its Running state is older than `stale`: only heartbeats count now.
+    _wait_for(silent_for_longer_than_stale, 120, "the run to be Running for a while", worker)
+    assert run_id not in {str(r.id) for r in stranded_runs(stale, job)}
+    up = _cutline("up", env={**os.environ, "CUTLINE_STRANDED_AFTER_SECONDS": str(stale)})
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert job not in up.stdout, up.stdout  # nothing was done to the live run
+    assert worker.poll() is None, "the run ended before `cutline up` looked at it"
+    output, _ = worker.communicate(timeout=600)
+    assert worker.returncode == 0, output
+    states = _state_names(run_id)
+    assert states[-1] == "Completed" and "Crashed" not in states, states
+    rows = read_ledger(str(out / job / "ledger.csv"))
+    assert sorted(r["source_name"] for r in rows) == names
+
+
+def _running_run_of(job: str) -> str | None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[job]))
+        )
+    return next((str(r.id) for r in runs if r.state and r.state.is_running()), None)
+
+
+def _state_names(run_id: str) -> list[str]:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return [s.name for s in client.read_flow_run_states(UUID(run_id))]
+
+
+def test_sigterm_to_cutline_run_whose_run_was_claimed_but_not_started_cancels_it_at_once(
+    prefect_server, tmp_path
+):
+    """SIGTERM lands while a worker has claimed the run (Pending) but its flow has not
+    started: Prefect's runner could leave such a run Cancelling (for five minutes, until the
+    server's timeout); `cutline run` exits within seconds with the run Cancelled."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Pending
+
+    from cutline.services.review_queue import read_run
+    from flows.process_shoot import process_shoot
+
+    # A deployment of the shoot flow that nothing serves: the test plays the claiming worker.
+    process_shoot.to_deployment(name="unserved").apply()
+    shoot = tmp_path / "shoot"
+    product_shoot(shoot, 1)
+    cli = _start_cutline_run(
+        shoot, "CLAIMED-1", tmp_path / "out", CUTLINE_SHOOT_DEPLOYMENT="process-shoot/unserved"
+    )
+    seen = _read_until(cli, "CLAIMED-1: Scheduled")
+    run_id = seen.split("/runs/flow-run/", 1)[1].split()[0]
+    with get_client(sync_client=True) as client:
+        assert client.set_flow_run_state(run_id, Pending()).state.is_pending()
+    sent = time.monotonic()
+    cli.send_signal(signal.SIGTERM)
+    said, _ = cli.communicate(timeout=120)
+    assert time.monotonic() - sent < 15, said
+    assert cli.returncode == 130 and "stopped (Cancelled)" in said, said
+    state = read_run(run_id).state
+    assert state.is_cancelled(), state

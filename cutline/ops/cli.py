@@ -16,10 +16,12 @@ import typer
 
 from cutline.base import storage
 from cutline.base.errors import ConfigError, CutlineError
+from cutline.base.markdown import unescaped
 from cutline.base.redact import redact
 from cutline.base.settings import get_settings
 from cutline.imaging import model_store
 from cutline.ops import stack
+from cutline.ops.terminal import guard_standard_streams
 
 app = typer.Typer(
     help="Cutline: studio-scale AI background removal on Prefect.",
@@ -95,20 +97,80 @@ def stack_status() -> None:
 
 
 _FOLLOW_SECONDS = 2.0
-_STOP_WAIT_SECONDS = 60.0
+# After Ctrl-C or SIGTERM: how long `cutline run` waits to see the run Cancelled. A running
+# run's process gets the runner's SIGTERM and stops within seconds; one that lingers is
+# killed by the runner (30 s grace), and the server marks a run still Cancelling Cancelled
+# after stack.CANCELLING_TIMEOUT_SECONDS.
+_STOP_WAIT_SECONDS = 20.0
+# A run cancelled before its flow started (Pending, Submitting) is left to the runner this
+# long; after that `cutline run` marks it Cancelled itself (nothing of it ever ran).
+_UNSTARTED_GRACE_SECONDS = 3.0
 _UNCLAIMED_HINT_SECONDS = 60.0
+# While following a run, how long the Prefect server may be unreachable (a crash and
+# `cutline up`, a restart) before `cutline run` gives up following; the run goes on anyway.
+_RECONNECT_SECONDS = 600.0
 
 
-def _follow(run_id, job_id: str) -> Any:
-    """Wait for a submitted shoot run to end, saying when its state changes."""
+def _server_unreachable(exc: Exception) -> bool:
+    """Whether ``exc`` says the Prefect server did not answer (down, restarting, starting
+    up), as opposed to an answer that refuses the request."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code in {502, 503, 504}
+
+
+def _read_run_riding_out_outages(run_id: str, job_id: str) -> Any:
+    """The run as the API has it now; while the server does not answer, keep asking (saying
+    so once) for up to ``_RECONNECT_SECONDS``: a server restarted mid-shoot does not stop
+    the shoot, so following it should not stop either."""
     import time
 
     from cutline.services.review_queue import read_run
 
+    lost_since: float | None = None
+    while True:
+        try:
+            run = read_run(run_id)
+        except Exception as exc:
+            if not _server_unreachable(exc):
+                raise
+            now = time.monotonic()
+            if lost_since is None:
+                lost_since = now
+                typer.echo(
+                    f"{job_id}: the Prefect server does not answer ({type(exc).__name__}); "
+                    "the run goes on without it; retrying for up to "
+                    f"{_RECONNECT_SECONDS / 60:.0f} min (`cutline up` starts the local server)",
+                    err=True,
+                )
+            elif now - lost_since > _RECONNECT_SECONDS:
+                raise CutlineError(
+                    f"The Prefect server did not answer for {_RECONNECT_SECONDS / 60:.0f} min "
+                    f"while this terminal followed shoot {job_id} (run {run_id}); the run may "
+                    "still be going.",
+                    hint=f"Start the server (`cutline up`), then `cutline status {job_id}` "
+                    "says where the run is; running the same command again finishes the shoot "
+                    "(finished images are reused).",
+                ) from None
+            time.sleep(_FOLLOW_SECONDS)
+            continue
+        if lost_since is not None:
+            typer.echo(f"{job_id}: the Prefect server answers again", err=True)
+        return run
+
+
+def _follow(run_id, job_id: str) -> Any:
+    """Wait for a submitted shoot run to end, saying when its state changes; a Prefect
+    server that stops answering for a while (restarted) is waited for."""
+    import time
+
     seen, started = "", time.monotonic()
     hinted = False
     while True:
-        run = read_run(str(run_id))
+        run = _read_run_riding_out_outages(str(run_id), job_id)
         name = run.state.name if run.state else "Scheduled"
         if name != seen:
             typer.echo(f"{job_id}: {name}")
@@ -156,23 +218,50 @@ def _signals_as_interrupt() -> Iterator[None]:
 
 def _stop_run(run_id: str, job_id: str) -> int:
     """Cancel the shoot run this terminal started (Ctrl-C or SIGTERM) and wait, bounded, for
-    it to stop; finished work stays in the job folder, so the same command finishes it."""
+    it to stop; finished work stays in the job folder, so the same command finishes it.
+
+    A run cancelled while its process was starting (Pending) never runs its flow (the engine
+    is refused Running), but Prefect's runner may leave it Cancelling; once it has had a
+    moment to act, such a run is marked Cancelled here. Another Ctrl-C or SIGTERM while
+    waiting stops the waiting, not the stopping."""
     import time
 
     from prefect.client.orchestration import get_client
-    from prefect.states import Cancelling
+    from prefect.states import Cancelled, Cancelling
 
     from cutline.services.review_queue import read_run
 
     typer.echo(f"\nstopping shoot {job_id} (run {run_id}) ...", err=True)
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(run_id, Cancelling(message="stopped from the terminal"))
-    deadline = time.monotonic() + _STOP_WAIT_SECONDS
-    state = read_run(run_id).state
-    while not (state and state.is_final()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-        state = read_run(run_id).state
-    ended = state.name if state else "unknown"
+    state = None
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run_id, Cancelling(message="stopped from the terminal"))
+            asked = time.monotonic()
+            deadline = asked + _STOP_WAIT_SECONDS
+            run = read_run(run_id)
+            while not (run.state and run.state.is_final()) and time.monotonic() < deadline:
+                never_ran = run.start_time is None and run.state and run.state.is_cancelling()
+                if never_ran and time.monotonic() - asked > _UNSTARTED_GRACE_SECONDS:
+                    client.set_flow_run_state(
+                        run_id, Cancelled(message="stopped from the terminal before it started")
+                    )
+                time.sleep(0.5)
+                run = read_run(run_id)
+            state = run.state
+    except KeyboardInterrupt:
+        pass  # asked twice: stop waiting; the run stops on its own
+    except Exception as exc:
+        if not _server_unreachable(exc):
+            raise
+        typer.secho(
+            f"could not reach the Prefect server to stop shoot {job_id} "
+            f"({type(exc).__name__}); the run may go on: cancel run {run_id} in the UI once "
+            "the server is back (`cutline up`)",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        return 130
+    ended = state.name if state else "Cancelling"
     typer.echo(
         f"shoot {job_id} {'stopped' if state and state.is_final() else 'is stopping'} "
         f"({ended}); finished images are kept: run the same command again to finish it",
@@ -182,7 +271,12 @@ def _stop_run(run_id: str, job_id: str) -> int:
 
 
 def run_shoot(
-    shoot: str, job_id: str, manifest: str | None, out: str | None, detach: bool = False
+    shoot: str,
+    job_id: str,
+    manifest: str | None,
+    out: str | None,
+    detach: bool = False,
+    allow_bulk_withdrawal: bool = False,
 ) -> int:
     """Submit a run of the process-shoot deployment (the same run the UI's Custom run makes,
     which ops can Retry), follow it to the end and print its summary; return the exit code.
@@ -192,10 +286,12 @@ def run_shoot(
     """
     from prefect.deployments import run_deployment
 
-    from cutline.domain.items import JobLayout
+    from cutline.domain.items import JobLayout, validate_job_id
     from cutline.records.summary import ShootSummary, summary_markdown
+    from cutline.services.job_lock import refuse_similar_jobs
 
     settings = get_settings()
+    validate_job_id(job_id)  # refused here, before a run is made, as the run would refuse it
     _refuse_missing_local(shoot, "Shoot folder", folder=True)
     if manifest:
         _refuse_missing_local(manifest, "Manifest", folder=False)
@@ -206,7 +302,10 @@ def run_shoot(
         "manifest": storage.locate(manifest).uri() if manifest else None,
         "output_root": output_root,
     }
+    if allow_bulk_withdrawal:  # only when asked: a stack of an older version lacks it
+        parameters["allow_bulk_withdrawal"] = True
     with stack.using_stack(settings) as current:
+        refuse_similar_jobs(job_id)
         submitted = run_deployment(
             settings.shoot_deployment, parameters=parameters, timeout=0, as_subflow=False
         )
@@ -214,11 +313,11 @@ def run_shoot(
         if detach:
             typer.echo(f"the run goes on without this terminal: `cutline status {job_id}`")
             return 0
-        try:
-            with _signals_as_interrupt():
+        with _signals_as_interrupt():  # also while stopping: a second signal ends the wait
+            try:
                 run = _follow(submitted.id, job_id)
-        except KeyboardInterrupt:
-            return _stop_run(str(submitted.id), job_id)
+            except KeyboardInterrupt:
+                return _stop_run(str(submitted.id), job_id)
         if not run.state.is_completed():
             typer.secho(
                 f"error: shoot {job_id} ended {run.state.name}: {run.state.message or 'no message'}",
@@ -229,7 +328,7 @@ def run_shoot(
             return 1
         layout = JobLayout.for_job(output_root, job_id)
         summary = ShootSummary.model_validate_json(storage.read_bytes(layout.summary))
-        typer.echo(summary_markdown(summary))
+        typer.echo(unescaped(summary_markdown(summary)))
         typer.echo(f"\nledger: {summary.ledger}\nPrefect UI: {current.ui_url}")
         if summary.reviews:
             typer.echo("reviews: `cutline review list`, or Resume each review-cutout run in the UI")
@@ -257,11 +356,19 @@ def run(
             "--detach", help="Submit the run and return; it goes on without this terminal."
         ),
     ] = False,
+    allow_bulk_withdrawal: Annotated[
+        bool,
+        typer.Option(
+            "--allow-bulk-withdrawal",
+            help="Withdraw the assets of files that left the shoot even when the folder is "
+            "empty or lost most of the job's files at once (refused otherwise).",
+        ),
+    ] = False,
 ) -> None:
     """Run one shoot end to end; exits 0 when the run completed, even if some images failed.
     Ctrl-C (or SIGTERM) stops the run; rerunning the same command finishes it."""
     try:
-        code = run_shoot(shoot, job_id, manifest, out, detach)
+        code = run_shoot(shoot, job_id, manifest, out, detach, allow_bulk_withdrawal)
     except CutlineError as exc:
         raise _fail(exc) from None
     raise typer.Exit(code)
@@ -555,7 +662,7 @@ def review_resume(
     wait: Annotated[bool, typer.Option(help="Wait for the decision to land.")] = True,
 ) -> None:
     """Decide a waiting review from the terminal, through the same input as the UI form."""
-    from cutline.services.review_queue import resume_review, wait_for_outcome
+    from cutline.services.review_queue import AnswerNotUsed, resume_review, wait_for_outcome
     from tasks.review import ReviewDecision
 
     chosen = [
@@ -575,6 +682,8 @@ def review_resume(
     with stack.using_stack(settings):
         try:
             resume_review(run_id, decision.model_dump())
+        except AnswerNotUsed as lost:
+            _report_answer_not_used(lost, "review")
         except Exception as exc:
             raise _fail(f"could not resume review {run_id}: {exc}", code=1) from None
         typer.echo(f"review {run_id} resumed with {chosen[0]}")
@@ -582,7 +691,9 @@ def review_resume(
             return
         run = wait_for_outcome(run_id)
     if run.state.is_completed():
-        typer.echo(f"landed: {run.state.name}")
+        typer.echo(
+            f"landed: {run.state.name}" + (f": {run.state.message}" if run.state.message else "")
+        )
     elif run.state.is_paused():
         typer.secho(
             "the answer was not accepted; the review is waiting again (see its form text)",
@@ -594,6 +705,35 @@ def review_resume(
             f"review run is {run.state.name}: {run.state.message or ''}", fg="red", err=True
         )
         raise typer.Exit(1)
+
+
+def _report_answer_not_used(lost, kind: str) -> None:
+    """Tell the person whose answer lost the race that it was not used, and what was
+    decided instead (waiting for that answer to land); exits 1."""
+    from cutline.services.review_queue import describe_answer, read_run, wait_for_outcome
+
+    typer.secho(f"{kind} {lost.run_id}: {lost}", fg="red", err=True)
+    run = read_run(lost.run_id)
+    if not (run.state.is_paused() or run.state.is_final()):
+        run = wait_for_outcome(lost.run_id)
+    if run.state.is_completed():
+        typer.secho(
+            f"decided instead: {describe_answer(lost.used)}"
+            + (f" ({run.state.message})" if run.state.message else ""),
+            err=True,
+        )
+    elif run.state.is_paused():
+        typer.secho(
+            f"that answer ({describe_answer(lost.used)}) could not be used either: the {kind} "
+            "waits again; read its form and answer again",
+            fg="yellow",
+            err=True,
+        )
+    else:
+        typer.secho(
+            f"the {kind} run is {run.state.name}: {run.state.message or ''}", fg="red", err=True
+        )
+    raise typer.Exit(1)
 
 
 @review_app.command("escalate")
@@ -669,7 +809,7 @@ def signoff_resume(
     ] = "",
 ) -> None:
     """Sign a shoot off from the terminal, through the same input as the UI form."""
-    from cutline.services.review_queue import resume_review, wait_for_outcome
+    from cutline.services.review_queue import AnswerNotUsed, resume_review, wait_for_outcome
     from cutline.services.signoff_queue import signoff_run_for
     from tasks.signoff import SignOffDecision
 
@@ -688,10 +828,15 @@ def signoff_resume(
         entry = signoff_run_for(job, current.ui_url)
         if entry is None:
             raise _fail(f"no sign-off is waiting for shoot {job} (see `cutline signoff list`)")
-        resume_review(entry.run_id, decision.model_dump())
+        try:
+            resume_review(entry.run_id, decision.model_dump())
+        except AnswerNotUsed as lost:
+            _report_answer_not_used(lost, "sign-off")
         run = wait_for_outcome(entry.run_id)
     if run.state.is_completed():
         typer.echo(f"shoot {job} signed off ({decision.decision}) by {by}")
+        if run.state.message:
+            typer.echo(run.state.message)
         return
     if run.state.is_paused():
         typer.secho(
@@ -718,7 +863,9 @@ def _options(
 def main() -> None:
     """Console entry point: an error Cutline explains (bad settings, a wrong path, a refused
     run) is one line on stderr with exit code 2; an unexpected one is one line with exit
-    code 1. `cutline --debug ...` adds the traceback."""
+    code 1. `cutline --debug ...` adds the traceback. Nothing printed can steer the
+    terminal (`cutline.ops.terminal`)."""
+    guard_standard_streams()
     try:
         app(prog_name="cutline", standalone_mode=True)  # usage errors: typer's own message
     except CutlineError as exc:

@@ -7,11 +7,107 @@
 one in SQLite costs the client a fraction of a second, not Prefect's fixed 2, 4, 8 s
 (see `cutline.ops.retry_after`). Everything else is Prefect's: settings come from the
 environment (PREFECT_HOME, PREFECT_SERVER_*), as for `prefect server start`.
+
+At start-up, before it answers any request, the server gives back the slots of Cutline's
+concurrency limits (the model's, each job's) that no lease accounts for (`ReclaimUnleasedSlots`):
+slots a crash left taken with no holder to give them back.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+from collections import defaultdict
+from collections.abc import MutableMapping
+from typing import Any
+
+from cutline.ops.retry_after import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("cutline.prefect_server")
+
+# Cutline's own limits: the model's and one per job. Prefect's (deployment:..., tag:...) are
+# released by Prefect when their runs end, lease or not; reclaiming them here could free a
+# slot twice.
+CUTLINE_LIMIT_PREFIX = "cutline-"
+# Lease storages that live in this one server (its memory or its PREFECT_HOME): every lease
+# there is this server's, so a slot without one is held by nobody. With a shared storage
+# (prefect-redis, several API servers) another server may be taking a slot at this moment.
+_SINGLE_SERVER_STORAGES = (
+    "prefect.server.concurrency.lease_storage.memory",
+    "prefect.server.concurrency.lease_storage.filesystem",
+)
+
+
+async def reclaim_unleased_slots() -> dict[str, int]:
+    """Give back the slots of Cutline's concurrency limits that no lease holds (a holder
+    killed with an in-memory lease storage, or slots leaked before leases were kept on
+    disk); return the slots given back per limit. Leases still on record, expired or not,
+    count as held: Prefect's repossessor frees those itself. Rate limits (slot decay) have
+    no leases and are left alone."""
+    from prefect.server.concurrency.lease_storage import get_concurrency_lease_storage
+    from prefect.server.database import provide_database_interface
+    from prefect.server.models import concurrency_limits_v2
+    from prefect.settings.context import get_current_settings
+
+    if get_current_settings().server.concurrency.lease_storage not in _SINGLE_SERVER_STORAGES:
+        return {}
+    storage = get_concurrency_lease_storage()
+    # Leases first, limits second: a lease the repossessor revokes in between lowers the
+    # limit's count too, so the difference can only come out too small, never too large.
+    lease_ids = set(await storage.read_active_lease_ids(limit=1_000_000))
+    lease_ids |= set(await storage.read_expired_lease_ids(limit=1_000_000))
+    held: MutableMapping[Any, int] = defaultdict(int)
+    for lease_id in lease_ids:
+        lease = await storage.read_lease(lease_id)
+        if lease is not None and lease.metadata is not None:
+            for limit_id in lease.resource_ids:
+                held[limit_id] += lease.metadata.slots
+    reclaimed: dict[str, int] = {}
+    db = provide_database_interface()
+    async with db.session_context(begin_transaction=True) as session:
+        limits = await concurrency_limits_v2.read_all_concurrency_limits(
+            session=session, limit=None, offset=None
+        )
+        for limit in limits:
+            if not limit.name.startswith(CUTLINE_LIMIT_PREFIX) or limit.slot_decay_per_second:
+                continue
+            unleased = int(limit.active_slots) - held[limit.id]
+            if unleased > 0:
+                await concurrency_limits_v2.bulk_decrement_active_slots(
+                    session=session, concurrency_limit_ids=[limit.id], slots=unleased
+                )
+                reclaimed[str(limit.name)] = unleased
+    return reclaimed
+
+
+class ReclaimUnleasedSlots:
+    """ASGI middleware: once the app has started (database migrated), and before the server
+    takes its first request, run `reclaim_unleased_slots` and log what it gave back. A
+    failure is logged and the server starts anyway: the slots are then as they were."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_after_reclaiming(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                try:
+                    for name, slots in sorted((await reclaim_unleased_slots()).items()):
+                        logger.warning(
+                            "Gave back %d slot(s) of concurrency limit %s: no lease held "
+                            "them (their holder stopped with the server)",
+                            slots,
+                            name,
+                        )
+                except Exception:
+                    logger.exception("Could not check concurrency slots for lost leases")
+            await send(message)
+
+        await self.app(scope, receive, send_after_reclaiming)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,8 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
+    logging.basicConfig(format="%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
     uvicorn.run(
-        QuickRetryAfter(create_app(final=True)),
+        ReclaimUnleasedSlots(QuickRetryAfter(create_app(final=True))),
         host=args.host,
         port=args.port,
         timeout_keep_alive=PREFECT_SERVER_API_KEEPALIVE_TIMEOUT.value(),

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from cutline.base.settings import PROJECT_ROOT, get_settings
+from cutline.ops.cancel_watch import start_cancel_watch
 from cutline.services.housekeeping import start_housekeeping
 from cutline.services.share import start_share_server
 
@@ -99,6 +100,7 @@ def main() -> None:
     except OSError as exc:  # the port is taken: sign-off still works, without client links
         print(f"contact-sheet links unavailable on port {settings.resolved_share_port}: {exc}")
     start_housekeeping(settings, os.environ.get("PREFECT_UI_URL") or settings.ui_url)
+    start_cancel_watch(settings.runner_poll_seconds)  # Cancel still works after a server outage
     serve(*build_deployments(), pause_on_shutdown=False, print_starting_message=True)
 
 

@@ -26,6 +26,9 @@ _HEALTH_TIMEOUT = 120.0
 HEARTBEAT_SECONDS = (
     30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the runs the stack serves (Prefect minimum)
 )
+PERSISTENT_LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
+# Longer than the runner's 30 s grace for a cancelled run's process to stop.
+CANCELLING_TIMEOUT_SECONDS = 90
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,17 @@ def server_env(settings: CutlineSettings) -> dict[str, str]:
         PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_LOOP_SECONDS=str(
             settings.server_pause_expiry_check_seconds
         ),
+    )
+    # Concurrency-slot leases on disk (under PREFECT_HOME), not in the server's memory: after
+    # a server crash the slots of live holders stay theirs and those of dead ones lapse when
+    # their lease does. In memory, every held slot (the model's, a job's) stayed taken for
+    # ever. A lease storage of the user's own (prefect-redis) is kept.
+    env.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", PERSISTENT_LEASE_STORAGE)
+    # A run cancelled while its process was starting can be left Cancelling by Prefect's
+    # runner; the server then marks it Cancelled after this long (Prefect's default: 300 s).
+    env.setdefault(
+        "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_CANCELLING_TIMEOUT_SECONDS",
+        str(CANCELLING_TIMEOUT_SECONDS),
     )
     if settings.server_database_url:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = settings.server_database_url

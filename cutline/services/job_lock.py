@@ -5,7 +5,12 @@ producer's run, two workers) would write the same job folder, ledger and DAM rec
 for two sign-offs. Each run of a job therefore holds the job's slot, a Prefect global
 concurrency limit of 1 named ``cutline-job-<JOB>``; a second run waits for it (saying which
 run it waits for) and then runs as a rerun. The slot is held under a lease that the holder
-renews: a run whose process is killed frees it within ``LEASE_SECONDS``."""
+renews: a run whose process is killed frees it within ``LEASE_SECONDS``.
+
+A slot that no lease accounts for (its holder died with a Prefect server that kept leases in
+memory) would never be freed: a run that finds the job's slot taken while no other run of the
+job is going for ``UNHELD_SLOT_SECONDS`` gives that slot back and takes it, instead of
+waiting ``CUTLINE_JOB_WAIT_MINUTES`` for nobody."""
 
 from __future__ import annotations
 
@@ -21,6 +26,12 @@ from cutline.domain.limits import upsert_limit
 
 LEASE_SECONDS = 60.0
 POLL_SECONDS = 15.0
+# Longer than a dead holder's lease (LEASE_SECONDS) plus the server's repossessor cadence
+# (15 s) with room to spare: a slot still taken after this, with no run of the job going,
+# has no lease behind it.
+UNHELD_SLOT_SECONDS = LEASE_SECONDS + 60.0
+# States of a shoot run whose process may hold the job's slot.
+HOLDING_STATES = ("RUNNING", "CANCELLING")
 SHOOT_FLOW = "process-shoot"
 
 
@@ -34,7 +45,8 @@ def lock_name(job_id: str) -> str:
 
 
 def other_runs_of_job(job_id: str, run_id: str | None) -> list[str]:
-    """Ids of the job's other shoot runs that are running now (the run name is the job id)."""
+    """Ids of the job's other shoot runs that are running (or being cancelled) now: the runs
+    that may hold the job's slot (the run name is the job id)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowFilter,
@@ -50,7 +62,7 @@ def other_runs_of_job(job_id: str, run_id: str | None) -> list[str]:
             flow_filter=FlowFilter(name=FlowFilterName(any_=[SHOOT_FLOW])),
             flow_run_filter=FlowRunFilter(
                 name=FlowRunFilterName(any_=[job_id]),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["RUNNING"])),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(HOLDING_STATES))),
             ),
             limit=20,
         )
@@ -113,6 +125,7 @@ def one_run_per_job(
     with get_client(sync_client=True) as client:
         upsert_limit(client, name, 1)
     poll = 1.0  # the first look is short, so a waiting run says so at once
+    unheld_since: float | None = None  # since when the slot is taken with no run going
     with ExitStack() as held:
         while True:
             try:
@@ -130,7 +143,16 @@ def one_run_per_job(
                 break
             except TimeoutError:
                 others = other_runs_of_job(job_id, run_id)
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if others:
+                    unheld_since = None
+                elif unheld_since is None:
+                    unheld_since = now
+                elif now - unheld_since >= UNHELD_SLOT_SECONDS:
+                    _give_back_unheld_slot(name, now - unheld_since)
+                    unheld_since, poll = None, 1.0
+                    continue
+                if now >= deadline:
                     raise JobBusyError(
                         f"Job {job_id} is still being run by flow run(s) "
                         f"{', '.join(others) or '(a run whose process stopped)'}; this run "
@@ -141,3 +163,24 @@ def one_run_per_job(
                 on_wait(others)
                 poll = POLL_SECONDS
         yield
+
+
+def _give_back_unheld_slot(name: str, unheld_for: float) -> None:
+    """Free the job slot ``name`` that no run holds (see the module docstring)."""
+    import logging
+
+    from prefect.client.orchestration import get_client
+    from prefect.logging import get_run_logger
+
+    try:
+        logger: logging.Logger | logging.LoggerAdapter = get_run_logger()
+    except Exception:  # not in a run: the process's own log
+        logger = logging.getLogger("cutline.job_lock")
+    logger.warning(
+        "%s was taken for %.0f s with no run of the job going (its holder stopped with the "
+        "Prefect server); giving the slot back",
+        name,
+        unheld_for,
+    )
+    with get_client(sync_client=True) as client:
+        client.release_concurrency_slots([name], 1, occupancy_seconds=unheld_for)

@@ -3,7 +3,9 @@
 Every Prefect flow-run process emits a ``prefect.flow-run.heartbeat`` event while it runs
 (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``; the stack's serve process uses 30 s). A run that is
 Running or Pending with no heartbeat for ``CUTLINE_STRANDED_AFTER_SECONDS`` lost its process
-(killed, machine restarted) and would otherwise stay Running for ever.
+(killed, machine restarted) and would otherwise stay Running for ever. Every time compared is
+the Prefect server's (when it received a heartbeat, when it set a state, its own "now"): the
+machine running a flow may have a clock far off, and its live runs must not look silent.
 
 - A review or sign-off run is rescheduled: it runs again from the top and, because Prefect
   keeps the answer given to a suspended run (its pause key and input), it lands the answer
@@ -64,24 +66,50 @@ def _running_runs(client: Any, job_id: str | None) -> list[Any]:
     return [run for run in runs if f"job:{job_id}" in (run.tags or []) or run.name == job_id]
 
 
-def _heartbeating(client: Any, run_ids: list[str], since: datetime) -> set[str]:
-    """Ids of the runs that sent a heartbeat (or any event) since ``since``."""
-    from prefect.events.filters import EventFilter, EventOccurredFilter, EventResourceFilter
+# Events are looked up by the time their sender says they occurred, which is the clock of
+# the machine running the flow: it may be hours off the server's. The look-up window is wide
+# open and liveness is judged by when the server received each event.
+_EVENTS_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
+HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
+_LATEST_EVENTS = 10
+
+
+def _last_heard(client: Any, run_id: str) -> datetime | None:
+    """When the server last received a heartbeat of the run, by the server's own clock; None
+    if it never did. (State changes need no look-up: their times are the server's.)"""
+    from prefect.events.filters import (
+        EventFilter,
+        EventNameFilter,
+        EventOccurredFilter,
+        EventOrder,
+        EventResourceFilter,
+    )
 
     page = client.read_events(
         filter=EventFilter(
-            occurred=EventOccurredFilter(since=since, until=since + timedelta(days=3650)),
-            resource=EventResourceFilter(id=[f"prefect.flow-run.{r}" for r in run_ids]),
+            occurred=EventOccurredFilter(
+                since=_EVENTS_SINCE, until=datetime.now(UTC) + timedelta(days=3650)
+            ),
+            event=EventNameFilter(name=[HEARTBEAT_EVENT]),
+            resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+            order=EventOrder.DESC,
         ),
-        limit=50,  # the API's page size limit
+        # The newest few by the sender's clock: a clock stepped back mid-run (NTP) puts its
+        # latest events below earlier ones, so the newest received is looked for among them.
+        limit=_LATEST_EVENTS,
     )
+    return max((event.received for event in page.events), default=None)
+
+
+def _heartbeating(client: Any, run_ids: list[str], since: datetime) -> set[str]:
+    """Ids of the runs whose heartbeat the server received since ``since``, a time by the
+    server's clock."""
     alive: set[str] = set()
-    while True:
-        for event in page.events:
-            alive.add(event.resource.id.removeprefix("prefect.flow-run."))
-        if not page.next_page or alive >= set(run_ids):
-            return alive
-        page = client.read_events_page(page.next_page)
+    for run_id in run_ids:
+        heard = _last_heard(client, run_id)
+        if heard is not None and heard >= since:
+            alive.add(run_id)
+    return alive
 
 
 def _server_now(client: Any) -> datetime:
