@@ -718,10 +718,17 @@ def test_a_prefect_server_killed_mid_shoot_keeps_no_slot_and_cutline_run_rides_i
     assert time.monotonic() - sent < 30, said
     assert stopping.returncode == 130, said
     assert "Traceback" not in said
-    state = wait_until(
-        lambda: (s := read_run(run_id).state).is_final() and s, "the run to stop", 60, 1
-    )
-    assert state.is_cancelled(), state
+    states: list[str] = []
+
+    def ended_cancelled() -> bool:
+        state = read_run(run_id).state
+        states.append(state.name)
+        return state.is_cancelled()
+
+    # The engine of a process stopped by the stack reports the signal as a crash; the stack
+    # corrects that to Cancelled as soon as the process has gone.
+    wait_until(ended_cancelled, f"the run to end Cancelled (states seen: {states})", 60, 0.5)
+    assert states.count("Crashed") <= 10, states  # never Crashed for more than ~5 s
     time.sleep(5)  # a process still at work would write its summary now
     assert not (out / "SRVDOWN-2" / "summary.json").exists(), "the cancelled shoot went on"
 

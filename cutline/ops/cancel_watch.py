@@ -145,6 +145,7 @@ class CancelWatch:
             )
             _signal(entry.pid, signal.SIGTERM)
             entry.terminated = now
+            _settle_when_gone(run_id, entry.pid)
         elif not entry.killed and now - entry.terminated >= KILL_GRACE_SECONDS:
             _signal(entry.pid, signal.SIGKILL)
             entry.killed = True
@@ -172,6 +173,33 @@ class CancelWatch:
             UUID(run_id), Cancelled(message="Cancelled: its process was stopped by the stack")
         )
         logger.warning("Run %s: its process has stopped; marked Cancelled", run_id)
+
+
+def _settle_when_gone(run_id: str, pid: int) -> None:
+    """As soon as a stopped run's process has gone, correct the Crashed its engine reported
+    to Cancelled (the next periodic look would too, seconds later: the UI and `cutline run`
+    should not show a crash in between)."""
+    from prefect.client.orchestration import get_client
+
+    def settle() -> None:
+        deadline = time.monotonic() + KILL_GRACE_SECONDS + 5
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        try:
+            with get_client(sync_client=True) as client:
+                for _ in range(25):  # the engine's last state may still be on its way
+                    CancelWatch._cancelled_not_crashed(client, run_id)
+                    state = client.read_flow_run(UUID(run_id)).state
+                    if state is not None and state.is_cancelled():
+                        return
+                    time.sleep(0.2)
+        except Exception as exc:  # the periodic look corrects it later
+            logger.warning("Run %s: could not mark it Cancelled yet (%s)", run_id, exc)
+
+    context = contextvars.copy_context()
+    threading.Thread(
+        target=context.run, args=(settle,), daemon=True, name=f"cutline-settle-{run_id[:8]}"
+    ).start()
 
 
 def start_cancel_watch(every: float) -> threading.Event:
