@@ -109,6 +109,10 @@ def start(workdir: Path, s3_port: int | None = None, timeout: float = 90.0) -> S
         f"-volume.port={_free_port_pair()}",
         f"-filer.port={_free_port_pair()}",
         f"-s3.port={s3_port}",
+        # Its Iceberg and Lance listeners default to 8181 and 9101 and move to "the next free"
+        # port when taken: two SeaweedFS at once (pytest-xdist) raced for the same one.
+        f"-s3.port.iceberg={_free_port_pair()}",
+        f"-s3.port.lance={_free_port_pair()}",
         f"-admin.port={_free_port_pair()}",
         "-webdav=false",
         "-admin.ui=false",
