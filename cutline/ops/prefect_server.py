@@ -80,6 +80,33 @@ async def reclaim_unleased_slots() -> dict[str, int]:
     return reclaimed
 
 
+RECLAIM_ATTEMPTS = 8
+
+
+async def _reclaim_with_retries() -> None:
+    """`reclaim_unleased_slots`, tried again while SQLite is busy: Prefect's own services
+    write as the server starts, and one "database is locked" left a leaked slot taken."""
+    import asyncio
+
+    for attempt in range(RECLAIM_ATTEMPTS):
+        try:
+            reclaimed = await reclaim_unleased_slots()
+        except Exception as exc:
+            if "locked" in str(exc).lower() and attempt + 1 < RECLAIM_ATTEMPTS:
+                await asyncio.sleep(0.25 * 2**attempt)  # 0.25 s ... 16 s in all ~32 s
+                continue
+            logger.exception("Could not check concurrency slots for lost leases")
+            return
+        for name, slots in sorted(reclaimed.items()):
+            logger.warning(
+                "Gave back %d slot(s) of concurrency limit %s: no lease held them (their "
+                "holder stopped with the server)",
+                slots,
+                name,
+            )
+        return
+
+
 class ReclaimUnleasedSlots:
     """ASGI middleware: once the app has started (database migrated), and before the server
     takes its first request, run `reclaim_unleased_slots` and log what it gave back. A
@@ -95,16 +122,7 @@ class ReclaimUnleasedSlots:
 
         async def send_after_reclaiming(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
-                try:
-                    for name, slots in sorted((await reclaim_unleased_slots()).items()):
-                        logger.warning(
-                            "Gave back %d slot(s) of concurrency limit %s: no lease held "
-                            "them (their holder stopped with the server)",
-                            slots,
-                            name,
-                        )
-                except Exception:
-                    logger.exception("Could not check concurrency slots for lost leases")
+                await _reclaim_with_retries()
             await send(message)
 
         await self.app(scope, receive, send_after_reclaiming)
