@@ -104,11 +104,17 @@ def first_registered(records: list[AssetRecord]) -> AssetRecord:
     return min(records, key=lambda r: (r.created_at, r.dam_id))
 
 
-def duplicate_note(duplicate: AssetRecord, kept: AssetRecord) -> str:
-    """Why a second record of one image is withdrawn."""
-    return (
-        f"duplicate: the DAM registered {duplicate.source_name} twice under one idempotency "
-        f"key; {kept.dam_id} stands for it"
+def withdraw_duplicate(
+    adapter: DamAdapter, duplicate: AssetRecord, kept: AssetRecord
+) -> AssetRecord:
+    """Withdraw a second record of one image (a DAM that ignored the idempotency key), saying
+    which record stands for it."""
+    return adapter.update_approval(
+        duplicate.dam_id,
+        ApprovalState.WITHDRAWN,
+        by="cutline",
+        note=f"duplicate: the DAM registered {duplicate.source_name} twice under one "
+        f"idempotency key; {kept.dam_id} stands for it",
     )
 
 

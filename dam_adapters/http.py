@@ -33,9 +33,9 @@ from dam_adapters.base import (
     AssetSubmission,
     DamAdapter,
     approval_update,
-    duplicate_note,
     first_registered,
     next_record,
+    withdraw_duplicate,
 )
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -348,12 +348,7 @@ class HttpDam(DamAdapter):
                     kept.idempotency_key,
                     other.dam_id,
                 )
-                self.update_approval(
-                    other.dam_id,
-                    ApprovalState.WITHDRAWN,
-                    by="cutline",
-                    note=duplicate_note(other, kept),
-                )
+                withdraw_duplicate(self, other, kept)
         return kept
 
     def _put(self, record: AssetRecord) -> AssetRecord:

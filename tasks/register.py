@@ -17,7 +17,7 @@ from dam_adapters import (
     create_adapter,
     idempotency_key,
 )
-from dam_adapters.base import duplicate_note, first_registered, restored_note
+from dam_adapters.base import first_registered, restored_note, withdraw_duplicate
 from rules.engine import Lane
 from tasks.context import ImageWork, ShootContext, run_logger
 from tasks.export import export_key
@@ -154,14 +154,7 @@ def withdraw_duplicates(adapter: DamAdapter, records: list[AssetRecord]) -> list
         for record in group:
             if record.dam_id != kept.dam_id and record.approval_state != ApprovalState.WITHDRAWN:
                 dam_write_slot()
-                withdrawn.append(
-                    adapter.update_approval(
-                        record.dam_id,
-                        ApprovalState.WITHDRAWN,
-                        by="cutline",
-                        note=duplicate_note(record, kept),
-                    )
-                )
+                withdrawn.append(withdraw_duplicate(adapter, record, kept))
     return withdrawn
 
 

@@ -146,20 +146,11 @@ with model_slot():
 """
 
 
-def test_a_worker_killed_inside_a_cutout_frees_the_model_for_other_shoots_within_two_minutes(
-    prefect_server, restore_limits
-):
-    """A worker SIGKILLed (OOM killer, power) while it holds the model slot cannot give it
-    back; its lease lapses instead, so the next shoot waits well under Prefect's default
-    five minutes for the model."""
-    from prefect.client.orchestration import get_client
-    from prefect.concurrency.sync import concurrency
+def _start_model_holder() -> subprocess.Popen:
+    """A process of its own session that holds the model's slot (`_HOLD_THE_MODEL`), once it
+    says it does."""
     from prefect.settings import PREFECT_API_URL
 
-    from cutline.domain.limits import MODEL_LIMIT, upsert_limit
-
-    with get_client(sync_client=True) as client:
-        upsert_limit(client, MODEL_LIMIT, 1)  # one slot: the killed worker's
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLD_THE_MODEL],
         env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
@@ -168,9 +159,28 @@ def test_a_worker_killed_inside_a_cutout_frees_the_model_for_other_shoots_within
         stderr=subprocess.STDOUT,
         text=True,
     )
+    line = holder.stdout.readline()
+    if line.strip() != "holding":
+        os.killpg(holder.pid, signal.SIGKILL)
+        raise AssertionError(line + holder.stdout.read())
+    return holder
+
+
+def test_a_worker_killed_inside_a_cutout_frees_the_model_for_other_shoots_within_two_minutes(
+    prefect_server, restore_limits
+):
+    """A worker SIGKILLed (OOM killer, power) while it holds the model slot cannot give it
+    back; its lease lapses instead, so the next shoot waits well under Prefect's default
+    five minutes for the model."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+
+    from cutline.domain.limits import MODEL_LIMIT, upsert_limit
+
+    with get_client(sync_client=True) as client:
+        upsert_limit(client, MODEL_LIMIT, 1)  # one slot: the killed worker's
+    holder = _start_model_holder()
     try:
-        line = holder.stdout.readline()
-        assert line.strip() == "holding", line + holder.stdout.read()
         taken = concurrency(MODEL_LIMIT, occupy=1, strict=True, timeout_seconds=3)
         with pytest.raises(TimeoutError), taken:  # the slot is really taken
             pass
@@ -742,7 +752,6 @@ def test_slots_of_holders_that_died_with_the_server_come_back_after_cutline_up(
     back as the server starts."""
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
-    from prefect.settings import PREFECT_API_URL
 
     from cutline.domain.limits import MODEL_LIMIT, upsert_limit
     from cutline.ops import stack
@@ -753,17 +762,8 @@ def test_slots_of_holders_that_died_with_the_server_come_back_after_cutline_up(
         upsert_limit(client, MODEL_LIMIT, 1)
         upsert_limit(client, leaked, 1)
         client.increment_concurrency_slots([leaked], 1, "concurrency")  # taken, no lease
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_THE_MODEL],
-        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    holder = _start_model_holder()
     try:
-        line = holder.stdout.readline()
-        assert line.strip() == "holding", line + holder.stdout.read()
         _kill_server(settings)
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait(timeout=30)
