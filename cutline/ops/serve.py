@@ -51,15 +51,59 @@ def _flow_name(source: str, func: str) -> str:
     raise ValueError(f"no flow function {func} in the entrypoint")
 
 
-def _schedule_kwargs(spec: dict[str, Any]) -> dict[str, Any]:
-    intervals = [s["interval"] for s in spec.get("schedules") or [] if "interval" in s]
-    crons = [s["cron"] for s in spec.get("schedules") or [] if "cron" in s]
-    kwargs: dict[str, Any] = {}
-    if intervals:
-        kwargs["interval"] = intervals
-    if crons:
-        kwargs["cron"] = crons
-    return kwargs
+def seed_schedules(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The schedules prefect.yaml declares for a deployment, each with a slug (its own, or
+    ``prefect-yaml-N``) so that it is created once and then left to the server."""
+    seeds = []
+    for number, entry in enumerate(spec.get("schedules") or [], start=1):
+        entry = dict(entry)
+        slug = entry.pop("slug", None) or f"prefect-yaml-{number}"
+        active = entry.pop("active", True)
+        parameters = entry.pop("parameters", {}) or {}
+        seeds.append({"slug": slug, "active": active, "parameters": parameters, "schedule": entry})
+    return seeds
+
+
+def keep_server_schedules(deployment: Any) -> Any:
+    """Register ``deployment`` without touching the schedules the server holds for it.
+
+    `serve()` registers its deployments again at every start. A RunnerDeployment made by
+    `to_deployment` carries ``schedules=[]``, and Prefect's update endpoint answers an empty
+    list by deleting every schedule that has no slug: the ones ops make in the UI (or with
+    `prefect deployment schedule create`) have none, so they vanished at each `cutline up`,
+    while slugged ones survived. Sending no schedules means "leave them": the server's are the
+    truth; prefect.yaml's are only seeds (see ``plant_seed_schedules``). The server refuses
+    ``schedules: null``, so the field is marked unset instead: Prefect sends only the fields
+    set (pydantic's ``model_fields_set``), and a new deployment is still created without any.
+    """
+    deployment.model_fields_set.discard("schedules")
+    return deployment
+
+
+def plant_seed_schedules(path: Path = PREFECT_YAML) -> None:
+    """Create the schedules prefect.yaml declares that the server does not have yet (by slug).
+
+    One edited or paused in the UI keeps its changes; one deleted there stays deleted only
+    until prefect.yaml is edited to drop it (it is created again at the next start).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+
+    names = deployment_names(path)
+    with get_client(sync_client=True) as client:
+        for name, spec in zip(names, deployment_specs(path), strict=True):
+            seeds = seed_schedules(spec)
+            if not seeds:
+                continue
+            deployment = client.read_deployment_by_name(name)
+            have = {schedule.slug for schedule in deployment.schedules}
+            missing = [
+                DeploymentScheduleCreate.model_validate(seed)
+                for seed in seeds
+                if seed["slug"] not in have
+            ]
+            if missing:
+                client.create_deployment_schedules(deployment.id, missing)
 
 
 def build_deployments(path: Path = PREFECT_YAML) -> list[Any]:
@@ -83,10 +127,9 @@ def build_deployments(path: Path = PREFECT_YAML) -> list[Any]:
                 parameters=spec.get("parameters") or {},
                 enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
                 concurrency_limit=limit,
-                **_schedule_kwargs(spec),
             )
         )
-    return deployments
+    return [keep_server_schedules(deployment) for deployment in deployments]
 
 
 def main() -> None:
@@ -101,7 +144,12 @@ def main() -> None:
         print(f"contact-sheet links unavailable on port {settings.resolved_share_port}: {exc}")
     start_housekeeping(settings, os.environ.get("PREFECT_UI_URL") or settings.ui_url)
     start_cancel_watch(settings.runner_poll_seconds)  # Cancel still works after a server outage
-    serve(*build_deployments(), pause_on_shutdown=False, print_starting_message=True)
+    deployments = build_deployments()
+    if any(seed_schedules(spec) for spec in deployment_specs()):
+        for deployment in deployments:  # registered first, so that their seeds can be planted
+            deployment.apply()
+        plant_seed_schedules()
+    serve(*deployments, pause_on_shutdown=False, print_starting_message=True)
 
 
 if __name__ == "__main__":

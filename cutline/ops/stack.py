@@ -183,18 +183,30 @@ def _spawn(
     return proc, log_path
 
 
-def deployments_ready(url: str, names: list[str]) -> bool:
-    """Whether every named deployment ('flow/deployment') is registered with the API."""
+def registrations(url: str, names: list[str]) -> dict[str, str | None]:
+    """When each named deployment ('flow/deployment') was last registered (the API's
+    ``updated`` time), None for one the API does not have (or when it does not answer)."""
+    import json
+
+    found: dict[str, str | None] = {}
     for name in names:
         try:
             with urllib.request.urlopen(
                 f"{url.rstrip('/')}/deployments/name/{name}", timeout=2
             ) as resp:
-                if resp.status != 200:
-                    return False
+                found[name] = json.loads(resp.read()).get("updated") if resp.status == 200 else None
         except (urllib.error.URLError, OSError, ValueError):
-            return False
-    return True
+            found[name] = None
+    return found
+
+
+def deployments_registered(url: str, names: list[str], before: dict[str, str | None]) -> bool:
+    """Whether the serve process has registered every named deployment since ``before`` (the
+    registrations seen before it started). Deployments that merely survive from the last
+    start do not count: until serve has registered them it is not polling for their runs
+    (and a check made right after `cutline up` would see the old registration)."""
+    now = registrations(url, names)
+    return all(now[name] is not None and now[name] != before.get(name) for name in names)
 
 
 def serve_env(settings: CutlineSettings, url: str) -> dict[str, str]:
@@ -292,14 +304,15 @@ def up(
         _claim_server(settings, url, found_running=current.healthy and not current.managed)
     _ensure_limits_on(settings, url)
     if serve and _read_pid(_pid_file(settings, "serve")) is None:
+        names = deployment_names()
+        before = registrations(url, names)
         proc, log_path = _spawn(
             settings, "serve", ["-m", "cutline.ops.serve"], serve_env(settings, url)
         )
-        names = deployment_names()
         _wait_healthy(
             proc,
             log_path,
-            lambda: deployments_ready(url, names),
+            lambda: deployments_registered(url, names, before),
             "The deployment server (cutline.ops.serve)",
             timeout,
             "Check prefect.yaml and the flows it names.",

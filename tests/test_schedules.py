@@ -1,0 +1,110 @@
+"""Schedules ops make in the Prefect UI survive `cutline down && cutline up` (issue 28)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from cutline.ops.serve import seed_schedules
+from tests.ports import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def _cutline(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "cutline", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_a_schedule_made_in_the_ui_survives_a_restart_of_the_stack(tmp_path):
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"},
+        "CUTLINE_DATA_ROOT": str(tmp_path / "data"),
+        "CUTLINE_SERVER_PORT": str(port),
+        "CUTLINE_SHARE_PORT": str(free_port()),
+    }
+    api = f"http://127.0.0.1:{port}/api"
+    _cutline(env, "up")
+    try:
+        with httpx.Client(base_url=api, timeout=30) as http:
+            shoot = http.get("/deployments/name/process-shoot/shoot").json()
+            # Exactly what the UI's "+ Schedule" dialog sends: no slug (the API-made schedule
+            # that survived in the bug report had one; that was the difference).
+            made = http.post(
+                f"/deployments/{shoot['id']}/schedules",
+                json=[
+                    {
+                        "active": True,
+                        "schedule": {"cron": "0 2 * * *", "timezone": "Europe/Berlin"},
+                        "parameters": {"shoot": "/mnt/shoots/SS26-0142", "job_id": "SS26-0142"},
+                    }
+                ],
+            )
+            assert made.status_code == 201, made.text
+            assert made.json()[0]["slug"] is None
+
+            _cutline(env, "down")
+            _cutline(env, "up")
+
+            after = http.get(f"/deployments/{shoot['id']}").json()
+            seeded = _plant_twice(api, tmp_path)
+    finally:
+        _cutline(env, "down")
+    assert [(s["slug"], s["schedule"]["cron"]) for s in seeded] == [("weekly-eval", "0 3 * * 1")]
+    assert after["id"] == shoot["id"]
+    [schedule] = after["schedules"]
+    assert schedule["schedule"]["cron"] == "0 2 * * *"
+    assert schedule["schedule"]["timezone"] == "Europe/Berlin"
+    assert schedule["active"] is True
+    assert schedule["parameters"] == {"shoot": "/mnt/shoots/SS26-0142", "job_id": "SS26-0142"}
+
+
+def _plant_twice(api: str, tmp_path) -> list[dict]:
+    """Plant a prefect.yaml seed schedule on the eval deployment twice; its schedules after."""
+    import yaml
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from cutline.ops.serve import PREFECT_YAML, deployment_specs, plant_seed_schedules
+
+    [spec] = [s for s in deployment_specs(PREFECT_YAML) if s["name"] == "eval"]
+    spec["schedules"] = [{"cron": "0 3 * * 1", "timezone": "UTC", "slug": "weekly-eval"}]
+    seeded_yaml = tmp_path / "prefect.yaml"
+    seeded_yaml.write_text(yaml.safe_dump({"deployments": [spec]}), encoding="utf-8")
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        plant_seed_schedules(seeded_yaml)
+        plant_seed_schedules(seeded_yaml)  # a restart: the seed exists, nothing is added
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name("evaluate-cutouts/eval")
+    return [schedule.model_dump(mode="json") for schedule in deployment.schedules]
+
+
+def test_prefect_yaml_schedules_are_seeds_with_slugs():
+    spec = {
+        "schedules": [
+            {"cron": "0 3 * * 1", "timezone": "UTC", "parameters": {"data": "/ref"}},
+            {"interval": 86400, "slug": "daily", "active": False},
+        ]
+    }
+    assert seed_schedules(spec) == [
+        {
+            "slug": "prefect-yaml-1",
+            "active": True,
+            "parameters": {"data": "/ref"},
+            "schedule": {"cron": "0 3 * * 1", "timezone": "UTC"},
+        },
+        {"slug": "daily", "active": False, "parameters": {}, "schedule": {"interval": 86400}},
+    ]
+    assert seed_schedules({}) == []
