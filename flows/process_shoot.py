@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import posixpath
+import socket
 import time
 from collections.abc import Callable
 
+import botocore.exceptions
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -20,7 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from cutline.base import storage
 from cutline.base.errors import ConfigError
 from cutline.base.markdown import inert, unescaped
-from cutline.base.settings import get_settings
+from cutline.base.settings import CutlineSettings, get_settings
 from cutline.domain import residency
 from cutline.domain.items import JobLayout, validate_job_id
 from cutline.domain.limits import ensure_limits
@@ -28,6 +30,7 @@ from cutline.domain.locations import check_location
 from cutline.domain.manifest import is_manifest_row
 from cutline.domain.residency import ResidencyReport
 from cutline.domain.run_config import RunConfig
+from cutline.domain.run_options import RunOptions, refuse_other_host_settings
 from cutline.imaging import model_store
 from cutline.records.cost import cost_report, time_chart_png
 from cutline.records.ledger import read_ledger
@@ -53,8 +56,6 @@ from flows.outcomes import (
     write_ledger_safely,
 )
 from flows.streaming import stream_batches
-from rules.engine import load_rules
-from rules.presets import load_presets
 from tasks.context import BatchRef, ShootContext
 from tasks.ingest import plan_shoot
 from tasks.register import refuse_lost_shoot, reinstate_restored_assets, withdraw_stale_assets
@@ -132,29 +133,38 @@ def refuse_output_inside_shoot(shoot: str, output_root: str) -> None:
 
 
 def preflight(
-    job_id: str, shoot: str, manifest: str | None, output_root: str
-) -> tuple[str, str, DamAdapter, ResidencyReport]:
+    job_id: str,
+    shoot: str,
+    manifest: str | None,
+    output_root: str,
+    settings: CutlineSettings | None = None,
+    options: RunOptions | None = None,
+) -> tuple[RunConfig, str, DamAdapter, ResidencyReport]:
     """Refuse to start, before any image is read, when the inputs or setup are wrong:
-    job ID, shoot folder, manifest, rules, presets, model (md5), DAM adapter, residency.
+    job ID, shoot folder (readable with this host's credentials), manifest, rules, presets,
+    model (md5), DAM adapter, residency.
 
-    Returns the rules version, the model label, the DAM adapter and the residency report.
+    Returns the run's frozen configuration, the model label, the DAM adapter and the
+    residency report. ``settings`` are the run's (this host's, with the run's options laid
+    over them); by default this process's.
     """
-    settings = get_settings()
+    settings = settings or get_settings()
+    options = options or RunOptions()
     validate_job_id(job_id)
     refuse_similar_jobs(job_id)
     check_location(shoot, "shoot", settings)
     if manifest:
         check_location(manifest, "manifest", settings)
     loc = storage.locate(shoot)
-    if not loc.fs.isdir(loc.path):
+    if not readable_folder(loc, shoot):
         raise ConfigError(
             f"Shoot folder {shoot} does not exist or is not a folder.", hint="Check the path."
         )
     refuse_output_inside_shoot(shoot, output_root)
     if manifest and not storage.exists(manifest):
         raise ConfigError(f"Manifest {manifest} does not exist.", hint="Check the --manifest path.")
-    rules = load_rules(settings.rules_file)
-    load_presets(settings.presets_file)
+    rules, rules_source = options.rule_set(settings)
+    presets, presets_source = options.preset_book(settings)
     adapter = create_adapter(settings, output_root)
     roles = {"shoot": storage.locate(shoot).uri(), "output": storage.locate(output_root).uri()}
     if settings.dam_adapter == "object-store":
@@ -165,7 +175,26 @@ def preflight(
     spec = model_store.parse_model(settings.model)
     model_store.ensure(spec, settings.resolved_model_home)
     ensure_limits(settings)
-    return rules.fingerprint, spec.label, adapter, report
+    config = RunConfig.freeze(
+        settings, rules, presets, rules_source=rules_source, presets_source=presets_source
+    )
+    return config, spec.label, adapter, report
+
+
+def readable_folder(loc: storage.Location, shoot: str) -> bool:
+    """Whether the shoot folder exists; a store that refuses this host's credentials is a
+    setup error of this host, said as such (credentials never travel with a run)."""
+    try:
+        return bool(loc.fs.isdir(loc.path))
+    except (PermissionError, botocore.exceptions.NoCredentialsError) as exc:
+        raise ConfigError(
+            f"The host running this shoot, {socket.gethostname()}, cannot read {shoot} with "
+            f"its own credentials: {exc}.",
+            hint="Give the process that runs shoots (the stack's serve process or the worker) "
+            "S3 credentials that can read the shoot and write the outputs "
+            "(CUTLINE_S3_ACCESS_KEY_ID / CUTLINE_S3_SECRET_ACCESS_KEY or an AWS profile); "
+            "credentials are never sent with a run.",
+        ) from None
 
 
 @flow(
@@ -181,6 +210,7 @@ def process_shoot(
     manifest: str | None = None,
     output_root: str | None = None,
     allow_bulk_withdrawal: bool = False,
+    options: RunOptions | None = None,
 ) -> ShootSummary:
     """Cut out, score, route, export and register every image of one shoot.
 
@@ -196,14 +226,19 @@ def process_shoot(
         allow_bulk_withdrawal: Withdraw the assets of files that left the shoot even when the
             shoot folder is empty or lost most of the job's files at once (otherwise the run
             refuses: an unmounted card or a half-copied share must not withdraw anything).
+        options: Settings chosen for this shoot (model, rules, presets, batching); empty
+            ones are the executing host's. `cutline run` fills them from its environment.
     """
     started = time.perf_counter()
     logger = get_run_logger()
-    settings = get_settings()
+    options = options or RunOptions()
+    if options.host_settings:
+        refuse_other_host_settings(options.host_settings, get_settings())
+    settings = options.settings_for(get_settings())
     out_root = output_root or str(settings.resolved_output_root)
     check_location(out_root, "output root", settings)
     out_root = storage.locate(out_root).uri()
-    rules_version, model_label, adapter, where = preflight(job_id, shoot, manifest, out_root)
+    checked = preflight(job_id, shoot, manifest, out_root, settings, options)
     run_id = flow_run.get_id()
 
     def waiting(others: list[str]) -> None:
@@ -220,7 +255,8 @@ def process_shoot(
             manifest,
             out_root,
             started,
-            (rules_version, model_label, adapter, where),
+            checked,
+            settings,
             allow_bulk_withdrawal,
         )
 
@@ -231,13 +267,14 @@ def _run_shoot(
     manifest: str | None,
     out_root: str,
     started: float,
-    checked: tuple[str, str, DamAdapter, ResidencyReport],
+    checked: tuple[RunConfig, str, DamAdapter, ResidencyReport],
+    settings: CutlineSettings,
     allow_bulk_withdrawal: bool = False,
 ) -> ShootSummary:
     """The shoot itself, run while this run holds the job (see ``one_run_per_job``)."""
     logger = get_run_logger()
-    settings = get_settings()
-    rules_version, model_label, adapter, where = checked
+    config, model_label, adapter, where = checked
+    rules_version = config.rules_fingerprint
     for stranded in recover_stranded_runs(settings.stranded_after_seconds, job_id):
         # a review of this job left Running by a crash would otherwise be reattached as is
         logger.warning(
@@ -247,7 +284,6 @@ def _run_shoot(
     logger.info("Manifest: %s", manifest or "none")
     logger.info(where.describe())
     layout = JobLayout.for_job(out_root, job_id)
-    config = RunConfig.freeze(settings, rules_version)  # what every task of the shoot reads
     ctx = ShootContext(
         job_id=job_id,
         shoot=storage.locate(shoot).uri(),

@@ -15,19 +15,20 @@ from cutline.base import storage
 from cutline.base.settings import CutlineSettings, get_settings
 from cutline.domain.items import JobLayout, validate_job_id
 from cutline.domain.locations import check_location
+from cutline.domain.run_config import RunConfig
 from cutline.imaging.contact_sheet import ContactSheet, build_contact_sheet
 from cutline.records.ledger import own_cutouts, read_ledger
 from cutline.records.summary import artifact_key
-from cutline.services.share import register_share
 from cutline.services.signoff_queue import newer_signoff
 from cutline.services.waiting_run import waiting_keyset
 from dam_adapters import create_adapter
-from rules.presets import load_presets
+from rules.presets import PresetBook, load_presets
 from tasks.run_inputs import judged_once, once, remembered
 from tasks.signoff import (
     ShownAsset,
     SignOffDecision,
     SignOffOutcome,
+    client_link,
     job_dam_settings,
     land_signoff,
     request_signoff,
@@ -94,6 +95,15 @@ def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome | State:
     )
 
 
+def _job_presets(layout: JobLayout, settings: CutlineSettings) -> PresetBook:
+    """The channel presets the job's last run rendered with (its run config), not whatever
+    file this host has at the same path; this host's file only for a job without one."""
+    if storage.exists(layout.run_config):
+        config = RunConfig.model_validate_json(storage.read_bytes(layout.run_config))
+        return config.preset_book()
+    return load_presets(settings.presets_file)
+
+
 def _show(settings: CutlineSettings, layout: JobLayout, job_id: str, output_root: str) -> dict:
     """Make the contact sheet from the DAM's records now, and the form's text: what this
     sign-off shows, and so covers (the signable assets at the revisions shown)."""
@@ -103,7 +113,7 @@ def _show(settings: CutlineSettings, layout: JobLayout, job_id: str, output_root
         records,
         job_id,
         storage.join(layout.root, "contact-sheet"),
-        load_presets(settings.presets_file),
+        _job_presets(layout, settings),
         lambda record: cutouts.get((record.source_name, record.content_hash)),
     )
     ledger_rows = read_ledger(layout.ledger) if storage.exists(layout.ledger) else None
@@ -144,8 +154,4 @@ def _next_signoff(outcome: SignOffOutcome, output_root: str, run_id: str) -> str
 
 def _share(settings: CutlineSettings, job_id: str, sheet_index: str) -> dict[str, str]:
     """One client link per sign-off run (a resumed run replays, it must not issue another)."""
-    link = register_share(settings, job_id, storage.parent(sheet_index))
-    if not link:
-        return {}
-    text = f"[open it (client link)]({link.url}), valid until {link.expires_at:%Y-%m-%d %H:%M} UTC"
-    return {"url": link.url, "text": text}
+    return client_link(settings, job_id, sheet_index)

@@ -7,6 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cutline.base.errors import ConfigError
@@ -177,7 +178,6 @@ def load_rules(path: Path) -> RuleSet:
     key. The fingerprint covers every file, so editing a fragment re-routes on rerun."""
     path = Path(path)
     raw = load_yaml(path, "Rules") or {}
-    digest = hashlib.sha256(path.read_bytes())
     if not isinstance(raw, dict):
         raise ConfigError(f"Rules file {path} is not a mapping of rule names to rules.")
     merged = raw
@@ -197,9 +197,43 @@ def load_rules(path: Path) -> RuleSet:
                 hint="Keep the version in the main rules file; bump it when fragments change.",
             )
         merged = _merged(merged, fragment)
-        digest.update(fragment_path.read_bytes())
-    rules = validate_model(merged, RuleSet, "Rules", path)
-    return rules.model_copy(update={"fingerprint": f"{rules.version}+{digest.hexdigest()[:12]}"})
+    return _fingerprinted(validate_model(merged, RuleSet, "Rules", path))
+
+
+def _fingerprinted(rules: RuleSet) -> RuleSet:
+    """``rules`` with its fingerprint: the version and a hash of the rules themselves (every
+    fragment merged in), so rules read from a file and the same rules carried by a run as
+    text have one fingerprint, and any change to a rule changes it."""
+    digest = hashlib.sha256(rules_text(rules).encode("utf-8")).hexdigest()[:12]
+    return rules.model_copy(update={"fingerprint": f"{rules.version}+{digest}"})
+
+
+def rules_text(rules: RuleSet) -> str:
+    """The rules as one YAML document, fragments merged in: what a run carries (see
+    `rules_from_text`), so a worker routes by the rules the shoot started with, not by
+    whatever file is at the same path on its host."""
+    body = rules.model_dump(mode="json", exclude={"fingerprint", "include"})
+    return yaml.safe_dump(body, sort_keys=True, allow_unicode=True)
+
+
+def rules_from_text(text: str, source: str) -> RuleSet:
+    """Rules given as YAML text (a run parameter), validated like a rules file; ``source``
+    names where they came from in errors. Text cannot include fragments: `cutline run
+    --rules FILE` sends the file with its fragments merged in."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Rules in {source} are not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Rules in {source} are not a mapping of rule names to rules.")
+    if raw.get("include"):
+        raise ConfigError(
+            f"Rules in {source} name fragments to include ({', '.join(map(str, raw['include']))}); "
+            "rules given as text must be complete.",
+            hint="Pass the rules file to `cutline run --rules FILE` (it merges the fragments "
+            "in), or paste the merged rules.",
+        )
+    return _fingerprinted(validate_model(raw, RuleSet, "Rules", Path(source)))
 
 
 def route(rules: RuleSet, item: RoutingInput) -> RouteDecision:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cutline.base.yamlfile import load_model
+from cutline.base.errors import ConfigError
+from cutline.base.yamlfile import load_model, validate_model
 
 _HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
@@ -83,3 +86,23 @@ class PresetBook(BaseModel):
 def load_presets(path: Path) -> PresetBook:
     """Load and validate a channel presets file; errors name the bad key."""
     return load_model(Path(path), PresetBook, "Channel presets")
+
+
+def presets_text(book: PresetBook) -> str:
+    """The presets as one YAML document: what a run carries, so every worker renders the
+    channels the shoot started with."""
+    return yaml.safe_dump(book.model_dump(mode="json"), sort_keys=True, allow_unicode=True)
+
+
+def presets_fingerprint(book: PresetBook) -> str:
+    """Hash of the presets' content (not of a file's bytes: comments and layout do not count)."""
+    return hashlib.sha256(presets_text(book).encode("utf-8")).hexdigest()[:16]
+
+
+def presets_from_text(text: str, source: str) -> PresetBook:
+    """Channel presets given as YAML text (a run parameter), validated like the file."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Channel presets in {source} are not valid YAML: {exc}") from None
+    return validate_model(raw, PresetBook, "Channel presets", Path(source))

@@ -20,6 +20,8 @@ from cutline.domain.items import ImageItem, JobLayout
 from cutline.domain.locations import check_location
 from cutline.domain.run_config import RunConfig
 from cutline.domain.workstate import stage_key
+from rules.engine import RuleSet
+from rules.presets import PresetBook
 
 # Errors that mean "try the batch again later", not "this image is bad": the storage or
 # the DAM could not be reached (botocore's own connection errors do not derive from
@@ -51,14 +53,14 @@ class ShootContext(BaseModel):
         return self.config.model
 
     @property
-    def rules_file(self) -> str:
-        """The shoot's routing rules file."""
-        return self.config.rules_file
+    def rules(self) -> RuleSet:
+        """The shoot's routing rules, as frozen with its run (not a file on this host)."""
+        return self.config.rule_set()
 
     @property
-    def presets_file(self) -> str:
-        """The shoot's channel presets file."""
-        return self.config.presets_file
+    def presets(self) -> PresetBook:
+        """The shoot's channel presets, as frozen with its run."""
+        return self.config.preset_book()
 
     @model_validator(mode="after")
     def _default_output_root(self) -> ShootContext:

@@ -15,7 +15,6 @@ from cutline.imaging.codec import decode_image, mask_to_png_bytes
 from cutline.imaging.confidence import mask_agreement, outline_agreement
 from cutline.imaging.refine import refine_alpha
 from cutline.imaging.segmenter import get_session, predict_alpha, second_view_alpha
-from rules.engine import load_rules
 from tasks.context import ImageWork, ShootContext, cutout_key, model_input_key
 
 
@@ -29,7 +28,7 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
     """Per-image cutout with the process's model session: the mask at full resolution, saved."""
     settings = ctx.config
     state = WorkState(ctx.layout)
-    rules = load_rules(ctx.rules_file)
+    rules = ctx.rules
 
     def cut(item: ImageItem) -> None:
         item.refinement = rules.refinement_for(item.category)

@@ -26,7 +26,6 @@ from cutline.evaluation.evaluate import ImageEval, overlay_png
 from cutline.imaging.codec import decode_image, load_mask
 from cutline.imaging.refine import refine_alpha
 from cutline.imaging.segmenter import get_session, second_view_alpha
-from rules.engine import load_rules
 from tasks.context import ShootContext
 from tasks.stages import run_plain, stages_through
 
@@ -37,10 +36,7 @@ EVAL_JOB = "EVAL"
 def eval_context(model: str, data: str, out_dir: str, settings: CutlineSettings) -> ShootContext:
     """The shoot context an evaluation runs the stages in: its work folder per model is under
     the report folder, so a rerun of the same evaluation reuses the cutouts."""
-    rules_file = str(settings.rules_file)
-    config = RunConfig.freeze(settings, load_rules(rules_file).fingerprint).model_copy(
-        update={"model": model}
-    )
+    config = RunConfig.freeze(settings).model_copy(update={"model": model})
     return ShootContext(
         job_id=EVAL_JOB,
         shoot=data,

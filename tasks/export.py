@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PIL import Image
 
 from cutline.base import storage
 from cutline.domain.items import ImageItem, JobLayout
-from cutline.domain.workstate import WorkState, file_fingerprint, stage_key
+from cutline.domain.workstate import WorkState, stage_key
 from cutline.imaging import renditions
 from cutline.imaging.codec import decode_image, load_mask
 from cutline.imaging.xmp import build_packet
 from rules.engine import Lane
-from rules.presets import PresetBook, load_presets
+from rules.presets import PresetBook
 from tasks.context import ImageWork, ShootContext, cutout_key
 
 
@@ -90,8 +88,8 @@ EXPORT_LANES = frozenset({Lane.AUTO, Lane.REVIEW})
 def make_export(ctx: ShootContext) -> ImageWork:
     """Per-image export: every rendition for the auto lane, the starting PSD for review."""
     settings = ctx.config
-    presets = load_presets(Path(ctx.presets_file))
-    presets_version = file_fingerprint(ctx.presets_file)
+    presets = ctx.presets
+    presets_version = ctx.config.presets_fingerprint
     state = WorkState(ctx.layout)
 
     def export(item: ImageItem) -> None:

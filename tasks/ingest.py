@@ -25,7 +25,6 @@ from cutline.domain.manifest import (
 from cutline.domain.workstate import WorkState
 from cutline.imaging import recent_decodes
 from cutline.imaging.codec import decode_image
-from rules.presets import load_presets
 from tasks.context import (
     BatchRef,
     ImageWork,
@@ -97,7 +96,7 @@ def plan_shoot(ctx: ShootContext, manifest_uri: str | None, batch_size: int) -> 
         ignored = [u for u in ignored if u != storage.locate(manifest_uri).uri()]
     else:
         manifest = Manifest(rows={})
-    presets = load_presets(ctx.presets_file)
+    presets = ctx.presets
     names = [storage.relative_name(ctx.shoot, uri) for uri in inputs]
     ids = image_ids(names)
     shoot_names = ShootNames(names)

@@ -8,7 +8,7 @@ from cutline.base.errors import CutlineError
 from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
 from cutline.domain.limits import DamWriteAllowance, dam_write_slot
-from cutline.domain.workstate import WorkState, file_fingerprint, stage_key
+from cutline.domain.workstate import WorkState, stage_key
 from dam_adapters import (
     ApprovalState,
     AssetRecord,
@@ -265,7 +265,7 @@ def make_register(ctx: ShootContext) -> ImageWork:
     """Per-image registration of an auto-lane asset in the DAM named by settings."""
     # The shoot's DAM (frozen with its run); credentials are this process's own.
     adapter = create_adapter(ctx.config.dam_settings(get_settings()), ctx.output_root)
-    presets_version = file_fingerprint(ctx.presets_file)
+    presets_version = ctx.config.presets_fingerprint
     state = WorkState(ctx.layout)
     allowance = DamWriteAllowance(get_settings().dam_writes_per_second)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Literal
 
 from PIL import Image
@@ -28,7 +27,6 @@ from cutline.imaging.confidence import weakest_signal
 from cutline.records.ledger import record_review_outcome
 from cutline.services.review_page import publish_review_page
 from dam_adapters import ApprovalState, create_adapter
-from rules.presets import load_presets
 from tasks.context import ShootContext, run_logger
 from tasks.export import load_full, write_final_renditions
 from tasks.register import register_item
@@ -368,7 +366,7 @@ def land_decision(
             ctx.layout,
             rgb,
             mask,
-            load_presets(Path(ctx.presets_file)),
+            ctx.presets,
             ctx.job_id,
             ctx.model,
             ctx.config.png_compress_level,

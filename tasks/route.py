@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cutline.domain.items import ImageItem
-from rules.engine import RoutingInput, load_rules, route
+from rules.engine import RoutingInput, route
 from tasks.context import ImageWork, ShootContext
 
 
 def make_route(ctx: ShootContext) -> ImageWork:
     """Per-image routing by the rules file, recording every rule that fired."""
-    rules = load_rules(Path(ctx.rules_file))
+    rules = ctx.rules
 
     def decide(item: ImageItem) -> None:
         decision = route(

@@ -26,10 +26,12 @@ from cutline.domain.run_config import RunConfig
 from cutline.domain.workstate import WorkRecord
 from cutline.imaging.contact_sheet import ContactSheet, lane_of
 from cutline.records.ledger import read_ledger
+from cutline.services.object_share import MAX_LINK_SECONDS, is_object_store
+from cutline.services.share import register_share
 from cutline.services.signoff_queue import signoff_runs
 from dam_adapters import ApprovalState, AssetRecord, create_adapter
 from rules.engine import Lane
-from tasks.context import ShootContext
+from tasks.context import ShootContext, run_logger
 from tasks.review_request import open_review, review_deployment_id
 
 SIGNABLE = frozenset({ApprovalState.AUTO_APPROVED, ApprovalState.APPROVED, ApprovalState.REPLACED})
@@ -249,7 +251,7 @@ def _shoot_context(layout: JobLayout, job_id: str, settings: CutlineSettings) ->
     if storage.exists(layout.run_config):
         config = RunConfig.model_validate_json(storage.read_bytes(layout.run_config))
     else:
-        config = RunConfig.freeze(settings, summary.get("rules_version", ""))
+        config = RunConfig.freeze(settings)
     return ShootContext(job_id=job_id, shoot=summary["shoot"], job_root=layout.root, config=config)
 
 
@@ -261,6 +263,29 @@ def job_dam_settings(layout: JobLayout, settings: CutlineSettings) -> CutlineSet
         return settings
     config = RunConfig.model_validate_json(storage.read_bytes(layout.run_config))
     return config.dam_settings(settings)
+
+
+def client_link(settings: CutlineSettings, job_id: str, sheet_index: str) -> dict[str, str]:
+    """The client's read-only link to the contact sheet whose index is ``sheet_index``, for
+    the sign-off form: {'url', 'text'}. A sheet on a local disk is served by the stack's
+    share server; one in a bucket is linked by presigned URLs on the studio's S3 endpoint
+    (at most seven days). A link that cannot be made costs the link, never the sign-off:
+    the text then says why and how to issue one; {} when the sheet cannot be shared."""
+    folder = storage.parent(sheet_index)
+    out = storage.parent(storage.parent(folder))
+    again = f"cutline signoff link {job_id}" + (f" --out {out}" if is_object_store(out) else "")
+    try:
+        link = register_share(settings, job_id, folder)
+    except Exception as exc:  # the store refused, or is unreachable right now
+        run_logger().warning("No client link for the contact sheet of %s: %s", job_id, exc)
+        why = inert(f"{type(exc).__name__}: {exc}"[:300])
+        return {"text": f"no client link ({why}); issue one with {code(again)}"}
+    if not link:
+        return {}
+    text = f"[open it (client link)]({link.url}), valid until {link.expires_at:%Y-%m-%d %H:%M} UTC"
+    if is_object_store(folder) and settings.share_link_days * 86400 > MAX_LINK_SECONDS:
+        text += f" (object-storage links last at most 7 days; {code(again)} issues a new one)"
+    return {"url": link.url, "text": text}
 
 
 def call_webhook(url: str, payload: dict, retries: int) -> str:

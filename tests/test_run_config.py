@@ -41,7 +41,7 @@ def test_a_worker_with_other_settings_runs_the_batch_with_the_shoots(
 def test_the_snapshot_travels_as_json_without_credentials(settings, override_settings):
     secret = "dam-token-that-must-not-travel"
     local = override_settings(dam_http_token=secret, s3_secret_access_key="s3-secret-x")
-    config = RunConfig.freeze(local, "rules-v1")
+    config = RunConfig.freeze(local)
     text = config.model_dump_json()
     assert secret not in text and "s3-secret-x" not in text
     again = RunConfig.model_validate(json.loads(text))

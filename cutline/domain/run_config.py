@@ -12,13 +12,23 @@ with the run's parameters), so the process that talks to S3 or the DAM uses its 
 
 from __future__ import annotations
 
+import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from cutline.base.settings import BatchOrder, CutlineSettings
-from cutline.domain.workstate import file_fingerprint
+from rules.engine import RuleSet, load_rules
+from rules.presets import PresetBook, load_presets, presets_fingerprint
+
+
+@lru_cache(maxsize=16)
+def _rule_set(rules_json: str) -> RuleSet:
+    """Validated rules of a config, once per process per rules (every image routes by them)."""
+    return RuleSet.model_validate(json.loads(rules_json)["rules"])
+
 
 # Non-secret DAM settings the snapshot fixes for the whole shoot (the token is not one).
 DAM_FIELDS = (
@@ -59,18 +69,42 @@ class RunConfig(BaseModel):
     workers: int = Field(description="Stage tasks in flight within the shoot run.")
     batch_order: BatchOrder = Field(description="How batches go through the stages.")
     stage_retry_delays: list[float] = Field(description="Retry delays of a stage per batch.")
-    rules_file: str = Field(description="The routing rules file.")
+    rules_file: str = Field(
+        description="Where the rules came from (a file on the starting host, or the run's "
+        "parameters); only for people: the rules themselves are in `rules`."
+    )
     rules_fingerprint: str = Field(description="The rules' version and content hash.")
-    presets_file: str = Field(description="The channel presets file.")
-    presets_fingerprint: str = Field(description="Content hash of the presets file.")
+    rules: dict[str, object] = Field(
+        default_factory=dict,
+        description="The routing rules themselves, fragments merged in: every task and worker "
+        "routes by these, never by a file at `rules_file` on its own host. Empty only in "
+        "configs written before rules travelled with the run.",
+    )
+    presets_file: str = Field(description="Where the channel presets came from (for people).")
+    presets_fingerprint: str = Field(description="Content hash of the channel presets.")
+    presets: dict[str, object] = Field(
+        default_factory=dict,
+        description="The channel presets themselves (empty only in older configs).",
+    )
     review_deployment: str = Field(description="Deployment each review-lane image starts.")
     dam: dict[str, object] = Field(
         description="The non-secret DAM settings (adapter, catalog, endpoint, retries)."
     )
 
     @classmethod
-    def freeze(cls, settings: CutlineSettings, rules_fingerprint: str = "") -> RunConfig:
-        """The snapshot of ``settings`` a shoot runs with."""
+    def freeze(
+        cls,
+        settings: CutlineSettings,
+        rules: RuleSet | None = None,
+        presets: PresetBook | None = None,
+        *,
+        rules_source: str = "",
+        presets_source: str = "",
+    ) -> RunConfig:
+        """The snapshot of ``settings`` a shoot runs with, carrying its rules and presets by
+        content (those given, else the files the settings name)."""
+        rules = rules or load_rules(settings.rules_file)
+        presets = presets or load_presets(settings.presets_file)
         return cls(
             model=settings.model,
             model_home=str(settings.resolved_model_home),
@@ -86,10 +120,12 @@ class RunConfig(BaseModel):
             workers=settings.workers,
             batch_order=settings.batch_order,
             stage_retry_delays=list(settings.stage_retry_delays),
-            rules_file=str(settings.rules_file),
-            rules_fingerprint=rules_fingerprint,
-            presets_file=str(settings.presets_file),
-            presets_fingerprint=file_fingerprint(str(settings.presets_file)),
+            rules_file=rules_source or str(settings.rules_file),
+            rules_fingerprint=rules.fingerprint,
+            rules=rules.model_dump(mode="json"),
+            presets_file=presets_source or str(settings.presets_file),
+            presets_fingerprint=presets_fingerprint(presets),
+            presets=presets.model_dump(mode="json"),
             review_deployment=settings.review_deployment,
             dam={
                 **{
@@ -100,6 +136,19 @@ class RunConfig(BaseModel):
                 "catalog_dir": str(settings.resolved_catalog_dir),
             },
         )
+
+    def rule_set(self) -> RuleSet:
+        """The shoot's routing rules (from the file at ``rules_file`` only for a config
+        written before rules travelled with the run)."""
+        if not self.rules:
+            return load_rules(Path(self.rules_file))
+        return _rule_set(self.model_dump_json(include={"rules"}))
+
+    def preset_book(self) -> PresetBook:
+        """The shoot's channel presets (from ``presets_file`` only for an older config)."""
+        if not self.presets:
+            return load_presets(Path(self.presets_file))
+        return PresetBook.model_validate(self.presets)
 
     def inference_threads(self) -> int:
         """onnxruntime intra-op threads for this process's model session: the setting when

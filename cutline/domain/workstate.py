@@ -31,11 +31,6 @@ def stage_key(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).hexdigest()[:24]
 
 
-def file_fingerprint(path: str) -> str:
-    """Digest of a data file (rules, presets), so editing it changes the keys built on it."""
-    return hashlib.sha256(storage.read_bytes(path)).hexdigest()[:16]
-
-
 class WorkState:
     """Reads and writes the per-image work records of one job."""
 

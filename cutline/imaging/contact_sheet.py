@@ -1,6 +1,11 @@
 """The contact sheet a producer or client signs a shoot off from: every registered asset as a
 thumbnail on a checkerboard (to show the transparency) and on its channel's background, with
-SKU, lane, confidence and who approved it; paginated HTML plus one PNG per page."""
+SKU, lane, confidence and who approved it; paginated HTML plus one PNG per page.
+
+Pages name their files by relative links, each in a double-quoted ``href``/``src``
+attribute, and every text on them is HTML-escaped (quotes too). Sharing a sheet that lives
+in a bucket relies on both: each link is swapped for a presigned URL of its file
+(`cutline.services.object_share`), and no manifest text can pass for a link."""
 
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ THUMB = 200
 PER_PAGE = 24
 COLUMNS = 4
 _TILE_W, _TILE_H = 2 * THUMB + 30, THUMB + 78
+# A shared sheet's links carry their credential (a share token, or a presigned URL's
+# signature): a click away from the sheet must not hand it on in a Referer header.
+_NO_REFERRER = "<meta name='referrer' content='no-referrer'>"
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,7 @@ def _page_html(
         for record, checker, channel in rows
     )
     return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<!doctype html><html><head><meta charset='utf-8'>{_NO_REFERRER}"
         f"<title>Shoot {html.escape(job_id)} - contact sheet {number}/{pages}</title>"
         "<style>body{font-family:sans-serif;margin:20px}figure{display:inline-block;"
         "margin:8px;width:420px;vertical-align:top}img{width:200px;height:200px;margin-right:4px}"
@@ -174,7 +182,7 @@ def build_contact_sheet(
         )
     left_off = [r for r in records if r.dam_id not in pngs]
     index = (
-        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<!doctype html><html><head><meta charset='utf-8'>{_NO_REFERRER}"
         f"<title>Shoot {html.escape(job_id)} - contact sheet</title></head><body>"
         f"<h1>Shoot {html.escape(job_id)}: {len(shown)} of {len(records)} assets</h1><p>"
         + _state_counts(shown)

@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,9 @@ from cutline.base.settings import get_settings
 from cutline.imaging import model_store
 from cutline.ops import stack
 from cutline.ops.terminal import guard_standard_streams
+
+if TYPE_CHECKING:
+    from cutline.domain.run_options import RunOptions
 
 app = typer.Typer(
     help="Cutline: studio-scale AI background removal on Prefect.",
@@ -188,6 +191,28 @@ def _follow(run_id, job_id: str) -> Any:
         time.sleep(_FOLLOW_SECONDS)
 
 
+def _refuse_unreadable_remote(uri: str, what: str) -> None:
+    """Say at once when this shell's own credentials cannot read an object-store location.
+    The run's host reads the shoot with its own credentials (they never travel with a run),
+    but this command reads the run's summary with these: a wrong key here would only show
+    after the whole shoot had run."""
+    import botocore.exceptions
+
+    loc = storage.locate(uri)
+    try:
+        loc.fs.invalidate_cache()
+        loc.fs.ls(loc.path.split("/", 1)[0])  # the bucket: a shoot or output may not exist yet
+    except FileNotFoundError:
+        return  # no such bucket: the run says so, in its own words
+    except (PermissionError, botocore.exceptions.BotoCoreError) as exc:
+        raise ConfigError(
+            f"{what} {uri} cannot be read with the S3 credentials of this shell: {exc}.",
+            hint="The run would use its host's own credentials, but this command reads the "
+            "shoot's summary with these: fix CUTLINE_S3_ACCESS_KEY_ID / "
+            "CUTLINE_S3_SECRET_ACCESS_KEY (or the AWS profile) in this shell.",
+        ) from None
+
+
 def _refuse_missing_local(path: str, what: str, *, folder: bool) -> None:
     """Say at once, before anything is submitted, that a local path does not exist (the run
     itself checks everything else, object-store paths included)."""
@@ -277,16 +302,21 @@ def run_shoot(
     out: str | None,
     detach: bool = False,
     allow_bulk_withdrawal: bool = False,
+    choices: dict[str, str] | None = None,
 ) -> int:
     """Submit a run of the process-shoot deployment (the same run the UI's Custom run makes,
     which ops can Retry), follow it to the end and print its summary; return the exit code.
     Ctrl-C or SIGTERM while following cancels the run; ``detach`` returns once submitted.
 
     Paths are made absolute here: the run executes in the stack's serve process or a worker.
+    Every setting this shell was given reaches the run (cutline.domain.run_options): run
+    options as its ``options`` parameter (``choices``: --model, --rules, --presets over the
+    environment's), host settings as expectations the executing host must meet.
     """
     from prefect.deployments import run_deployment
 
     from cutline.domain.items import JobLayout, validate_job_id
+    from cutline.domain.run_options import options_from_environment
     from cutline.records.summary import ShootSummary, summary_markdown
     from cutline.services.job_lock import refuse_similar_jobs
 
@@ -296,6 +326,10 @@ def run_shoot(
     if manifest:
         _refuse_missing_local(manifest, "Manifest", folder=False)
     output_root = storage.locate(out or str(settings.resolved_output_root)).uri()
+    for uri, what in ((shoot, "Shoot folder"), (output_root, "Output root")):
+        if "://" in uri and not uri.startswith("file://"):
+            _refuse_unreadable_remote(uri, what)
+    options = _with_choices(options_from_environment(settings), choices or {})
     parameters = {
         "shoot": storage.locate(shoot).uri(),
         "job_id": job_id,
@@ -304,6 +338,9 @@ def run_shoot(
     }
     if allow_bulk_withdrawal:  # only when asked: a stack of an older version lacks it
         parameters["allow_bulk_withdrawal"] = True
+    chosen = options.model_dump(mode="json", exclude_none=True)
+    if chosen:  # only when there are some: a stack of an older version lacks the parameter
+        parameters["options"] = chosen
     with stack.using_stack(settings) as current:
         refuse_similar_jobs(job_id)
         submitted = run_deployment(
@@ -339,6 +376,21 @@ def run_shoot(
     return 0
 
 
+def _with_choices(options: RunOptions, choices: dict[str, str]) -> RunOptions:
+    """``options`` with the command line's --model / --rules FILE / --presets FILE."""
+    from rules.engine import load_rules, rules_text
+    from rules.presets import load_presets, presets_text
+
+    update: dict[str, str] = {}
+    if choices.get("model"):
+        update["model"] = choices["model"]
+    if choices.get("rules"):
+        update["rules"] = rules_text(load_rules(Path(choices["rules"])))
+    if choices.get("presets"):
+        update["presets"] = presets_text(load_presets(Path(choices["presets"])))
+    return options.model_copy(update=update)
+
+
 @app.command()
 def run(
     shoot: Annotated[str, typer.Argument(help="Shoot folder (or URI) of images.")],
@@ -364,11 +416,24 @@ def run(
             "empty or lost most of the job's files at once (refused otherwise).",
         ),
     ] = False,
+    model: Annotated[
+        str | None, typer.Option(help="Model for this shoot (default: CUTLINE_MODEL).")
+    ] = None,
+    rules: Annotated[
+        str | None,
+        typer.Option(help="Rules file for this shoot; sent with the run by content."),
+    ] = None,
+    presets: Annotated[
+        str | None,
+        typer.Option(help="Channel presets file for this shoot; sent by content."),
+    ] = None,
 ) -> None:
     """Run one shoot end to end; exits 0 when the run completed, even if some images failed.
-    Ctrl-C (or SIGTERM) stops the run; rerunning the same command finishes it."""
+    Ctrl-C (or SIGTERM) stops the run; rerunning the same command finishes it. Settings in
+    this shell's environment go with the run or must match the host that runs it."""
+    choices = {"model": model or "", "rules": rules or "", "presets": presets or ""}
     try:
-        code = run_shoot(shoot, job_id, manifest, out, detach, allow_bulk_withdrawal)
+        code = run_shoot(shoot, job_id, manifest, out, detach, allow_bulk_withdrawal, choices)
     except CutlineError as exc:
         raise _fail(exc) from None
     raise typer.Exit(code)
@@ -775,6 +840,14 @@ def signoff_link(
     revoke: Annotated[
         bool, typer.Option("--revoke", help="Make every link of the shoot stop working now.")
     ] = False,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            help="The output root the shoot wrote to, when it is a bucket (s3://...): its "
+            "links are presigned URLs of the sheet there.",
+        ),
+    ] = None,
 ) -> None:
     """Issue a new client link to a shoot's contact sheet (old links expire on their own),
     or revoke them all."""
@@ -782,10 +855,10 @@ def signoff_link(
 
     settings = get_settings()
     if revoke:
-        typer.echo(f"revoked {revoke_shares(settings, job)} link(s) of shoot {job}")
+        typer.echo(f"revoked {revoke_shares(settings, job, out)} link(s) of shoot {job}")
         return
     try:
-        link = renew_share(settings, job, days)
+        link = renew_share(settings, job, days, out)
     except LookupError as exc:
         raise _fail(exc) from None
     typer.echo(link.describe())

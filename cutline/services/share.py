@@ -1,5 +1,10 @@
 """Read-only links to a shoot's files for people outside Cutline, served by the local stack.
 
+This module serves job folders on a local disk. A job folder on object storage needs no
+server: its links are presigned URLs of objects in the bucket (`cutline.services.
+object_share`), and `register_share`, `renew_share` and `revoke_shares` hand such a folder
+over to it.
+
 A link is ``http://HOST:PORT/s/<token>/<file>``: the token is unguessable (256 random bits),
 names one folder of one job, and expires (``CUTLINE_SHARE_LINK_DAYS``). Job ids never appear
 in a link, so links cannot be enumerated. The registry under the data root keeps only a hash
@@ -26,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import mimetypes
 import os
 import queue
 import re
@@ -37,8 +41,6 @@ import socket
 import stat
 import threading
 import time
-import unicodedata
-import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -50,12 +52,19 @@ from pydantic import BaseModel, model_validator
 from cutline.base.errors import ConfigError
 from cutline.base.settings import CutlineSettings
 from cutline.domain.items import validate_job_id
+from cutline.services.object_share import (
+    INLINE_TYPES,
+    content_disposition,
+    content_type_of,
+    is_object_store,
+    renew_sheet,
+    revoke_job,
+    share_sheet,
+)
 
 _FILE = re.compile(r"^(thumbs/)?[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(html|png|jpg)$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _NAMED = re.compile(r"^[a-z][a-z0-9-]{0,40}\.[a-z0-9]{1,5}$")
-_TYPES = {".psd": "image/vnd.adobe.photoshop", ".tif": "image/tiff", ".tiff": "image/tiff"}
-_INLINE = {"image/png", "image/jpeg", "image/gif", "image/webp"}  # named files shown in the page
 _CHUNK = 256 * 1024
 
 
@@ -255,12 +264,22 @@ def register_share(
     roots: list[str] | None = None,
 ) -> ShareLink | None:
     """Issue a new read-only link to a local folder (a contact sheet, or a review page when
-    ``files`` names the review's files) and the named local ``files``; None when the folder
-    is not on a local disk (share it from the object store instead). Each named file must lie
-    in one of the local folders ``roots`` (by default its own folder); the link opens it only
-    while it is that very file (its device and inode are recorded). Sharing a contact sheet
-    also removes the job's expired links (a review page does not: a shoot issues thousands)."""
+    ``files`` names the review's files) and the named local ``files``. Each named file must
+    lie in one of the local folders ``roots`` (by default its own folder); the link opens it
+    only while it is that very file (its device and inode are recorded). Sharing a contact
+    sheet also removes the job's expired links (a review page does not: a shoot issues
+    thousands).
+
+    A contact sheet in a bucket (``s3://.../<job>/contact-sheet``) gets a presigned link
+    instead (see `cutline.services.object_share`, valid at most seven days); None for any
+    other folder not on a local disk (a review page in a bucket is published by
+    `cutline.services.review_page`)."""
     validate_job_id(job_id)
+    if is_object_store(folder) and files is None:
+        shared = share_sheet(
+            job_id, folder, days if days is not None else settings.share_link_days, now
+        )
+        return ShareLink(url=shared.url, expires_at=shared.expires_at)
     if "://" in folder:
         return None
     wanted = files or {}
@@ -325,9 +344,19 @@ def forget_expired(settings: CutlineSettings, job_id: str, now: datetime | None 
     return len(expired)
 
 
-def renew_share(settings: CutlineSettings, job_id: str, days: float | None = None) -> ShareLink:
+def renew_share(
+    settings: CutlineSettings,
+    job_id: str,
+    days: float | None = None,
+    output_root: str | None = None,
+) -> ShareLink:
     """A fresh link to the contact sheet the job's newest contact-sheet link opened (the old
-    links keep their own expiry; revoke them with ``revoke_shares``)."""
+    links keep their own expiry; revoke them with ``revoke_shares``). A job whose
+    ``output_root`` is a bucket gets a presigned link to its sheet there."""
+    if output_root and is_object_store(output_root):
+        days = days if days is not None else settings.share_link_days
+        shared = renew_sheet(job_id, output_root, days)
+        return ShareLink(url=shared.url, expires_at=shared.expires_at)
     grants = [
         pair
         for pair in grants_of(settings, validate_job_id(job_id))
@@ -343,12 +372,15 @@ def renew_share(settings: CutlineSettings, job_id: str, days: float | None = Non
     return link
 
 
-def revoke_shares(settings: CutlineSettings, job_id: str) -> int:
+def revoke_shares(settings: CutlineSettings, job_id: str, output_root: str | None = None) -> int:
     """Make every link of a job (contact sheets and review pages) stop working at once; how
-    many there were."""
+    many there were. With a bucket as ``output_root``, its presigned links end too: what
+    they open is deleted."""
     grants = grants_of(settings, validate_job_id(job_id))
     for path, _ in grants:
         _forget(settings, path, job_id)
+    if output_root and is_object_store(output_root):
+        return len(grants) + revoke_job(job_id, output_root)
     return len(grants)
 
 
@@ -395,24 +427,6 @@ def _resolve(settings: CutlineSettings, path: str) -> tuple[int, _Opened | str]:
     except Refused as exc:
         return 404, f"No such file in this contact sheet ({exc})"
     return 200, _Opened(fd, status.st_size, PurePosixPath(parts[2]).name, named=False)
-
-
-def content_disposition(name: str) -> str:
-    """``attachment`` with a file's own name: an ASCII fallback and, when the name is not
-    plain ASCII, RFC 6266's ``filename*`` (control and direction characters and separators
-    dropped, so the header holds nothing the file's name does not)."""
-    name = "".join(
-        ch
-        for ch in unicodedata.normalize("NFC", name)
-        if unicodedata.category(ch)[0] not in "CZ" or ch == " "
-        if ch not in "/\\"
-    ).strip()
-    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    plain = re.sub(r"[^A-Za-z0-9._ -]", "_", plain).strip(" .") or "download"
-    header = f'attachment; filename="{plain}"'
-    if name and name != plain:
-        header += f"; filename*=UTF-8''{urllib.parse.quote(name, safe='')}"
-    return header
 
 
 class _SocketWriter(io.BufferedIOBase):
@@ -638,12 +652,10 @@ def start_share_server(settings: CutlineSettings, **limits: Any) -> ShareServer:
                 os.close(found.fd)
 
         def _send(self, found: _Opened) -> None:
-            suffix = PurePosixPath(found.name).suffix.lower()
-            kind = _TYPES.get(suffix) or mimetypes.guess_type(found.name)[0]
-            kind = kind or "application/octet-stream"
+            kind = content_type_of(found.name)
             self.send_response(200)
             self.send_header("Content-Type", kind)
-            if found.named and kind not in _INLINE:  # a PSD or TIFF opens in Photoshop
+            if found.named and kind not in INLINE_TYPES:  # a PSD or TIFF opens in Photoshop
                 self.send_header("Content-Disposition", content_disposition(found.name))
             self.send_header("Content-Length", str(found.size))
             self.send_header("Cache-Control", "no-store")

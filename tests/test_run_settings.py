@@ -1,0 +1,146 @@
+"""A setting given to `cutline run` is honoured or refused, never silently dropped (issue 28).
+
+The shoot runs in the stack's serve process (or a worker), with that process's settings; the
+shell that runs `cutline run` may say otherwise. Each class of setting is tried through the
+CLI against the session's running stack: run options go with the run, host settings that
+differ refuse the run, credentials stay on each side and are checked there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
+from cutline.records.ledger import read_ledger
+from tests import s3server
+
+pytestmark = pytest.mark.slow
+
+
+def _cutline_run(shoot: str, job: str, out: str, *extra: str, **env: str):
+    return subprocess.run(
+        [sys.executable, "-m", "cutline", "run", shoot, "--job-id", job, "--out", out, *extra],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _run_parameters(job: str) -> dict:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        [run] = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[job]))
+        )
+    return run.parameters
+
+
+@pytest.fixture
+def small_shoot(tmp_path) -> Path:
+    write_sample_shoot(tmp_path / "shoot", DEFAULT_SAMPLES[:2], size=(320, 240))
+    return tmp_path / "shoot"
+
+
+def test_host_settings_that_differ_refuse_the_run_and_name_themselves(
+    prefect_server, model_home, small_shoot, tmp_path
+):
+    out = tmp_path / "out"
+    result = _cutline_run(
+        str(small_shoot),
+        "SET-HOST-1",
+        str(out),
+        CUTLINE_RESIDENCY="eu",
+        CUTLINE_ALLOWED_ROOTS=json.dumps(["/mnt/studio-only"]),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = result.stderr
+    assert "CUTLINE_RESIDENCY=eu where the run was submitted, any on the host running it" in said
+    assert 'CUTLINE_ALLOWED_ROOTS=["/mnt/studio-only"] where the run was submitted' in said
+    assert "did not start" in said
+    assert not out.exists(), "a refused run wrote nothing"
+    # The expectations are visible on the run page: the run's parameters.
+    expected = _run_parameters("SET-HOST-1")["options"]["host_settings"]
+    assert expected["residency"] == "eu"
+    assert expected["allowed_roots"] == ["/mnt/studio-only"]
+    assert "s3_secret_access_key" not in expected and "s3_access_key_id" not in expected
+
+
+def test_run_options_from_the_shell_and_the_command_line_go_with_the_run(
+    prefect_server, model_home, small_shoot, tmp_path
+):
+    rules = yaml.safe_load(Path("rules/default.yaml").read_text(encoding="utf-8"))
+    rules.pop("include", None)
+    rules["version"] = "studio-test-7"
+    rules["confidence"]["review_below"] = 0.0  # nothing goes to review by confidence
+    rules_file = tmp_path / "studio-rules.yaml"
+    rules_file.write_text(yaml.safe_dump(rules), encoding="utf-8")
+    out = tmp_path / "out"
+
+    result = _cutline_run(
+        str(small_shoot), "SET-RUN-1", str(out), "--rules", str(rules_file), CUTLINE_BATCH_SIZE="1"
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The rules file changes after submission: the run keeps the rules it was given.
+    rules_file.write_text("version: broken\n", encoding="utf-8")
+    config = json.loads((out / "SET-RUN-1" / "run-config.json").read_text(encoding="utf-8"))
+    assert config["rules_fingerprint"].startswith("studio-test-7+")
+    assert config["rules"]["version"] == "studio-test-7"
+    assert config["rules_file"] == "run parameter"
+    assert config["batch_size"] == 1
+    assert len(list((out / "SET-RUN-1" / "batches").glob("*.json"))) == 2
+    summary = json.loads((out / "SET-RUN-1" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["rules_version"] == config["rules_fingerprint"]
+    rows = read_ledger(str(out / "SET-RUN-1" / "ledger.csv"))
+    assert len(rows) == 2 and not any("confidence" in row["rules"] for row in rows)
+    options = _run_parameters("SET-RUN-1")["options"]
+    assert options["batch_size"] == 1 and "studio-test-7" in options["rules"]
+
+
+def test_credentials_are_checked_on_each_side_and_never_sent(
+    prefect_server, model_home, bucket, tmp_path
+):
+    import s3fs
+
+    fs = s3fs.S3FileSystem(
+        key=s3server.ACCESS_KEY,
+        secret=s3server.SECRET_KEY,
+        client_kwargs={"endpoint_url": os.environ["CUTLINE_S3_ENDPOINT_URL"]},
+    )
+    write_sample_shoot(tmp_path / "shoot", DEFAULT_SAMPLES[:1], size=(320, 240))
+    fs.put(str(tmp_path / "shoot"), f"{bucket}/shoot", recursive=True)
+    shoot, out = f"s3://{bucket}/shoot", f"s3://{bucket}/out"
+
+    # A wrong key in the submitting shell: refused at once, before a run exists.
+    result = _cutline_run(shoot, "SET-KEY-1", out, CUTLINE_S3_SECRET_ACCESS_KEY="not-the-key")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot be read with the S3 credentials of this shell" in result.stderr
+    assert "not-the-key" not in result.stdout + result.stderr
+
+    # A host (here a flow-run process of its own, as a worker runs one) whose key is wrong
+    # fails at preflight and says that it is its own credentials.
+    host = subprocess.run(
+        [sys.executable, "-m", "flows.process_shoot", shoot, "SET-KEY-2", "--out", out],
+        env={
+            **os.environ,
+            "PREFECT_API_URL": prefect_server,
+            "CUTLINE_S3_SECRET_ACCESS_KEY": "not-the-key",
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert host.returncode == 1, host.stdout + host.stderr
+    assert "cannot read" in host.stderr and "with its own credentials" in host.stderr
+    assert "credentials are never sent with a run" in host.stderr
+    assert not fs.exists(f"{bucket}/out/SET-KEY-2")
