@@ -7,7 +7,12 @@ import asyncio
 import contextlib
 import json
 
-from cutline.ops.retry_after import LONGEST_WAIT_SECONDS, QuickRetryAfter, retry_wait
+from cutline.ops.retry_after import (
+    LONGEST_WAIT_SECONDS,
+    PatientForBrowsers,
+    QuickRetryAfter,
+    retry_wait,
+)
 
 
 class FlakyApp:
@@ -136,3 +141,89 @@ def test_a_busy_answer_older_than_any_retry_is_forgotten():
     assert call(app)[1]["retry-after"] == "0.75"  # a retry, however late
     now[0] += REMEMBER_SECONDS + 1
     assert call(app)[1]["retry-after"] == "0.25"  # a new request that looks the same
+
+
+class BusyThenAnswers:
+    """An ASGI app busy (503, then the server's exception) ``busy`` times, then 200; it keeps
+    every body it was sent."""
+
+    def __init__(self, busy: int) -> None:
+        self.busy = busy
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.bodies.append(body)
+        status = 503 if len(self.bodies) <= self.busy else 200
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"ok": true}'})
+        if status == 503:
+            raise RuntimeError("database is locked")
+
+
+def _browser_call(app, user_agent: bytes = b"Mozilla/5.0 (X11; Linux x86_64) Chrome/120"):
+    """One POST as the Prefect UI in a browser sends it; every message the client got."""
+    chunks = [b'{"run_input": {"decision":', b' "approve"}}']
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/flow_runs/123/resume",
+        "query_string": b"",
+        "headers": [(b"user-agent", user_agent)],
+        "client": ("127.0.0.1", 50000),
+    }
+    with contextlib.suppress(RuntimeError):
+        asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def _patient(app, patience: float = 60.0):
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    clock = iter(range(0, 10_000)).__next__  # one second per look at the clock
+    return PatientForBrowsers(app, patience=patience, clock=clock, sleep=sleep), slept
+
+
+def test_a_browsers_request_is_retried_in_the_server_while_the_database_is_busy():
+    app = BusyThenAnswers(busy=2)
+    patient, slept = _patient(app)
+    sent = _browser_call(patient)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200]
+    assert sent[-1]["body"] == b'{"ok": true}'
+    assert app.bodies == [b'{"run_input": {"decision": "approve"}}'] * 3  # the same request
+    assert slept == [retry_wait(0), retry_wait(1)]
+
+
+def test_prefects_own_client_gets_the_busy_answer_and_retries_itself():
+    app = BusyThenAnswers(busy=1)
+    patient, slept = _patient(app)
+    sent = _browser_call(patient, user_agent=b"prefect/3.9.1 (API 0.8.4)")
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [503]
+    assert len(app.bodies) == 1 and slept == []
+
+
+def test_a_database_busy_past_the_servers_patience_is_answered_busy_with_a_retry_after():
+    app = BusyThenAnswers(busy=1_000)
+    patient, slept = _patient(QuickRetryAfter(app), patience=30)
+    sent = _browser_call(patient)
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] == [503]  # once: the retries were not sent on
+    assert (b"retry-after", f"{retry_wait(len(slept)):.2f}".encode()) in starts[0]["headers"]
+    assert 1 <= len(slept) < len(app.bodies) <= 10

@@ -120,3 +120,100 @@ def _fingerprint(scope: Scope, body: list[bytes]) -> bytes:
     for chunk in body:
         digest.update(chunk)
     return digest.digest()
+
+
+# How long a request from a browser (or any client that does not retry) is retried inside the
+# server while the database stays busy, before its 503 is passed on.
+PATIENT_FOR_SECONDS = 60.0
+
+
+def retries_itself(scope: Scope) -> bool:
+    """Whether the request comes from Prefect's own client, which honours Retry-After; the
+    Prefect UI in a browser (and curl, a webhook) does not retry a 503 at all."""
+    for name, value in scope.get("headers") or []:
+        if name.lower() == b"user-agent":
+            return value.lower().startswith(b"prefect/")
+    return False
+
+
+class PatientForBrowsers:
+    """ASGI middleware: a request from a client that does not retry (the UI's Resume, Custom
+    run, Retry buttons) is retried here while the server answers it busy (503: SQLite was
+    locked by a running shoot's writes), with the waits of `retry_wait`, for up to
+    ``patience`` seconds; the user sees the answer, not "database is locked".
+
+    Retrying is safe: a busy answer means the request's transaction was rolled back. The
+    request's body is kept to be sent again; a 503 and whatever the app raised after it
+    (Starlette's error middleware re-raises) are dropped while there is time left.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        patience: float = PATIENT_FOR_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        import asyncio
+
+        self.app = app
+        self.patience = patience
+        self.clock = clock
+        self.sleep = sleep or asyncio.sleep
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or retries_itself(scope):
+            await self.app(scope, receive, send)
+            return
+        body = await _whole_body(receive)
+        deadline = self.clock() + self.patience
+        attempt = 0
+        while True:
+            wait = retry_wait(attempt)
+            last_try = self.clock() + wait > deadline
+            if await self._try_once(scope, body, receive, send, pass_busy=last_try):
+                return
+            await self.sleep(wait)
+            attempt += 1
+
+    async def _try_once(
+        self, scope: Scope, body: bytes, receive: Receive, send: Send, *, pass_busy: bool
+    ) -> bool:
+        """One call of the app with the kept body (then the client's own messages, e.g. its
+        disconnect); True when its answer went to the client (anything but a busy answer, or
+        a busy one when ``pass_busy``)."""
+        replayed = False
+        busy = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send_unless_busy(message: Message) -> None:
+            nonlocal busy
+            if message["type"] == "http.response.start" and message["status"] == 503:
+                busy = True
+            if not busy or pass_busy:
+                await send(message)
+
+        try:
+            await self.app(scope, replay, send_unless_busy)
+        except Exception:
+            if not busy or pass_busy:
+                raise
+        return not busy or pass_busy
+
+
+async def _whole_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
