@@ -129,7 +129,8 @@ class ReclaimUnleasedSlots:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve Prefect's server app, wrapped in `QuickRetryAfter`, until stopped."""
+    """Serve Prefect's server app, wrapped in `QuickRetryAfter` (Prefect's clients retry a busy
+    answer soon) and `PatientForBrowsers` (the UI's buttons are retried here), until stopped."""
     import uvicorn
     from prefect.server.api.server import create_app
     from prefect.settings import (
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         PREFECT_SERVER_LOGGING_LEVEL,
     )
 
-    from cutline.ops.retry_after import QuickRetryAfter
+    from cutline.ops.retry_after import PatientForBrowsers, QuickRetryAfter
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", required=True)
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
     uvicorn.run(
-        ReclaimUnleasedSlots(QuickRetryAfter(create_app(final=True))),
+        ReclaimUnleasedSlots(PatientForBrowsers(QuickRetryAfter(create_app(final=True)))),
         host=args.host,
         port=args.port,
         timeout_keep_alive=PREFECT_SERVER_API_KEEPALIVE_TIMEOUT.value(),
