@@ -36,3 +36,7 @@ faketime -f +365d .venv/bin/python -m pytest tests/test_calendar.py tests/test_m
 #    Prefect server, S3 server and data root: most of a slow test is waiting on servers and
 #    subprocesses, so two at once take about 60% of the time of one after the other.
 "${pytest[@]}" -m "$slow" -n "${CUTLINE_TEST_PROCESSES:-2}" --dist worksteal --durations=12
+# 4. The newest Prefect 3.x on the package registry: the contract tests of the private Prefect
+#    APIs Cutline wraps, and when it is newer than the pinned one, the review-lane tests too, in
+#    a second virtualenv (.venv-prefect-newest). Seconds when nothing is newer.
+bash scripts/test_newest_prefect.sh

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections import defaultdict
-from collections.abc import MutableMapping
-from typing import Any
 
 from cutline.ops.retry_after import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,13 +26,6 @@ logger = logging.getLogger("cutline.prefect_server")
 # released by Prefect when their runs end, lease or not; reclaiming them here could free a
 # slot twice.
 CUTLINE_LIMIT_PREFIX = "cutline-"
-# Lease storages that live in this one server (its memory or its PREFECT_HOME): every lease
-# there is this server's, so a slot without one is held by nobody. With a shared storage
-# (prefect-redis, several API servers) another server may be taking a slot at this moment.
-_SINGLE_SERVER_STORAGES = (
-    "prefect.server.concurrency.lease_storage.memory",
-    "prefect.server.concurrency.lease_storage.filesystem",
-)
 
 
 async def reclaim_unleased_slots() -> dict[str, int]:
@@ -43,39 +33,27 @@ async def reclaim_unleased_slots() -> dict[str, int]:
     killed with an in-memory lease storage, or slots leaked before leases were kept on
     disk); return the slots given back per limit. Leases still on record, expired or not,
     count as held: Prefect's repossessor frees those itself. Rate limits (slot decay) have
-    no leases and are left alone."""
-    from prefect.server.concurrency.lease_storage import get_concurrency_lease_storage
-    from prefect.server.database import provide_database_interface
-    from prefect.server.models import concurrency_limits_v2
+    no leases and are left alone. Only with a lease storage of this one server (memory or its
+    PREFECT_HOME): with a shared one (prefect-redis, several API servers) another server may be
+    taking a slot at this moment."""
     from prefect.settings.context import get_current_settings
 
-    if get_current_settings().server.concurrency.lease_storage not in _SINGLE_SERVER_STORAGES:
+    from cutline.base import prefect_internals
+
+    lease_storage = get_current_settings().server.concurrency.lease_storage
+    if lease_storage not in prefect_internals.SINGLE_SERVER_LEASE_STORAGES:
         return {}
-    storage = get_concurrency_lease_storage()
     # Leases first, limits second: a lease the repossessor revokes in between lowers the
     # limit's count too, so the difference can only come out too small, never too large.
-    lease_ids = set(await storage.read_active_lease_ids(limit=1_000_000))
-    lease_ids |= set(await storage.read_expired_lease_ids(limit=1_000_000))
-    held: MutableMapping[Any, int] = defaultdict(int)
-    for lease_id in lease_ids:
-        lease = await storage.read_lease(lease_id)
-        if lease is not None and lease.metadata is not None:
-            for limit_id in lease.resource_ids:
-                held[limit_id] += lease.metadata.slots
+    held = await prefect_internals.leased_slots_by_limit()
     reclaimed: dict[str, int] = {}
-    db = provide_database_interface()
-    async with db.session_context(begin_transaction=True) as session:
-        limits = await concurrency_limits_v2.read_all_concurrency_limits(
-            session=session, limit=None, offset=None
-        )
-        for limit in limits:
+    async with prefect_internals.server_database_transaction() as session:
+        for limit in await prefect_internals.read_concurrency_limits(session):
             if not limit.name.startswith(CUTLINE_LIMIT_PREFIX) or limit.slot_decay_per_second:
                 continue
-            unleased = int(limit.active_slots) - held[limit.id]
+            unleased = int(limit.active_slots) - held.get(limit.id, 0)
             if unleased > 0:
-                await concurrency_limits_v2.bulk_decrement_active_slots(
-                    session=session, concurrency_limit_ids=[limit.id], slots=unleased
-                )
+                await prefect_internals.give_back_slots(session, limit.id, unleased)
                 reclaimed[str(limit.name)] = unleased
     return reclaimed
 
@@ -132,7 +110,6 @@ def main(argv: list[str] | None = None) -> None:
     """Serve Prefect's server app, wrapped in `QuickRetryAfter` (Prefect's clients retry a busy
     answer soon) and `PatientForBrowsers` (the UI's buttons are retried here), until stopped."""
     import uvicorn
-    from prefect.server.api.server import create_app
     from prefect.settings import (
         PREFECT_SERVER_API_KEEPALIVE_TIMEOUT,
         PREFECT_SERVER_API_WEBSOCKET_PING_INTERVAL,
@@ -140,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         PREFECT_SERVER_LOGGING_LEVEL,
     )
 
+    from cutline.base.prefect_internals import server_app
     from cutline.ops.retry_after import PatientForBrowsers, QuickRetryAfter
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -148,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
     uvicorn.run(
-        ReclaimUnleasedSlots(PatientForBrowsers(QuickRetryAfter(create_app(final=True)))),
+        ReclaimUnleasedSlots(PatientForBrowsers(QuickRetryAfter(server_app()))),
         host=args.host,
         port=args.port,
         timeout_keep_alive=PREFECT_SERVER_API_KEEPALIVE_TIMEOUT.value(),

@@ -20,13 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cutline.base.errors import CutlineError
+from cutline.base.prefect_internals import FILESYSTEM_LEASE_STORAGE
 from cutline.base.settings import PROJECT_ROOT, CutlineSettings
 
 _HEALTH_TIMEOUT = 120.0
 HEARTBEAT_SECONDS = (
     30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the runs the stack serves (Prefect minimum)
 )
-PERSISTENT_LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
+# Prefect's lease storage on disk, under PREFECT_HOME (a module name of its internals).
+PERSISTENT_LEASE_STORAGE = FILESYSTEM_LEASE_STORAGE
 # Longer than the runner's 30 s grace for a cancelled run's process to stop.
 CANCELLING_TIMEOUT_SECONDS = 90
 

@@ -31,6 +31,8 @@ from prefect.input import Keyset, RunInput, keyset_from_paused_state
 from prefect.states import Suspended, to_state_create
 from pydantic.json import pydantic_encoder
 
+from cutline.base.prefect_internals import run_input_description, run_input_schema
+
 
 @dataclass(frozen=True)
 class WaitingRun:
@@ -170,8 +172,9 @@ def store_form(
     A value already stored (a request cut short and repeated, or made twice at once) is left
     as it is."""
     values: dict[str, Any] = {}
-    if isinstance(form._description, str) and form._description:
-        values[keyset["description"]] = form._description
+    description = run_input_description(form)
+    if description:
+        values[keyset["description"]] = description
     # The schema last: once it is stored the form is whole (`form_missing` looks for it).
     values[keyset["schema"]] = {**form_schema(form), **(schema_extras or {})}
     for key, value in values.items():
@@ -202,9 +205,7 @@ def form_schema(form: type[RunInput]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=16)
 def _schema_of(form: type[RunInput]) -> dict[str, Any]:
-    from prefect._internal.pydantic.v2_schema import create_v2_schema
-
-    return create_v2_schema(form.__name__, model_base=form)
+    return run_input_schema(form)
 
 
 def form_missing(client: Any, run: FlowRun) -> bool:
