@@ -1,19 +1,31 @@
-"""The shoot ledger: one row per input file, and the check that every file is accounted for."""
+"""The shoot ledger: one row per input file, and the check that every file is accounted for.
+
+<job>/ledger.csv is a view, rebuilt whole: the shoot's own rows (its base, kept in
+<job>/state/ledger-base.csv) with every review decision merged in, each decision a record of its
+own in <job>/reviews/. Whoever changes an input (the shoot writing its rows, a review run landing
+a decision, on any host) writes that input first and then rebuilds the view until it has
+settled (`cutline.base.settled_view`), so no decision is lost when several land at once, on a
+local disk or on S3, without any lock.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import io
 import json
-import os
-import posixpath
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from typing import BinaryIO
 
 from cutline.base import storage
+from cutline.base.settled_view import rebuild_until_settled
 from cutline.domain.items import ImageItem, JobLayout
-from rules.engine import Lane
+from cutline.records.review_records import (
+    DecisionRecords,
+    applied,
+    decision_record,
+)
 
 LEDGER_COLUMNS = [
     "source",
@@ -105,18 +117,6 @@ def ledger_row(item: ImageItem) -> dict[str, str]:
     }
 
 
-REVIEW_FIELDS = (
-    "png",
-    "psd",
-    "jpg",
-    "dam_id",
-    "review_state",
-    "reviewed_by",
-    "review_note",
-    "review_run_id",
-)
-
-
 # A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
 # (OWASP "CSV injection"): a manifest value or a reviewer's note must never run as one.
 FORMULA_STARTS = frozenset("=+-@\t\r")
@@ -138,57 +138,140 @@ def _safe_rows(rows: Iterable[dict[str, str]]) -> Iterator[dict[str, str]]:
         yield {key: spreadsheet_safe(str(value)) for key, value in row.items()}
 
 
-def _render(rows: list[dict[str, str]]) -> bytes:
-    buf = io.StringIO()
-    writer = ledger_writer(buf)
-    writer.writeheader()
-    writer.writerows(_safe_rows(rows))
-    return buf.getvalue().encode("utf-8")
+# The base: the shoot's own rows, kept beside the ledger (<job>/state/ledger-base.csv) under a
+# first line "cutline-ledger-base <generation>", each write a new generation. ledger.csv is a
+# view of the base plus every decision record, rebuilt by whoever changes either.
+BASE_MARK = "cutline-ledger-base"
+BASE_INPUT = "base"  # the base's name among the view's inputs; decisions are "reviews/<id>"
+NO_BASE = ""  # neither a base nor a ledger yet: the shoot writes both when it ends
+LEGACY_BASE = "ledger.csv"  # a ledger written before bases were kept is its own base
 
 
-def _decided_reviews(layout: JobLayout) -> set[str]:
-    """Image ids with a review outcome record in the job folder."""
-    loc = storage.locate(layout.reviews)
-    if not loc.fs.exists(loc.path):
-        return set()
-    loc.fs.invalidate_cache(loc.path)
-    return {
-        posixpath.basename(p.replace(os.sep, "/")).removesuffix(".json")
-        for p in loc.fs.ls(loc.path, detail=False)
-    }
+def base_uri(layout: JobLayout) -> str:
+    """The job's base rows: the ledger as the shoot wrote it, before review decisions."""
+    return storage.join(layout.root, "state", "ledger-base.csv")
 
 
-def _with_review_outcomes(
-    rows: Iterable[dict[str, str]], layout: JobLayout
-) -> Iterator[dict[str, str]]:
-    """The rows with decided reviews (recorded by review runs, for the same file content)
-    merged in."""
-    decided = _decided_reviews(layout)
-    for row in rows:
-        if row.get("lane") == Lane.REVIEW.value and row.get("image_id") in decided:
-            record = json.loads(storage.read_bytes(layout.review_record(row["image_id"])))
-            if record.get("source") == row.get("source") and record.get("sha256") == row.get(
-                "sha256"
-            ):
-                row = {**row, **{field: record.get(field, "") for field in REVIEW_FIELDS}}
-        yield row
+def _base_generation(layout: JobLayout) -> str:
+    """The generation of the job's base (read from its first line), or LEGACY_BASE / NO_BASE."""
+    loc = storage.locate(base_uri(layout))
+    try:
+        head = loc.fs.cat_file(loc.path, start=0, end=len(BASE_MARK) + 80)
+    except FileNotFoundError:
+        ledger = storage.locate(layout.ledger)
+        ledger.fs.invalidate_cache(ledger.path)  # a listing cached before it was written
+        return LEGACY_BASE if ledger.fs.exists(ledger.path) else NO_BASE
+    return _generation(head.decode("utf-8", "replace").split(LEDGER_LINE_END, 1)[0], loc.uri())
+
+
+def _generation(first_line: str, uri: str) -> str:
+    mark, _, generation = first_line.strip().partition(" ")
+    if mark != BASE_MARK or not generation:
+        raise ValueError(
+            f"{uri} does not start with '{BASE_MARK} <generation>': it was not written by "
+            "Cutline. Rerun the job, which writes it again."
+        )
+    return generation
+
+
+def _open_for_reading(uri: str) -> BinaryIO:
+    loc = storage.locate(uri)
+    if loc.is_local:
+        return open(loc.path, "rb")
+    loc.fs.invalidate_cache(loc.path)  # a listed size from the cache would cut the read short
+    return loc.fs.open(loc.path, "rb")
+
+
+def _open_base(layout: JobLayout) -> tuple[BinaryIO | None, bool]:
+    """The base opened for reading, or a legacy ledger standing in for it (then True)."""
+    for uri, legacy in ((base_uri(layout), False), (layout.ledger, True)):
+        try:
+            return _open_for_reading(uri), legacy
+        except FileNotFoundError:
+            continue
+    return None, False
+
+
+@contextlib.contextmanager
+def _base_rows(layout: JobLayout) -> Iterator[tuple[str, Iterator[dict[str, str]]]]:
+    """The base's generation and its rows, streamed (a legacy ledger stands in for a missing
+    base; with neither, NO_BASE and no rows)."""
+    raw, legacy = _open_base(layout)
+    if raw is None:
+        yield NO_BASE, iter(())
+        return
+    with raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        generation = LEGACY_BASE if legacy else _generation(text.readline(), base_uri(layout))
+        yield (
+            generation,
+            (
+                {key: from_spreadsheet_safe(value or "") for key, value in row.items()}
+                for row in csv.DictReader(text)
+            ),
+        )
+
+
+def _view_inputs(layout: JobLayout, decisions: DecisionRecords) -> dict[str, str]:
+    """Everything ledger.csv is built from, each with its version."""
+    inputs = {BASE_INPUT: _base_generation(layout)}
+    inputs.update({f"reviews/{i}": v for i, v in decisions.versions().items()})
+    return inputs
+
+
+def _write_view(layout: JobLayout, decisions: DecisionRecords, inputs: Mapping[str, str]) -> None:
+    """Write ledger.csv whole from the base and the listed decision records."""
+    with _base_rows(layout) as (generation, rows):
+        if generation == NO_BASE:
+            return  # no ledger yet; the shoot's first write lists this decision
+        decided = decisions.read(
+            {key.removeprefix("reviews/"): v for key, v in inputs.items() if key != BASE_INPUT}
+        )
+        with storage.open_for_writing(layout.ledger) as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            writer = ledger_writer(text)
+            writer.writeheader()
+            writer.writerows(
+                _safe_rows(
+                    applied(row, decided.get(row.get("image_id", "")), generation) for row in rows
+                )
+            )
+            text.flush()
+            text.detach()
+
+
+def rebuild_ledger(layout: JobLayout) -> None:
+    """Rebuild ledger.csv from the base rows and every decision record until a listing taken
+    after the write shows nothing it missed: whichever hosts write at the same moment, the
+    last write includes every decision recorded before it (`cutline.base.settled_view`).
+    Decisions from several hosts need no lock, local or shared."""
+    decisions = DecisionRecords(layout)
+    rebuild_until_settled(
+        lambda: _view_inputs(layout, decisions),
+        lambda inputs: _write_view(layout, decisions, inputs),
+        what=f"The ledger {storage.locate(layout.ledger).uri()}",
+    )
 
 
 def write_ledger_rows(rows: Iterable[dict[str, str]], layout: JobLayout) -> str:
-    """Write the job's ledger CSV atomically from rows already in shoot order, streaming,
-    so a 20,000-image ledger is never held in memory whole.
+    """Write the job's ledger CSV from rows already in shoot order, streaming, so a
+    20,000-image ledger is never held in memory whole.
 
-    Review decisions recorded by review runs (for the same file content) are merged in,
-    so a review decided while the shoot was still running, or before a rerun of it, is
-    never forgotten.
+    The rows go to the job's base (a new generation) and ledger.csv is rebuilt from it with
+    every review decision recorded by review runs (for the same file content) merged in, so a
+    review decided while the shoot was still running, or before a rerun of it, is never
+    forgotten. Each file is written whole (see `storage.open_for_writing`).
     """
-    with _ledger_lock(layout.ledger), storage.open_for_writing(layout.ledger) as raw:
+    generation = uuid.uuid4().hex
+    with storage.open_for_writing(base_uri(layout)) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        text.write(f"{BASE_MARK} {generation}{LEDGER_LINE_END}")
         writer = ledger_writer(text)
         writer.writeheader()
-        writer.writerows(_safe_rows(_with_review_outcomes(rows, layout)))
+        writer.writerows(_safe_rows(rows))
         text.flush()
         text.detach()
+    rebuild_ledger(layout)
     return storage.locate(layout.ledger).uri()
 
 
@@ -198,44 +281,19 @@ def write_ledger(items: Iterable[ImageItem], layout: JobLayout) -> str:
     return write_ledger_rows((ledger_row(item) for item in ordered), layout)
 
 
-@contextlib.contextmanager
-def _ledger_lock(uri: str) -> Iterator[None]:
-    """Serialise read-modify-write of a local ledger across processes (review runs)."""
-    loc = storage.locate(uri)
-    if not loc.is_local:
-        yield
-        return
-    os.makedirs(os.path.dirname(loc.path), exist_ok=True)
-    with open(loc.path + ".lock", "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def record_review_outcome(layout: JobLayout, item: ImageItem) -> None:
-    """Keep a review's outcome beside the ledger and update the file's ledger row.
+    """Keep a review's outcome as a record of its own in the job folder, then rebuild the
+    ledger with it (when the shoot has written one: else the shoot merges it when it does).
 
-    The outcome file is the durable record; the ledger row is updated now when the
-    shoot run has written the ledger already, else merged when it does.
+    The record is the durable truth and is written first; the rebuild folds in every decision
+    recorded so far, so two decisions landing at the same moment on two hosts both reach the
+    ledger (the last rebuild includes both), on a local disk or an object store alike.
     """
     row = ledger_row(item)
-    with _ledger_lock(layout.ledger):
-        outcome = {field: row[field] for field in REVIEW_FIELDS} | {
-            "source": item.source,
-            "sha256": item.sha256,
-        }
-        storage.write_bytes(
-            layout.review_record(item.image_id), json.dumps(outcome, indent=2).encode("utf-8")
-        )
-        if not storage.exists(layout.ledger):
-            return
-        rows = read_ledger(layout.ledger)
-        for index, existing in enumerate(rows):
-            if existing.get("source") == item.source and existing.get("sha256") == item.sha256:
-                rows[index] = {**existing, **{field: row[field] for field in REVIEW_FIELDS}}
-        storage.write_bytes(layout.ledger, _render(rows))
+    storage.write_bytes(
+        layout.review_record(item.image_id), decision_record(row, _base_generation(layout))
+    )
+    rebuild_ledger(layout)
 
 
 def own_cutouts(layout: JobLayout) -> dict[tuple[str, str], str]:
