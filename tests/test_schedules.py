@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,7 +28,8 @@ def _cutline(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def test_a_schedule_made_in_the_ui_survives_a_restart_of_the_stack(tmp_path):
+@pytest.mark.browser
+def test_a_schedule_made_in_the_ui_survives_a_restart_of_the_stack(tmp_path, browser_page):
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"},
@@ -36,24 +38,16 @@ def test_a_schedule_made_in_the_ui_survives_a_restart_of_the_stack(tmp_path):
         "CUTLINE_SHARE_PORT": str(free_port()),
     }
     api = f"http://127.0.0.1:{port}/api"
+    overrides = {"shoot": "/mnt/shoots/SS26-0142", "job_id": "SS26-0142"}
     _cutline(env, "up")
     try:
         with httpx.Client(base_url=api, timeout=30) as http:
             shoot = http.get("/deployments/name/process-shoot/shoot").json()
-            # Exactly what the UI's "+ Schedule" dialog sends: no slug (the API-made schedule
-            # that survived in the bug report had one; that was the difference).
-            made = http.post(
-                f"/deployments/{shoot['id']}/schedules",
-                json=[
-                    {
-                        "active": True,
-                        "schedule": {"cron": "0 2 * * *", "timezone": "Europe/Berlin"},
-                        "parameters": {"shoot": "/mnt/shoots/SS26-0142", "job_id": "SS26-0142"},
-                    }
-                ],
-            )
-            assert made.status_code == 201, made.text
-            assert made.json()[0]["slug"] is None
+            _add_schedule_in_the_ui(browser_page, port, shoot["id"], "0 2 * * *", overrides)
+            [made] = http.get(f"/deployments/{shoot['id']}").json()["schedules"]
+            # The UI sends no slug: the API-made schedule that survived in the bug report had
+            # one, and Prefect's update deletes every slugless schedule when sent an empty list.
+            assert made["slug"] is None
 
             _cutline(env, "down")
             _cutline(env, "up")
@@ -65,10 +59,29 @@ def test_a_schedule_made_in_the_ui_survives_a_restart_of_the_stack(tmp_path):
     assert [(s["slug"], s["schedule"]["cron"]) for s in seeded] == [("weekly-eval", "0 3 * * 1")]
     assert after["id"] == shoot["id"]
     [schedule] = after["schedules"]
+    assert schedule["id"] == made["id"]
     assert schedule["schedule"]["cron"] == "0 2 * * *"
-    assert schedule["schedule"]["timezone"] == "Europe/Berlin"
     assert schedule["active"] is True
-    assert schedule["parameters"] == {"shoot": "/mnt/shoots/SS26-0142", "job_id": "SS26-0142"}
+    assert schedule["parameters"] == made["parameters"]
+    assert json.loads(schedule["parameters"]["value"]) == overrides  # the UI's JSON input
+
+
+def _add_schedule_in_the_ui(page, port: int, deployment_id: str, cron: str, overrides: dict):
+    """Deployments -> shoot -> + Schedule -> Cron, parameter overrides as JSON -> Save."""
+    page.goto(f"http://127.0.0.1:{port}/deployments/deployment/{deployment_id}")
+    page.get_by_role("button", name="Schedule", exact=True).click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Cron", exact=True).click()
+    value = dialog.locator("input").nth(2)  # slug, active, cron value, day-or
+    assert value.input_value() == "* * * * *"
+    value.fill(cron)
+    dialog.locator(".p-icon-button-menu button").click()  # Parameter Overrides' menu
+    page.get_by_text("Use JSON input").first.click()
+    dialog.locator("textarea, [contenteditable=true]").first.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(json.dumps(overrides))
+    dialog.get_by_role("button", name="Save").click()
+    dialog.wait_for(state="hidden")
 
 
 def _plant_twice(api: str, tmp_path) -> list[dict]:
