@@ -20,6 +20,7 @@ import yaml
 from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
 from cutline.records.ledger import read_ledger
 from tests import s3server
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -144,3 +145,51 @@ def test_credentials_are_checked_on_each_side_and_never_sent(
     assert "cannot read" in host.stderr and "with its own credentials" in host.stderr
     assert "credentials are never sent with a run" in host.stderr
     assert not fs.exists(f"{bucket}/out/SET-KEY-2")
+
+
+def _property(page, label: str):
+    """A parameter's block in the UI's Custom run form, by its label."""
+    return (
+        page.locator(".schema-form-property")
+        .filter(has=page.locator(".schema-form-property__label", has_text=label))
+        .last
+    )
+
+
+@pytest.mark.browser
+def test_a_custom_run_in_the_ui_chooses_run_options_for_one_shoot(
+    prefect_server, model_home, settings, small_shoot, browser_page, artifacts_dir
+):
+    """Ops start a shoot from Deployments -> shoot -> Run -> Custom run and give it its own
+    batch size in the form's `options` block; the run is made and runs with it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    page, job = browser_page, "SET-UI-1"
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("process-shoot/shoot")
+    page.goto(f"{settings.ui_url}/deployments/deployment/{deployment.id}/run")
+    _property(page, "shoot").locator("textarea, input").first.fill(str(small_shoot))
+    _property(page, "job_id").locator("textarea, input").first.fill(job)
+    options = _property(page, "options (Optional)")
+    options.get_by_role("button", name="RunOptions", exact=True).click()
+    batch = _property(page, "Batch Size (Optional)")
+    batch.get_by_role("button", name="int", exact=True).click()
+    batch.locator("input").first.fill("1")
+    page.screenshot(path=str(artifacts_dir / "custom-run-options.png"), full_page=True)
+    page.get_by_role("button", name="Submit").click()
+
+    def finished():
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[job]))
+            )
+        return runs[0] if runs and runs[0].state.is_final() else None
+
+    run = wait_until(finished, "the UI's custom run to finish", 300, 1)
+    assert run.state.is_completed(), run.state
+    assert run.parameters["options"]["batch_size"] == 1
+    job_root = settings.resolved_output_root / job
+    config = json.loads((job_root / "run-config.json").read_text(encoding="utf-8"))
+    assert config["batch_size"] == 1
+    assert len(list((job_root / "batches").glob("*.json"))) == 2
