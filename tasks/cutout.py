@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 
 from cutline.base import storage
+from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
 from cutline.domain.workstate import WorkState
 from cutline.imaging import recent_decodes
@@ -41,7 +40,7 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
             return
         session = get_session(
             ctx.model,
-            Path(settings.model_home),
+            get_settings().resolved_model_home,  # this host's copy (name and md5 are the run's)
             settings.inference_threads(),
             settings.onnx_providers,
         )

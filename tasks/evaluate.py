@@ -8,7 +8,6 @@ ships (refined where the rules say so) and the confidence is the score a shoot w
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -16,7 +15,7 @@ from PIL import Image
 from cutline.base import storage
 from cutline.base.errors import CutlineError
 from cutline.base.naming import safe_component
-from cutline.base.settings import CutlineSettings
+from cutline.base.settings import CutlineSettings, get_settings
 from cutline.domain.items import ImageItem
 from cutline.domain.manifest import clean_category
 from cutline.domain.run_config import RunConfig
@@ -77,7 +76,7 @@ def evaluate_case(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
     if settings.confidence_second_view:
         session = get_session(
             ctx.model,
-            Path(settings.model_home),
+            get_settings().resolved_model_home,  # this host's copy (name and md5 are the run's)
             settings.inference_threads(),
             settings.onnx_providers,
         )

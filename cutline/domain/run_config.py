@@ -54,7 +54,10 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(frozen=True, protected_namespaces=())
 
     model: str = Field(description="Model name or ONNX path.")
-    model_home: str = Field(description="Where the model's weights are (rembg's U2NET_HOME).")
+    model_home: str = Field(
+        description="Where the starting host keeps the model's weights (for people): every "
+        "host loads the run's model (by name, md5-checked) from its own model home."
+    )
     model_input_max_side: int = Field(description="Long side of the decode the model sees.")
     confidence_second_view: bool = Field(description="Whether the second, padded view runs.")
     onnx_threads: int = Field(
