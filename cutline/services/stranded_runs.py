@@ -25,6 +25,12 @@ from typing import Any
 from pydantic import BaseModel
 
 RESCHEDULE = frozenset({"review-cutout", "signoff-shoot"})
+_RERUN = "rerun the job (finished work is reused)"
+# What happens next to a crashed run, by flow, when it is not simply "rerun the job".
+_NEXT_STEP = {
+    "process-batch": "the shoot starts this batch again for the workers still polling the "
+    "pool (finished work is reused); if the shoot itself stopped, " + _RERUN,
+}
 CRASH = frozenset({"process-shoot", "process-batch"})
 
 
@@ -160,7 +166,7 @@ def recover_stranded_runs(stale_after: float, job_id: str | None = None) -> list
                 )
                 action = "rescheduled"
             else:
-                state = Crashed(message=f"{silent}; rerun the job (finished work is reused)")
+                state = Crashed(message=f"{silent}; {_NEXT_STEP.get(flow, _RERUN)}")
                 action = "crashed"
             client.set_flow_run_state(run.id, state, force=True)
             recovered.append(
