@@ -1,4 +1,11 @@
-"""Run a shoot's batches as process-batch flow runs, so several workers share one shoot."""
+"""Run a shoot's batches as process-batch flow runs, so several workers share one shoot.
+
+A worker host can die mid-batch (power, OOM killer, a pulled cable): its batch runs stay
+Running with nobody behind them. The shoot watches for that: a batch run silent for
+CUTLINE_STRANDED_AFTER_SECONDS (no Prefect heartbeat) is marked Crashed, and a Crashed batch
+is started again (up to ``MAX_BATCH_ATTEMPTS`` runs per batch) for the workers still polling
+the pool; its finished work is reused and nothing is registered twice.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,18 @@ import time
 from collections.abc import Callable
 from uuid import UUID
 
+from prefect import get_run_logger
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
+from cutline.base.settings import get_settings
 from cutline.records.tally import ShootTally
+from cutline.services.stranded_runs import recover_stranded_runs
 from flows.outcomes import BatchOutcome, PlannedImage, settle_batch
 from tasks.context import BatchRef, ShootContext
 
 _POLL_SECONDS = 2.0
+MAX_BATCH_ATTEMPTS = 3  # runs of one batch: the first and two after lost workers
 
 
 def _start(deployment: str, ctx: ShootContext, batch: BatchRef, total: int) -> UUID:
@@ -42,6 +53,15 @@ def _problem(run) -> str | None:
     return f"process-batch run '{run.name}' ended {run.state.name} ({run.state.message or 'no message'})"
 
 
+def _crash_silent_runs(job_id: str, stale_after: float) -> None:
+    """Mark this job's runs whose process stopped (no heartbeat for ``stale_after`` s)
+    Crashed, or, for reviews and sign-offs, run them again (see stranded_runs)."""
+    for run in recover_stranded_runs(stale_after, job_id):
+        get_run_logger().warning(
+            "%s %s run %s: its process had stopped", run.action, run.flow, run.name
+        )
+
+
 def run_batches_on_workers(
     refs: list[BatchRef],
     planned: list[list[PlannedImage]],
@@ -56,8 +76,14 @@ def run_batches_on_workers(
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     ids = {ref.index: _start(deployment, ctx, ref, len(refs)) for ref in refs}
+    attempts = dict.fromkeys(ids, 1)
+    stale_after = get_settings().stranded_after_seconds
+    next_look = time.monotonic() + stale_after / 2
     results: dict[int, BatchOutcome] = {}
     while len(results) < len(refs):
+        if time.monotonic() >= next_look:  # batch runs whose worker died: mark them Crashed
+            _crash_silent_runs(ctx.job_id, stale_after)
+            next_look = time.monotonic() + stale_after / 2
         pending = [i for i in ids if i not in results]
         with get_client(sync_client=True) as client:
             for start in range(0, len(pending), 200):
@@ -69,7 +95,20 @@ def run_batches_on_workers(
                 by_id = {run.id: run for run in runs}
                 for index in chunk:
                     run = by_id.get(ids[index])
-                    if run is not None and run.state is not None and run.state.is_final():
+                    if run is None or run.state is None or not run.state.is_final():
+                        continue
+                    if run.state.is_crashed() and attempts[index] < MAX_BATCH_ATTEMPTS:
+                        get_run_logger().warning(
+                            "Batch %d of %s: run '%s' crashed (%s); starting it again on the "
+                            "workers still polling the pool",
+                            index + 1,
+                            ctx.job_id,
+                            run.name,
+                            run.state.message or "no message",
+                        )
+                        ids[index] = _start(deployment, ctx, refs[index], len(refs))
+                        attempts[index] += 1
+                    else:
                         results[index] = settle_batch(
                             refs[index], planned[index], _problem(run), tally
                         )

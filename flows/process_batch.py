@@ -13,8 +13,7 @@ import socket
 
 from prefect import flow
 
-from cutline.base.errors import ConfigError
-from cutline.domain.locations import check_location
+from flows.batch_task import check_batch
 from tasks.context import BatchRef, ShootContext, load_batch, save_batch
 from tasks.stages import stage_tasks
 
@@ -27,13 +26,7 @@ def process_batch(ctx: ShootContext, batch: BatchRef) -> int:
         ctx: The shoot the batch belongs to.
         batch: The batch's handle; its image records are in the job folder.
     """
-    ctx.check_locations()
-    check_location(batch.uri, "batch file")
-    if not batch.uri.startswith(ctx.job_root.rstrip("/") + "/"):
-        raise ConfigError(
-            f"Batch file {batch.uri} is not in the job folder {ctx.job_root}.",
-            hint="Start process-batch runs from process-shoot, not by hand.",
-        )
+    check_batch(ctx, batch)
     for stage_task in stage_tasks(ctx.config):
         batch = stage_task(batch, ctx)  # raises when the stage fails after its retries
     items = load_batch(batch)

@@ -22,7 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from cutline.base import storage
 from cutline.base.errors import ConfigError
 from cutline.base.markdown import inert, unescaped
-from cutline.base.settings import CutlineSettings, get_settings
+from cutline.base.settings import BatchRunner, CutlineSettings, get_settings
 from cutline.domain import residency
 from cutline.domain.items import JobLayout, validate_job_id
 from cutline.domain.limits import ensure_limits
@@ -46,6 +46,7 @@ from cutline.services.job_lock import one_run_per_job, refuse_similar_jobs
 from cutline.services.review_queue import cancel_reviews_of_gone_files
 from cutline.services.stranded_runs import recover_stranded_runs
 from dam_adapters import DamAdapter, create_adapter
+from flows.batches_on_task_workers import run_batches_on_task_workers
 from flows.batches_on_workers import run_batches_on_workers
 from flows.outcomes import (
     BatchOutcome,
@@ -323,10 +324,12 @@ def _run_shoot(
         update_progress_artifact(progress, progress=percent)
 
     with ShootTally(settings.data_root / "tmp") as tally:
-        if settings.distribute_batches:
+        if settings.batch_execution == BatchRunner.FLOW_RUNS:
             outcomes = run_batches_on_workers(
                 refs, planned, ctx, settings.batch_deployment, report, tally
             )
+        elif settings.batch_execution == BatchRunner.TASK_WORKERS:
+            outcomes = run_batches_on_task_workers(refs, planned, ctx, report, tally)
         else:
             outcomes = _run_batches_here(refs, planned, ctx, report, tally)
         ledger_uri, ledger_problem = write_ledger_safely(tally, layout, job_id)

@@ -28,6 +28,14 @@ class BatchOrder(StrEnum):
     STAGE_BY_STAGE = "stage-by-stage"  # every batch through a stage before the next stage
 
 
+class BatchRunner(StrEnum):
+    """Where a shoot's batches run (`batch_runner`)."""
+
+    IN_PROCESS = "in-process"  # stage tasks in the shoot run's own process
+    FLOW_RUNS = "flow-runs"  # one process-batch flow run per batch, for work pool workers
+    TASK_WORKERS = "task-workers"  # one background task run per batch, for `cutline task-worker`
+
+
 class CutlineSettings(BaseSettings):
     """Settings for a Cutline installation (env prefix ``CUTLINE_``)."""
 
@@ -106,7 +114,19 @@ class CutlineSettings(BaseSettings):
         description=(
             "Run each batch as its own process-batch flow run (deployment `batch_deployment`), so "
             "every worker polling its work pool shares the shoot. Off: batches run as mapped "
-            "tasks inside the shoot run's process."
+            "tasks inside the shoot run's process. The same as batch_runner 'flow-runs'; "
+            "batch_runner, when set, takes precedence."
+        ),
+    )
+    batch_runner: BatchRunner | None = Field(
+        default=None,
+        description=(
+            "Where a shoot's batches run: 'in-process' (stage tasks in the shoot run's own "
+            "process), 'flow-runs' (one process-batch flow run per batch, deployment "
+            "`batch_deployment`, for work pool workers: a new process and model load per batch) "
+            "or 'task-workers' (one background task run per batch, for long-lived "
+            "`cutline task-worker` processes that load the model once). Empty: 'flow-runs' when "
+            "distribute_batches is on, else 'in-process'."
         ),
     )
     batch_deployment: str = Field(
@@ -451,6 +471,14 @@ class CutlineSettings(BaseSettings):
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @property
+    def batch_execution(self) -> BatchRunner:
+        """Where this host runs a shoot's batches: `batch_runner`, or for a host configured
+        before it existed, `distribute_batches` (on: flow runs)."""
+        if self.batch_runner is not None:
+            return self.batch_runner
+        return BatchRunner.FLOW_RUNS if self.distribute_batches else BatchRunner.IN_PROCESS
 
     @property
     def resolved_output_root(self) -> Path:

@@ -99,6 +99,30 @@ def stack_status() -> None:
     raise typer.Exit(0 if current.healthy and serve_pid else 1)
 
 
+@app.command("task-worker")
+def task_worker(
+    limit: Annotated[
+        int | None, typer.Option(help="Batches at once (default: CUTLINE_WORKERS).", min=1)
+    ] = None,
+    storage_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="Folder or s3:// URI every host reaches, kept on the Prefect server for all "
+            "shoots and task workers (once is enough).",
+        ),
+    ] = None,
+) -> None:
+    """Run shoots' batches in this process until stopped (CUTLINE_BATCH_RUNNER=task-workers):
+    Prefect and the model are loaded once, for batch after batch."""
+    from cutline.ops import task_worker as worker
+
+    try:
+        worker.run(get_settings(), limit, storage_uri)
+    except CutlineError as exc:
+        raise _fail(exc) from None
+
+
 _FOLLOW_SECONDS = 2.0
 # After Ctrl-C or SIGTERM: how long `cutline run` waits to see the run Cancelled. A running
 # run's process gets the runner's SIGTERM and stops within seconds; one that lingers is

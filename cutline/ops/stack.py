@@ -211,6 +211,26 @@ def deployments_registered(url: str, names: list[str], before: dict[str, str | N
     return all(now[name] is not None and now[name] != before.get(name) for name in names)
 
 
+def work_pool_of(url: str, name: str) -> str | None:
+    """The work pool whose workers run deployment ``name`` ('flow/deployment'), when it was
+    registered by `prefect deploy` from prefect.yaml; None for a served one, one the API does
+    not have, or an API that does not answer.
+
+    On a server whose deployments workers run (several hosts), a Cutline command must not
+    start a serve process: serving registers the deployments again without their pool and
+    pull step, and every run would then go to whichever desk ran `cutline review list`.
+    """
+    import json
+
+    try:
+        with urllib.request.urlopen(
+            f"{url.rstrip('/')}/deployments/name/{name}", timeout=2
+        ) as resp:
+            return json.loads(resp.read()).get("work_pool_name") if resp.status == 200 else None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
 def serve_env(settings: CutlineSettings, url: str) -> dict[str, str]:
     """Environment of the serve process (and so of every flow run it starts)."""
     env = dict(os.environ)
@@ -305,6 +325,8 @@ def up(
     if not external_api_url():
         _claim_server(settings, url, found_running=current.healthy and not current.managed)
     _ensure_limits_on(settings, url)
+    if serve and external_api_url() and work_pool_of(url, settings.shoot_deployment):
+        serve = False  # the pool's workers run the deployments (see work_pool_of)
     if serve and _read_pid(_pid_file(settings, "serve")) is None:
         names = deployment_names()
         before = registrations(url, names)

@@ -34,6 +34,39 @@ class ShootStatus(BaseModel):
     stages: list[StageProgress]
 
 
+def _batch_run_ids(client: Any, job_id: str, shoot_run_id: str) -> list[Any]:
+    """The process-batch runs a shoot run started when its batches ran on workers
+    (CUTLINE_DISTRIBUTE_BATCHES): their task runs are the shoot's stages. Only each batch's
+    latest run counts, so a batch started again after its worker died is counted once."""
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterTags,
+    )
+
+    prefix = f"batch:{shoot_run_id}:"  # the idempotency key the shoot gives each batch run
+    latest: dict[str, Any] = {}
+    offset = 0
+    while True:
+        page = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["process-batch"])),
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"job:{job_id}"])),
+            limit=200,
+            offset=offset,
+        )
+        for batch_run in page:
+            key = batch_run.idempotency_key or ""
+            if not key.startswith(prefix):
+                continue  # a batch of another run of the job
+            index = key.removeprefix(prefix).split(":", 1)[0]
+            if index not in latest or batch_run.created > latest[index].created:
+                latest[index] = batch_run
+        offset += len(page)
+        if len(page) < 200:
+            return [batch_run.id for batch_run in latest.values()]
+
+
 def shoot_status(job_id: str) -> ShootStatus | None:
     """The latest process-shoot run named ``job_id``, or None when there is none."""
     from prefect.client.orchestration import get_client
@@ -66,10 +99,11 @@ def shoot_status(job_id: str) -> ShootStatus | None:
             sort=ArtifactSort.UPDATED_DESC,
             limit=1,
         )
+        stage_runs = [run.id, *_batch_run_ids(client, job_id, str(run.id))]
         task_runs = []
         while True:  # the API pages its answers: read them all
             page = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=stage_runs)),
                 limit=200,
                 offset=len(task_runs),
             )
