@@ -351,8 +351,8 @@ def run_shoot(
         _refuse_missing_local(manifest, "Manifest", folder=False)
     output_root = storage.locate(out or str(settings.resolved_output_root)).uri()
     for uri, what in ((shoot, "Shoot folder"), (output_root, "Output root")):
-        if "://" in uri and not uri.startswith("file://"):
-            _refuse_unreadable_remote(uri, what)
+        if not detach and "://" in uri and not uri.startswith("file://"):
+            _refuse_unreadable_remote(uri, what)  # this command reads the summary at the end
     options = _with_choices(options_from_environment(settings), choices or {})
     parameters = {
         "shoot": storage.locate(shoot).uri(),
