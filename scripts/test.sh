@@ -39,4 +39,4 @@ faketime -f +365d .venv/bin/python -m pytest tests/test_calendar.py tests/test_m
 # 4. The newest Prefect 3.x on the package registry: the contract tests of the private Prefect
 #    APIs Cutline wraps, and when it is newer than the pinned one, the review-lane tests too, in
 #    a second virtualenv (.venv-prefect-newest). Seconds when nothing is newer.
-bash scripts/test_newest_prefect.sh
+CUTLINE_CI_SECONDS_USED=$SECONDS bash scripts/test_newest_prefect.sh
