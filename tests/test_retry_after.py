@@ -34,12 +34,17 @@ class FlakyApp:
             raise RuntimeError("database is locked")
 
 
-def call(
-    app, path: str = "/api/flows/", body: dict | None = None, client: str = "127.0.0.1"
-) -> tuple[int, dict[str, str]]:
-    """One request through ``app``; its status and headers."""
-    chunks = [json.dumps(body or {"name": "flow"}).encode()]
-    chunks = [chunks[0][:5], chunks[0][5:]]  # a body in two parts, as large bodies arrive
+def exchange(
+    app,
+    path: str = "/api/flows/",
+    body: dict | None = None,
+    client: str = "127.0.0.1",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> list[dict]:
+    """One POST through ``app`` (its body in two parts, as large bodies arrive); every message
+    the client got."""
+    whole = json.dumps(body or {"name": "flow"}).encode()
+    chunks = [whole[:5], whole[5:]]
     sent: list[dict] = []
 
     async def receive() -> dict:
@@ -54,12 +59,19 @@ def call(
         "method": "POST",
         "path": path,
         "query_string": b"",
-        "headers": [],
+        "headers": headers or [],
         "client": (client, 40000 + len(path)),
     }
-    with contextlib.suppress(RuntimeError):  # FlakyApp's imitation of the server's exception
+    with contextlib.suppress(RuntimeError):  # the apps' imitation of the server's exception
         asyncio.run(app(scope, receive, send))
-    start = sent[0]
+    return sent
+
+
+def call(
+    app, path: str = "/api/flows/", body: dict | None = None, client: str = "127.0.0.1"
+) -> tuple[int, dict[str, str]]:
+    """One request through ``app``; its status and headers."""
+    start = exchange(app, path, body, client)[0]
     return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}
 
 
@@ -168,27 +180,12 @@ class BusyThenAnswers:
 
 def _browser_call(app, user_agent: bytes = b"Mozilla/5.0 (X11; Linux x86_64) Chrome/120"):
     """One POST as the Prefect UI in a browser sends it; every message the client got."""
-    chunks = [b'{"run_input": {"decision":', b' "approve"}}']
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        chunk = chunks.pop(0)
-        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/api/flow_runs/123/resume",
-        "query_string": b"",
-        "headers": [(b"user-agent", user_agent)],
-        "client": ("127.0.0.1", 50000),
-    }
-    with contextlib.suppress(RuntimeError):
-        asyncio.run(app(scope, receive, send))
-    return sent
+    return exchange(
+        app,
+        "/api/flow_runs/123/resume",
+        {"run_input": {"decision": "approve"}},
+        headers=[(b"user-agent", user_agent)],
+    )
 
 
 def _patient(app, patience: float = 60.0):

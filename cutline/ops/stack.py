@@ -185,21 +185,24 @@ def _spawn(
     return proc, log_path
 
 
+def _deployment(url: str, name: str) -> dict:
+    """The API's record of deployment ``name`` ('flow/deployment'); {} for one the API does
+    not have, or when it does not answer."""
+    import json
+
+    try:
+        with urllib.request.urlopen(
+            f"{url.rstrip('/')}/deployments/name/{name}", timeout=2
+        ) as resp:
+            return json.loads(resp.read()) if resp.status == 200 else {}
+    except (urllib.error.URLError, OSError, ValueError):
+        return {}
+
+
 def registrations(url: str, names: list[str]) -> dict[str, str | None]:
     """When each named deployment ('flow/deployment') was last registered (the API's
     ``updated`` time), None for one the API does not have (or when it does not answer)."""
-    import json
-
-    found: dict[str, str | None] = {}
-    for name in names:
-        try:
-            with urllib.request.urlopen(
-                f"{url.rstrip('/')}/deployments/name/{name}", timeout=2
-            ) as resp:
-                found[name] = json.loads(resp.read()).get("updated") if resp.status == 200 else None
-        except (urllib.error.URLError, OSError, ValueError):
-            found[name] = None
-    return found
+    return {name: _deployment(url, name).get("updated") for name in names}
 
 
 def deployments_registered(url: str, names: list[str], before: dict[str, str | None]) -> bool:
@@ -220,15 +223,7 @@ def work_pool_of(url: str, name: str) -> str | None:
     start a serve process: serving registers the deployments again without their pool and
     pull step, and every run would then go to whichever desk ran `cutline review list`.
     """
-    import json
-
-    try:
-        with urllib.request.urlopen(
-            f"{url.rstrip('/')}/deployments/name/{name}", timeout=2
-        ) as resp:
-            return json.loads(resp.read()).get("work_pool_name") if resp.status == 200 else None
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+    return _deployment(url, name).get("work_pool_name")
 
 
 def serve_env(settings: CutlineSettings, url: str) -> dict[str, str]:
