@@ -136,7 +136,7 @@ def _proc_stat(pid: int) -> tuple[int, float] | None:
 
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds used so far by a process, the children it has reaped, and its live
-    descendants (a serve process and the flow-run processes it starts)."""
+    descendants (a worker and the flow-run processes it starts)."""
     parents: dict[int, int] = {}
     cpu: dict[int, float] = {}
     for entry in Path("/proc").iterdir():

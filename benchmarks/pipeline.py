@@ -8,10 +8,10 @@ and writes the cutout as a PNG with alpha (Pillow's encoder) and one JPG: nothin
 pipeline is `process-shoot` with the shipped settings (second view on, confidence, routing, PNG,
 layered PSD, a JPG per channel, DAM registration, the ledger) on the same images, about
 ``review-share`` of them routed to the review lane (category glassware). Its time runs until
-the shoot run has ended, every review-lane image waits for a retoucher and the serve process
+the shoot run has ended, every review-lane image waits for a retoucher and the worker process
 has no flow-run process left: all the work the shoot caused. Rounds alternate pipeline and loop
 so machine noise hits both; medians and their ratio are reported, with the CPU seconds each
-spent (this process, the Prefect server and the serve process with its children).
+spent (this process, the Prefect server and the worker process with its children).
 Targets (issue 17): ratio <= 1.6 at 2000x1333 (40 images), <= 2.0 at 6000x4000 (4 images).
 """
 
@@ -69,7 +69,7 @@ def plain_loop(shoot: Path, out: Path) -> int:
 
 
 def run_pipeline(shoot: Path, out: Path, job_id: str, serve_pid: int | None) -> dict:
-    """process-shoot, then wait until every review waits and the serve process is idle."""
+    """process-shoot, then wait until every review waits and the worker process is idle."""
     from flows.process_shoot import process_shoot
 
     summary = process_shoot(shoot=str(shoot), job_id=job_id, output_root=str(out))
@@ -120,8 +120,8 @@ def main() -> None:
     rows = []
     try:
         with stack.using_stack(settings) as current:
-            pids = [p for p in (current.pid, stack.serve_pid(settings)) if p]
-            serve = stack.serve_pid(settings)
+            pids = [p for p in (current.pid, stack.worker_pid(settings)) if p]
+            serve = stack.worker_pid(settings)
             run_pipeline(shoot, work / "warm", "WARMUP", serve)  # imports, model, caches
             plain_loop(shoot, work / "warm-loop")
             for round_ in range(args.runs):
@@ -179,7 +179,7 @@ def main() -> None:
             f"workers={settings.workers}, batches of "
             f"{balanced_batch_size(args.count, settings.batch_size, settings.workers)} (at most "
             f"{settings.batch_size}), lanes {lanes}, timed until every "
-            "review waits and the serve process is idle. Plain loop: decode, u2netp once, PNG + one "
+            "review waits and the worker process is idle. Plain loop: decode, u2netp once, PNG + one "
             f"JPG. {args.runs} alternating rounds after a warm-up; server on "
             f"{'PostgreSQL' if args.postgres else 'SQLite'}.",
             "",
@@ -194,7 +194,7 @@ def main() -> None:
             ],
             "",
             f"CPU seconds per stage, last round: {rows[-1]['stage_cpu_s']}; by process (shoot "
-            f"process, server, serve process with its children): "
+            f"process, server, worker process with its children): "
             f"{rows[-1]['pipeline_cpu_by_process_s']}",
             "",
             f"Median ratio **{data['median_ratio']}** (ratio of medians {data['ratio_of_medians']}).",

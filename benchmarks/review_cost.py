@@ -5,11 +5,11 @@
 A shoot of ``count`` images, all in the review lane (category glassware), is run once to get
 their masks and PSDs. Then, alternating, the same images are put up for review again under a
 fresh job id in two ways, and the CPU seconds of everything involved are counted (this
-process, the Prefect server, the serve process and every flow-run process it starts) from the
-first request until every review waits and the serve process has no child left:
+process, the Prefect server, the worker process and every flow-run process it starts) from the
+first request until every review waits and the worker process has no child left:
 
 - `self-suspending`: the way before issue 17: `run_deployment` creates a scheduled run, the
-  serve process starts a `python -m prefect.engine` process for it, which publishes the
+  worker process starts a `python -m prefect.engine` process for it, which publishes the
   review page, stores the form and suspends;
 - `created-waiting`: the shoot's review stage now (`tasks.review_request`): the runs of a batch
   are created already suspended in one request, then each gets its form, page and event; no
@@ -66,7 +66,7 @@ def _client():
 
 
 def self_suspending(items, ctx) -> None:
-    """Before: a scheduled run per image that a serve process executes only to suspend."""
+    """Before: a scheduled run per image that a worker process executes only to suspend."""
     from prefect.deployments import run_deployment
 
     from tasks.review import review_run_name
@@ -136,7 +136,7 @@ def main() -> None:
     pages = []
     try:
         with stack.using_stack(settings) as current:
-            server, serve = current.pid, stack.serve_pid(settings)
+            server, serve = current.pid, stack.worker_pid(settings)
             assert server and serve, "the benchmark needs the stack's own server and serve"
             summary = process_shoot(shoot=str(shoot), job_id="PREP", output_root=str(work / "out"))
             items, ctx = _items_and_context(work / "out", "PREP")
@@ -177,7 +177,7 @@ def main() -> None:
             "",
             f"{args.runs} alternating rounds; server on {'PostgreSQL' if args.postgres else 'SQLite'}; "
             f"the server's idle CPU ({idle_rate:.3f} s/s) subtracted. CPU counted in this process, "
-            "the server and the serve process with every process it started.",
+            "the server and the worker process with every process it started.",
             "",
             "| way | median wall s (all waiting) | CPU s per review | without the page |",
             "|---|---|---|---|",

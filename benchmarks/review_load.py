@@ -4,7 +4,7 @@
                                      [--backend bench-threshold-not-ai] [--runs 1]
                                      [--control requests|manifest]
 
-One PostgreSQL-backed server and serve process; each shoot runs in its own worker process
+One PostgreSQL-backed server and worker process; each shoot runs in its own worker process
 (`benchmarks.scale._worker`). The shoot's manifest routes ``review-share`` of its images to the
 review lane (category glassware: one review-cutout run each). Two arms alternate, which one goes
 first swapping every round (the server's database grows with every shoot, so a later shoot is a
@@ -131,8 +131,8 @@ def main() -> None:
     rows: dict[str, list[dict]] = {arm: [] for arm in arms}
     try:
         current = stack.up(settings)
-        pids = [current.pid, stack.serve_pid(settings)]
-        assert all(pids), "the benchmark needs the stack's own server and serve process"
+        pids = [current.pid, stack.worker_pid(settings)]
+        assert all(pids), "the benchmark needs the stack's own server and worker process"
         env = {**os.environ, "PREFECT_API_URL": current.api_url}
         # This process reads the review queue from the stack's server too (Prefect reads
         # its settings once: the environment alone would leave it on an ephemeral server).
@@ -165,7 +165,7 @@ def main() -> None:
         "",
         f"Images {image[0]}x{image[1]}, batch {os.environ['CUTLINE_BATCH_SIZE']}, backend "
         f"`{args.backend}`{' (a stand-in, NOT a cutout model)' if 'not-ai' in args.backend else ''}; "
-        "timed until every review waits and the serve process is idle.",
+        "timed until every review waits and the worker process is idle.",
         "",
         "| arm | run | lanes | s (shoot run) | images/min | server + serve CPU s | API p95 s |",
         "|---|---|---|---|---|---|---|",

@@ -84,7 +84,7 @@ def one_run(shoot: Path, out: Path, job: str, order: str, reviews: int) -> dict[
     settings = reload_settings()
     process_shoot(shoot=str(shoot), job_id=job, output_root=str(out))
     deadline = time.monotonic() + 900
-    while True:  # the review runs start in the serve process: wait until all of them wait
+    while True:  # the review runs start in the worker process: wait until all of them wait
         runs = _review_runs(job)
         waiting = [r for r in runs if r.state and r.state.name == "Suspended"]
         if len(waiting) >= reviews or time.monotonic() > deadline:

@@ -2,7 +2,7 @@
 
     python -m benchmarks.waiting_idle [--waiting 3000] [--seconds 60] [--check-seconds 120]
 
-One PostgreSQL-backed stack (server and serve process). Its idle CPU is measured over
+One PostgreSQL-backed stack (server and worker process). Its idle CPU is measured over
 ``seconds`` with no run at all, then ``waiting`` review-cutout runs are created waiting for a
 retoucher (`cutline.services.waiting_run`, as a shoot's review stage makes them, without forms:
 nothing here resumes them), and the idle CPU is measured again with the stack restarted on the
@@ -28,13 +28,13 @@ PREFECT_DEFAULT_CHECK_SECONDS = 5.0
 
 
 def idle_cpu_per_minute(seconds: float) -> float:
-    """CPU seconds per minute of the stack's server and serve process while nothing runs."""
+    """CPU seconds per minute of the stack's server and worker process while nothing runs."""
     from cutline.base.settings import get_settings
     from cutline.ops import stack
 
     settings = get_settings()
-    pids = [stack.status(settings).pid, stack.serve_pid(settings)]
-    assert all(pids), "the benchmark needs the stack's own server and serve process"
+    pids = [stack.status(settings).pid, stack.worker_pid(settings)]
+    assert all(pids), "the benchmark needs the stack's own server and worker process"
     time.sleep(10)  # past the start-up work
     return idle_cpu_rate(pids, seconds) * 60
 

@@ -155,7 +155,7 @@ def main() -> None:
     shoot = work / "shoot"
     paths = write_jpegs(shoot, args.count, (width, height))
     write_manifest(shoot, paths, 0.0)
-    current = stack.up(settings, serve=False)
+    current = stack.up(settings, worker=False)
     os.environ["PREFECT_API_URL"] = current.api_url
     env = {
         **os.environ,

@@ -1,6 +1,6 @@
 """escalate-reviews: reviews that waited too long are tagged and announced, never dropped.
 
-The stack does this every few minutes inside its serve process (cutline.services.housekeeping),
+The stack does this every few minutes inside its worker process (cutline.services.housekeeping),
 without a flow run each time; this flow is the same chore on demand, from the UI's Run
 button or `cutline review escalate`."""
 

@@ -191,7 +191,7 @@ def readable_folder(loc: storage.Location, shoot: str) -> bool:
         raise ConfigError(
             f"The host running this shoot, {socket.gethostname()}, cannot read {shoot} with "
             f"its own credentials: {exc}.",
-            hint="Give the process that runs shoots (the stack's serve process or the worker) "
+            hint="Give the process that runs shoots (the stack's worker or another host's) "
             "S3 credentials that can read the shoot and write the outputs "
             "(CUTLINE_S3_ACCESS_KEY_ID / CUTLINE_S3_SECRET_ACCESS_KEY or an AWS profile); "
             "credentials are never sent with a run.",

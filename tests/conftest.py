@@ -38,7 +38,7 @@ _free_port = free_port
 os.environ["CUTLINE_SERVER_PORT"] = str(_free_port())
 
 # The S3 server is started lazily (fixture `s3`), but its address and the studio's S3
-# settings are fixed now, so the stack's serve process inherits them too.
+# settings are fixed now, so the stack's worker inherits them too.
 from tests import s3server  # noqa: E402
 
 _S3_PORT = s3server._free_port_pair()
@@ -50,7 +50,7 @@ for _aws in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "
     os.environ.pop(_aws, None)
 
 # The sign-off webhook's receiver is started lazily (fixture `webhook`) on a port fixed now,
-# so the stack's serve process, which runs sign-offs, calls it.
+# so the stack's worker, which runs sign-offs, calls it.
 _WEBHOOK_PORT = _free_port()
 os.environ["CUTLINE_SIGNOFF_WEBHOOK_URL"] = f"http://127.0.0.1:{_WEBHOOK_PORT}/hooks/signoff"
 os.environ["CUTLINE_SIGNOFF_WEBHOOK_RETRIES"] = "1"

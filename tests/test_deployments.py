@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
-from cutline.ops.serve import deployment_names
+from cutline.ops.deployments import deployment_names
 from cutline.records.ledger import read_ledger
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ def test_stack_serves_every_deployment_declared_in_prefect_yaml(prefect_server):
     assert shoot.global_concurrency_limit.limit == 2
     assert shoot.concurrency_options.collision_strategy == "ENQUEUE"
     assert {"item", "ctx"} <= set(review.parameter_openapi_schema["properties"])
-    assert not escalate.schedules, "escalation runs in the serve process, not as 288 runs a day"
+    assert not escalate.schedules, "escalation runs in the stack's worker, not as 288 runs a day"
     assert evaluate.parameter_openapi_schema["required"] == ["data"]
     assert evaluate.parameter_openapi_schema["properties"]["models"].get("description")
 
@@ -95,12 +95,18 @@ def test_a_shoot_started_from_the_ui_routes_by_the_manifest_in_its_folder(
     assert str(shoot / "manifest.csv") not in summary.ignored_files
 
 
-def test_stack_status_says_the_serve_process_serves_everything(prefect_server):
-    """The UI dashboard says "no active work pools ... paused" because the stack serves its
-    deployments without a pool; `cutline stack-status` says what is really running."""
+def test_the_stack_is_a_server_a_work_pool_and_a_worker(prefect_server, settings):
+    """`cutline up` runs Prefect's production shape on one machine: the deployments of
+    prefect.yaml on a process work pool, with its pull steps, and a worker polling the pool
+    (the UI's dashboard shows it); `cutline stack-status` says so."""
     import os
     import subprocess
     import sys
+
+    from prefect.client.orchestration import get_client
+
+    from cutline.ops import stack
+    from cutline.ops.deployments import pull_steps
 
     result = subprocess.run(
         [sys.executable, "-m", "cutline", "stack-status"],
@@ -110,4 +116,35 @@ def test_stack_status_says_the_serve_process_serves_everything(prefect_server):
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert ": up (UI " in result.stdout and "serve process: running (pid " in result.stdout
+    assert ": up (UI " in result.stdout
+    running = f"worker: running (pid {stack.worker_pid(settings)}), polling work pool "
+    assert running in result.stdout
+    with get_client(sync_client=True) as client:
+        pool = client.read_work_pool(settings.work_pool)
+        workers = client.read_workers_for_work_pool(settings.work_pool)
+        for name in deployment_names():
+            deployment = client.read_deployment_by_name(name)
+            assert deployment.work_pool_name == settings.work_pool, name
+            assert deployment.pull_steps == pull_steps(), name
+    assert pool.type == "process" and not pool.is_paused
+    assert [w.status.value for w in workers] == ["ONLINE"]
+
+
+def test_job_variables_of_a_run_reach_its_process(prefect_server, model_home, tmp_path, settings):
+    """A run's job variables (the Custom run's "Job variables" box) are applied by the worker
+    as Prefect documents: an ``env`` entry is in the run's environment."""
+    import json
+
+    from prefect.deployments import run_deployment
+
+    write_sample_shoot(tmp_path / "shoot", DEFAULT_SAMPLES[:2], size=(320, 240))
+    run = run_deployment(
+        "process-shoot/shoot",
+        parameters={"shoot": str(tmp_path / "shoot"), "job_id": "JOBVARS-1"},
+        job_variables={"env": {"CUTLINE_BATCH_SIZE": "3"}},
+        timeout=600,
+    )
+    assert run.state.is_completed(), run.state
+    job = settings.resolved_output_root / "JOBVARS-1"
+    config = json.loads((job / "run-config.json").read_text())
+    assert config["batch_size"] == 3  # the worker's own setting is the default, 16

@@ -553,7 +553,7 @@ def _process_of_run(run_id: str) -> int | None:
 def test_a_review_whose_stack_dies_while_the_decision_lands_is_run_again_and_lands(
     prefect_server, model_home, tmp_path, settings
 ):
-    """The machine 'crashes' (serve process and the review's process killed) right after a
+    """The machine 'crashes' (worker process and the review's process killed) right after a
     retoucher's answer was taken: the run is left Running; `cutline up` finds it silent and
     runs it again, which lands the answer already given (nobody is asked twice)."""
     from cutline.imaging.samples import Sample, write_sample_shoot
@@ -574,17 +574,17 @@ def test_a_review_whose_stack_dies_while_the_decision_lands_is_run_again_and_lan
     resume_review(entry.run_id, ui_form("approve", retoucher="Kim Retoucher"))
     wait_until(lambda: read_run(entry.run_id).state.is_running(), "the review to land", 120, 0.05)
     child = _process_of_run(entry.run_id)
-    serve = stack._read_pid(stack._pid_file(settings, "serve"))
-    assert child and serve, "the review's process and the serve process must be found"
+    serve = stack._read_pid(stack._pid_file(settings, "worker"))
+    assert child and serve, "the review's process and the worker must be found"
     os.killpg(serve, signal.SIGKILL)
     os.kill(child, signal.SIGKILL)
     catalog = LocalCatalog(settings.resolved_catalog_dir)
     assert all(r.approval_state != ApprovalState.APPROVED for r in catalog.list_job(job))
-    stack.up(settings)  # the machine is back: a fresh serve process, nothing recovered yet
+    stack.up(settings)  # the machine is back: a fresh worker, nothing recovered yet
     time.sleep(2)  # a live run would have moved on by now; a stranded one stays Running
     assert read_run(entry.run_id).state.is_running()  # stranded: Running, with no process
 
-    stale = 40.0  # the serve process's runs beat every 30 s
+    stale = 40.0  # the worker's runs beat every 30 s
     # The review itself, not just any run of the job: the sign-off run the decision started
     # was killed too, and may fall silent first.
     wait_until(
@@ -674,7 +674,7 @@ def test_a_prefect_server_killed_mid_shoot_keeps_no_slot_and_cutline_run_rides_i
     """kill -9 of the server while a shoot holds the model's slots and its job's slot, then
     `cutline up`: the shoot completes, `cutline run` reports that (not ConnectError), every
     slot comes back, a rerun of the job starts at once, and Ctrl-C/SIGTERM still stops a
-    run of the serve process that lived through the outage."""
+    run of the worker process that lived through the outage."""
     from cutline.domain.limits import MODEL_LIMIT
     from cutline.ops import stack
     from cutline.services.job_lock import lock_name
@@ -688,7 +688,7 @@ def test_a_prefect_server_killed_mid_shoot_keeps_no_slot_and_cutline_run_rides_i
         assert _active_slots(lock_name(job)) == 1
         _kill_server(settings)
         # The outage itself: twenty seconds without the server, not a wait for a condition.
-        # Long enough that Prefect's runner in the serve process gives up watching for
+        # Long enough that Prefect's runner in the worker process gives up watching for
         # cancellations (its polls fail three times in a row).
         time.sleep(20)
         up = _cutline("up")
@@ -715,7 +715,7 @@ def test_a_prefect_server_killed_mid_shoot_keeps_no_slot_and_cutline_run_rides_i
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert time.monotonic() - started < 120, "the rerun waited for the job's slot"
 
-    # SIGTERM to `cutline run` of a run the (outage-surviving) serve process runs: the
+    # SIGTERM to `cutline run` of a run the (outage-surviving) worker process runs: the
     # command exits within seconds and the run really stops, Cancelled.
     big = tmp_path / "big"
     product_shoot(big, 40, size=(640, 480))

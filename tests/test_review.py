@@ -1,4 +1,4 @@
-"""The review lane against a real Prefect server, serve process and the real model.
+"""The review lane against a real Prefect server, worker process and the real model.
 
 Two shoots: the queue tests only read reviews that stay waiting (any order, any one alone), and
 the retoucher's decisions are one scenario whose named steps build on each other."""
@@ -88,7 +88,7 @@ def test_each_review_image_waits_in_its_own_suspended_run_ordered_by_deadline(qu
 def test_reviews_wait_without_starting_a_process_until_a_retoucher_answers(queue_run):
     """The shoot creates each review run already suspended, with its form: no flow-run process
     runs for it (never Pending or Running, run count 0) until someone resumes it. The story
-    test resumes such runs and sees the serve process run them to the DAM."""
+    test resumes such runs and sees the worker process run them to the DAM."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -252,7 +252,7 @@ def test_overdue_review_is_escalated_once_not_dropped(queue_run, prefect_server)
     from flows.escalate_reviews import escalate_reviews
 
     _, by_sku, _, _ = queue_run
-    # The stack's housekeeping (a thread of its serve process, no flow runs) escalates it; a
+    # The stack's housekeeping (a thread of its worker process, no flow runs) escalates it; a
     # round every 0.3 s here instead of every 5 minutes.
     stop = start_housekeeping(
         get_settings().model_copy(update={"housekeeping_minutes": 0.005}), "http://ui"
@@ -425,7 +425,7 @@ def _step_nothing_is_registered_twice_and_a_rerun_keeps_decisions(
 
 def _step_a_waiting_review_survives_a_stack_restart(summary, by_sku, settings, tmp_path):
     stopped = stack.down(settings)
-    assert set(stopped) == {"serve", "server"}
+    assert set(stopped) == {"worker", "server"}
     assert not stack.status(settings).healthy
     stack.up(settings)
     assert read_run(by_sku["OV-1"].run_id).state.is_paused(), (

@@ -110,7 +110,13 @@ def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
     choose_decision(page, dialog, "approve")
     dialog.get_by_role("button", name="Submit").click()
     try:  # an accepted form closes the dialog; a refused one stays open saying why
-        dialog.wait_for(state="hidden", timeout=30_000)
+        # The server retries a browser's request for up to 60 s while SQLite is busy.
+        dialog.wait_for(state="hidden", timeout=90_000)
+    except Exception as exc:  # say what the page showed: a refusal, a toast, an error
+        raise AssertionError(
+            f"the Resume dialog stayed open; run state {read_run(entry.run_id).state!r}; "
+            f"page text: {page.locator('body').inner_text()[-3000:]}"
+        ) from exc
     finally:
         page.screenshot(
             path=str(artifacts_dir / "review-submitted.png"), full_page=True, animations="disabled"

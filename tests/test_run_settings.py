@@ -1,6 +1,6 @@
 """A setting given to `cutline run` is honoured or refused, never silently dropped (issue 28).
 
-The shoot runs in the stack's serve process (or a worker), with that process's settings; the
+The shoot runs in the stack's worker (or another host's), with that process's settings; the
 shell that runs `cutline run` may say otherwise. Each class of setting is tried through the
 CLI against the session's running stack: run options go with the run, host settings that
 differ refuse the run, credentials stay on each side and are checked there.
@@ -179,14 +179,30 @@ def test_a_custom_run_in_the_ui_chooses_run_options_for_one_shoot(
     page.screenshot(path=str(artifacts_dir / "custom-run-options.png"), full_page=True)
     page.get_by_role("button", name="Submit").click()
 
-    def finished():
+    def made():
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[job]))
             )
-        return runs[0] if runs and runs[0].state.is_final() else None
+        return runs[0] if runs else None
 
-    run = wait_until(finished, "the UI's custom run to finish", 300, 1)
+    try:  # the server retries a browser's request for up to 60 s while SQLite is busy
+        made_run = wait_until(made, "the UI's custom run to be made", 90, 1)
+    except AssertionError as exc:
+        page.screenshot(path=str(artifacts_dir / "custom-run-submitted.png"), full_page=True)
+        raise AssertionError(f"{exc}; page: {page.locator('body').inner_text()[-3000:]}") from exc
+
+    def finished():
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(made_run.id)
+        return run if run.state.is_final() else None
+
+    try:
+        run = wait_until(finished, "the UI's custom run to finish", 300, 1)
+    except AssertionError as exc:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(made_run.id).state
+        raise AssertionError(f"{exc}; it is {state!r}") from exc
     assert run.state.is_completed(), run.state
     assert run.parameters["options"]["batch_size"] == 1
     job_root = settings.resolved_output_root / job

@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from cutline.ops.serve import seed_schedules
+from cutline.ops.deployments import seed_schedules
 from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
@@ -90,7 +90,7 @@ def _plant_twice(api: str, tmp_path) -> list[dict]:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from cutline.ops.serve import PREFECT_YAML, deployment_specs, plant_seed_schedules
+    from cutline.ops.deployments import PREFECT_YAML, deployment_specs, plant_seed_schedules
 
     [spec] = [s for s in deployment_specs(PREFECT_YAML) if s["name"] == "eval"]
     spec["schedules"] = [{"cron": "0 3 * * 1", "timezone": "UTC", "slug": "weekly-eval"}]

@@ -91,13 +91,13 @@ def test_credentials_appear_nowhere(secret_run, settings):
     loc = storage.locate(f"s3://{bucket}/out")
     for path in loc.fs.find(loc.path):  # ledger, summary, batches, state, XMP in renditions
         texts[path] = loc.fs.cat_file(path).decode("latin-1")
-    for path in _readable_files(settings.data_root):  # server and serve logs, Prefect's DB
+    for path in _readable_files(settings.data_root):  # server and worker logs, Prefect's DB
         texts[str(path)] = path.read_bytes().decode("latin-1")
     for request in requests:
         texts[f"DAM {request.method} {request.path}"] = request.body.decode("latin-1")
     # The token is sent, and only to the DAM: with every write, and no request carries another
     # value. A request without it can only be a read of the job's assets: the sign-off run the
-    # shoot starts runs in the serve process, whose environment (the test stack's) has no DAM
+    # shoot starts runs in the worker process, whose environment (the test stack's) has no DAM
     # token; when it reaches the DAM before the shoot ends, that read goes without one.
     bearer = f"Bearer {DAM_TOKEN}"
     writes = [r for r in requests if r.method != "GET"]

@@ -28,7 +28,7 @@ def test_a_second_stack_refuses_a_server_that_is_not_its_own(prefect_server, set
     assert f"Port {settings.server_port} is taken by the Cutline stack with data root" in message
     assert str(settings.data_root) in message and str(other) in message
     assert f"CUTLINE_SERVER_PORT={settings.server_port + 1}" in message
-    # No serve process of the second stack was started against the first one's server.
-    assert stack._read_pid(stack._pid_file(CutlineSettings(data_root=other), "serve")) is None
+    # No worker of the second stack was started against the first one's server.
+    assert stack._read_pid(stack._pid_file(CutlineSettings(data_root=other), "worker")) is None
     # The first stack itself still comes up as before.
     assert stack.up(settings).healthy

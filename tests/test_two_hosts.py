@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
+import httpx
 import pytest
 import yaml
 
@@ -570,15 +571,24 @@ def test_a_shoot_survives_losing_one_of_two_worker_hosts(tmp_path, prefect_api, 
 
     # The sign-off the last review asked for, answered from the desk.
     _waiting_signoff(prefect_api, first_signoff)
+    # The client's link, issued at the desk, is fetched over HTTP by a process that shares no
+    # disk with the hosts (they cannot see this test's folders, nor it theirs).
+    issued = desk.cutline("signoff", "link", JOB, "--out", out, "--days", "1", s3=True)
+    assert issued.returncode == 0, issued.stdout + issued.stderr
+    link = issued.stdout.split()[0]
+    assert link.startswith(s3.endpoint), link  # a presigned URL of the sheet on S3
+    sheet = httpx.get(link, timeout=30)
+    assert sheet.status_code == 200, sheet.text[:500]
+    assert all(sku in sheet.text for sku in lanes), "the sheet lists every SKU of the shoot"
     signed = desk.cutline("signoff", "resume", JOB, "--approve", "--by", "Pat Producer")
     assert signed.returncode == 0, signed.stdout + signed.stderr
     final = catalog.list_job(JOB)
     assert {a.approval_state for a in final} == {ApprovalState.SIGNED_OFF}, final
     assert len(final) == len(samples)
 
-    # Nothing ran on the desk: it started no serve process, and the deployments are still
+    # Nothing ran on the desk: it started no worker process, and the deployments are still
     # the pool's, as `prefect deploy` registered them.
-    assert not (desk.folder / "home" / ".cutline" / "run" / "serve.pid").exists()
+    assert not (desk.folder / "home" / ".cutline" / "run" / "worker.pid").exists()
     assert {pool for pool, _ in _deployments(prefect_api).values()} == {"cutline"}
     # The hosts kept to their own folders (the others were hidden from them): each wrote its
     # temporary files into its own, and no shared state names a folder of one machine.

@@ -36,7 +36,7 @@ def pool_server(tmp_path, model_home):
         server_port=_free_port(),
         server_database_url=fresh_database_url("cutline_test_workers"),
     )
-    current = stack.up(settings, serve=False)
+    current = stack.up(settings, worker=False)
     env = {
         **os.environ,
         "PREFECT_API_URL": current.api_url,

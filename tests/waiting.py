@@ -14,7 +14,7 @@ def wait_until(
 ) -> T:
     """Return the first truthy value of ``condition()``; fail naming ``what`` after ``timeout`` s.
 
-    Tests wait for real servers (Prefect, S3, the serve process) whose speed depends on the
+    Tests wait for real servers (Prefect, S3, the worker process) whose speed depends on the
     machine's load: polling is as fast as the machine allows and only as patient as needed.
     """
     deadline = time.monotonic() + timeout

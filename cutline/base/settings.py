@@ -233,7 +233,7 @@ class CutlineSettings(BaseSettings):
         gt=0,
         le=24 * 60,
         description=(
-            "How often the stack's serve process escalates overdue reviews and recovers runs "
+            "How often the stack's worker escalates overdue reviews and recovers runs "
             "whose process died (no flow run is created for it)."
         ),
     )
@@ -245,7 +245,7 @@ class CutlineSettings(BaseSettings):
             "long lost its process: reviews and sign-offs are run again (landing the answer "
             "already given), shoots and batches are marked Crashed. Keep it above 3x the "
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY of every process running Cutline flows (the "
-            "stack's serve process: 30 s; Prefect's default: 180 s)."
+            "stack's worker: 30 s; Prefect's default: 180 s)."
         ),
     )
     shoot_deployment: str = Field(
@@ -310,7 +310,18 @@ class CutlineSettings(BaseSettings):
         default=2,
         ge=1,
         le=60,
-        description="How often the stack's serve process polls for runs to start or resume.",
+        description=(
+            "How often the stack's worker polls its work pool for runs to start or resume "
+            "(PREFECT_WORKER_QUERY_SECONDS of the worker `cutline up` starts)."
+        ),
+    )
+    work_pool: str = Field(
+        default="cutline",
+        min_length=1,
+        description=(
+            "Work pool of the deployments `cutline up` registers and its worker polls (a "
+            "process pool, created when missing); prefect.yaml's deployments name the same pool."
+        ),
     )
     s3_endpoint_url: str | None = Field(
         default=None,

@@ -1,6 +1,6 @@
 """One run configuration: which settings belong to a run, which to the host that runs it.
 
-A shoot runs wherever its deployment's runs execute (the stack's serve process, a worker on
+A shoot runs wherever its deployment's runs execute (the stack's worker, a worker on
 another machine), with that process's settings. A setting exported in the shell that runs
 `cutline run` would otherwise be silently dropped. So every setting has one home:
 
@@ -56,6 +56,7 @@ CLIENT_FIELDS = (
     "server_database_url",
     "server_pause_expiry_check_seconds",
     "shoot_deployment",
+    "work_pool",
 )
 SECRET_FIELDS = (
     "s3_access_key_id",

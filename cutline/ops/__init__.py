@@ -1,1 +1,1 @@
-"""The doors and the machinery around them: the CLI, the local stack, the serve process, shoot status."""
+"""The doors and the machinery around them: the CLI, the local stack and its worker, shoot status."""

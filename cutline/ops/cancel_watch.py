@@ -1,10 +1,10 @@
-"""The serve process stops its own runs that were asked to cancel, when Prefect's runner no
+"""The worker process stops its own runs that were asked to cancel, when Prefect's runner no
 longer does.
 
 Prefect's runner watches for Cancelling runs over the events websocket and falls back to
 polling the API while the websocket is down; when a few polls in a row fail (a Prefect server
 restarting for ten seconds is enough) it stops watching for good ("flow run cancellation will
-fail"). Every later Cancel of a run the serve process started (Ctrl-C on `cutline run`, Cancel
+fail"). Every later Cancel of a run the worker process started (Ctrl-C on `cutline run`, Cancel
 in the UI) then left the run working, and the server, after its cancelling timeout, called it
 Cancelled while its shoot went on to the end.
 
@@ -66,7 +66,7 @@ def _alive(pid: int) -> bool:
 
 def _signal(pid: int, signum: int) -> None:
     """Signal a run's process, and its process group when it leads one of its own (a runner
-    may start it in the serve process's group, which must not be signalled)."""
+    may start it in the worker's group, which must not be signalled)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if os.getpgid(pid) == pid:
             os.killpg(pid, signum)

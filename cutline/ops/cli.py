@@ -57,16 +57,20 @@ def _fail(exc: Exception | str, code: int = 2) -> typer.Exit:
 
 @app.command()
 def up() -> None:
-    """Start the local stack (Prefect server with UI) in the background, and recover runs a
-    crash left Running (reviews and sign-offs run again, landing the answer already given)."""
+    """Start the local stack in the background: a Prefect server with UI (unless
+    PREFECT_API_URL names one) and a worker on the work pool; recover runs a crash left
+    Running (reviews and sign-offs run again, landing the answer already given)."""
     from cutline.services.stranded_runs import recover_stranded_runs
 
     settings = get_settings()
     try:
-        current = stack.up(settings)
+        current = stack.up(settings, worker=True)
     except CutlineError as exc:
         raise _fail(exc) from None
     typer.echo(f"Prefect API {current.api_url} is up; UI at {current.ui_url}")
+    typer.echo(
+        f"worker polling work pool {settings.work_pool!r} (pid {stack.worker_pid(settings)})"
+    )
     with stack.using_stack(settings):  # runs left Running by a crash are run again or closed
         for run in recover_stranded_runs(settings.stranded_after_seconds):
             typer.echo(
@@ -88,15 +92,14 @@ def stack_status() -> None:
     current = stack.status(settings)
     state = "up" if current.healthy else "down"
     typer.echo(f"Prefect API {current.api_url}: {state} (UI {current.ui_url})")
-    serve_pid = stack.serve_pid(settings)
+    worker_pid = stack.worker_pid(settings)
     typer.echo(
-        f"serve process: running (pid {serve_pid}); it serves every deployment of prefect.yaml "
-        "itself, so the UI dashboard's work-pool card has nothing to show (that is not a pause)"
-        if serve_pid
-        else "serve process: not running (`cutline up` starts it): shoots, reviews and "
-        "sign-offs wait until it is"
+        f"worker: running (pid {worker_pid}), polling work pool {settings.work_pool!r}"
+        if worker_pid
+        else f"worker: not running on this machine (`cutline up` starts one): shoots, reviews "
+        f"and sign-offs wait until a worker polls work pool {settings.work_pool!r}"
     )
-    raise typer.Exit(0 if current.healthy and serve_pid else 1)
+    raise typer.Exit(0 if current.healthy and worker_pid else 1)
 
 
 @app.command("task-worker")
@@ -332,7 +335,7 @@ def run_shoot(
     which ops can Retry), follow it to the end and print its summary; return the exit code.
     Ctrl-C or SIGTERM while following cancels the run; ``detach`` returns once submitted.
 
-    Paths are made absolute here: the run executes in the stack's serve process or a worker.
+    Paths are made absolute here: the run executes in the stack's worker or a worker.
     Every setting this shell was given reaches the run (cutline.domain.run_options): run
     options as its ``options`` parameter (``choices``: --model, --rules, --presets over the
     environment's), host settings as expectations the executing host must meet.

@@ -1,8 +1,11 @@
-"""The embedded local stack: a Prefect server (API + UI) run in the background.
+"""The local stack: Prefect's production topology on one machine, run in the background.
 
-``cutline up`` starts it under the data root (SQLite by default, PostgreSQL when a URL
-is set) and ``cutline down`` stops it; state lives in the data root, so it survives a
-restart. When PREFECT_API_URL is already set, that server is used and nothing starts.
+``cutline up`` starts a Prefect server (API + UI; SQLite under the data root by default,
+PostgreSQL when a URL is set) and a worker (cutline/ops/pool_worker.py) that registers the
+deployments of prefect.yaml on a process work pool and runs their flow runs; ``cutline down``
+stops both. State lives in the data root, so it survives a restart. When PREFECT_API_URL is
+already set, that server is used and only the worker starts (unless the deployments are
+already on a pool there: then other hosts' workers run them and a desk starts nothing).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from cutline.base.settings import PROJECT_ROOT, CutlineSettings
 
 _HEALTH_TIMEOUT = 120.0
 HEARTBEAT_SECONDS = (
-    30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the runs the stack serves (Prefect minimum)
+    30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the runs the stack's worker starts (Prefect minimum)
 )
 # Prefect's lease storage on disk, under PREFECT_HOME (a module name of its internals).
 PERSISTENT_LEASE_STORAGE = FILESYSTEM_LEASE_STORAGE
@@ -58,7 +61,11 @@ def _pid_file(settings: CutlineSettings, service: str) -> Path:
     return _run_dir(settings) / f"{service}.pid"
 
 
-_SERVICE_MARKERS = {"server": b"prefect", "serve": b"cutline.ops.serve"}
+_SERVICE_MARKERS = {
+    "server": b"prefect",
+    "worker": b"cutline.ops.pool_worker",
+    "serve": b"cutline.ops.serve",  # the serve process of a stack started before the worker
+}
 
 
 def _read_pid(path: Path) -> int | None:
@@ -134,9 +141,9 @@ def client_env(settings: CutlineSettings) -> dict[str, str]:
     }
 
 
-def serve_pid(settings: CutlineSettings) -> int | None:
-    """The pid of this stack's serve process, when it runs."""
-    return _read_pid(_pid_file(settings, "serve"))
+def worker_pid(settings: CutlineSettings) -> int | None:
+    """The pid of this stack's worker process, when it runs."""
+    return _read_pid(_pid_file(settings, "worker"))
 
 
 def status(settings: CutlineSettings) -> StackStatus:
@@ -206,32 +213,33 @@ def registrations(url: str, names: list[str]) -> dict[str, str | None]:
 
 
 def deployments_registered(url: str, names: list[str], before: dict[str, str | None]) -> bool:
-    """Whether the serve process has registered every named deployment since ``before`` (the
+    """Whether the worker has registered every named deployment since ``before`` (the
     registrations seen before it started). Deployments that merely survive from the last
-    start do not count: until serve has registered them it is not polling for their runs
-    (and a check made right after `cutline up` would see the old registration)."""
+    start do not count: until the worker has registered them it is not polling for their
+    runs (and a check made right after `cutline up` would see the old registration)."""
     now = registrations(url, names)
     return all(now[name] is not None and now[name] != before.get(name) for name in names)
 
 
 def work_pool_of(url: str, name: str) -> str | None:
     """The work pool whose workers run deployment ``name`` ('flow/deployment'), when it was
-    registered by `prefect deploy` from prefect.yaml; None for a served one, one the API does
-    not have, or an API that does not answer.
+    registered on a pool; None for one the API does not have (or served by an older
+    Cutline), or an API that does not answer.
 
-    On a server whose deployments workers run (several hosts), a Cutline command must not
-    start a serve process: serving registers the deployments again without their pool and
-    pull step, and every run would then go to whichever desk ran `cutline review list`.
+    On a shared server whose deployments other hosts' workers run, a Cutline command on a
+    desk must not start a worker: every run would then also go to whichever desk ran
+    `cutline review list`. Worker hosts start theirs with `cutline up` or `prefect worker
+    start`.
     """
     return _deployment(url, name).get("work_pool_name")
 
 
-def serve_env(settings: CutlineSettings, url: str) -> dict[str, str]:
-    """Environment of the serve process (and so of every flow run it starts)."""
+def worker_env(settings: CutlineSettings, url: str) -> dict[str, str]:
+    """Environment of the worker process (and so of every flow run it starts)."""
     env = dict(os.environ)
     env.update(client_env(settings))
     env["PREFECT_API_URL"] = url
-    env["PREFECT_RUNNER_POLL_FREQUENCY"] = str(settings.runner_poll_seconds)
+    env["PREFECT_WORKER_QUERY_SECONDS"] = str(settings.runner_poll_seconds)
     env["PREFECT_LOGGING_TO_API_ENABLED"] = "true"  # flow-run logs belong in the UI
     # Every flow-run process says it is alive this often; a run silent for
     # CUTLINE_STRANDED_AFTER_SECONDS lost its process and is recovered (see stranded_runs).
@@ -281,11 +289,17 @@ def _claim_server(settings: CutlineSettings, url: str, *, found_running: bool) -
 
 
 def up(
-    settings: CutlineSettings, *, timeout: float = _HEALTH_TIMEOUT, serve: bool = True
+    settings: CutlineSettings, *, timeout: float = _HEALTH_TIMEOUT, worker: bool | None = None
 ) -> StackStatus:
     """Start what is not running: the Prefect server (unless PREFECT_API_URL points at one)
-    and, unless ``serve`` is off, the process serving the deployments of prefect.yaml."""
-    from cutline.ops.serve import deployment_names
+    and the worker that registers the deployments of prefect.yaml on the stack's work pool
+    and runs their flow runs.
+
+    ``worker``: True starts it (`cutline up`: this machine is a worker host), False never;
+    None (any other command) starts it unless the deployments are already on a pool of a
+    server of the user's own, whose workers run them (see ``work_pool_of``).
+    """
+    from cutline.ops.deployments import deployment_names
 
     current = status(settings)
     if not current.healthy:
@@ -320,19 +334,19 @@ def up(
     if not external_api_url():
         _claim_server(settings, url, found_running=current.healthy and not current.managed)
     _ensure_limits_on(settings, url)
-    if serve and external_api_url() and work_pool_of(url, settings.shoot_deployment):
-        serve = False  # the pool's workers run the deployments (see work_pool_of)
-    if serve and _read_pid(_pid_file(settings, "serve")) is None:
+    if worker is None:
+        worker = not (external_api_url() and work_pool_of(url, settings.shoot_deployment))
+    if worker and worker_pid(settings) is None:
         names = deployment_names()
         before = registrations(url, names)
         proc, log_path = _spawn(
-            settings, "serve", ["-m", "cutline.ops.serve"], serve_env(settings, url)
+            settings, "worker", ["-m", "cutline.ops.pool_worker"], worker_env(settings, url)
         )
         _wait_healthy(
             proc,
             log_path,
             lambda: deployments_registered(url, names, before),
-            "The deployment server (cutline.ops.serve)",
+            f"The worker of work pool {settings.work_pool!r} (cutline.ops.pool_worker)",
             timeout,
             "Check prefect.yaml and the flows it names.",
         )

@@ -1,4 +1,4 @@
-"""The stack's periodic chores, run inside its serve process rather than as scheduled flow
+"""The stack's periodic chores, run inside its worker process rather than as scheduled flow
 runs: a 5-minute schedule made 288 `escalate-reviews` runs a day that buried the shoots in
 the UI's Runs list while almost all of them did nothing. Here the chores cost no flow run;
 what they do is still visible where it matters (the escalated tag and event on the review,

@@ -8,7 +8,7 @@ over to it.
 A link is ``http://HOST:PORT/s/<token>/<file>``: the token is unguessable (256 random bits),
 names one folder of one job, and expires (``CUTLINE_SHARE_LINK_DAYS``). Job ids never appear
 in a link, so links cannot be enumerated. The registry under the data root keeps only a hash
-of each token, so reading it does not hand out working links. The serve process answers GET
+of each token, so reading it does not hand out working links. The worker process answers GET
 for files of the granted folder only (no listing, no other files, no writes); an expired link
 answers 410 with what to do next.
 

@@ -1,7 +1,7 @@
 """Runs whose process died: found by their missing heartbeats, and recovered.
 
 Every Prefect flow-run process emits a ``prefect.flow-run.heartbeat`` event while it runs
-(``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``; the stack's serve process uses 30 s). A run that is
+(``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``; the stack's worker uses 30 s). A run that is
 Running or Pending with no heartbeat for ``CUTLINE_STRANDED_AFTER_SECONDS`` lost its process
 (killed, machine restarted) and would otherwise stay Running for ever. Every time compared is
 the Prefect server's (when it received a heartbeat, when it set a state, its own "now"): the

@@ -1,21 +1,18 @@
-"""Serve the deployments declared in prefect.yaml from one long-running process.
+"""The deployments declared in prefect.yaml, registered on a work pool.
 
-`cutline up` starts this in the background: it registers each deployment with the
-Prefect API and runs (and resumes) their flow runs in subprocesses.
+The stack's worker (cutline/ops/pool_worker.py) registers them at every start exactly as
+`prefect deploy --all` would (same names, parameters, limits, pull steps, pool), except that
+the schedules the server holds are left alone.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from cutline.base.settings import PROJECT_ROOT, get_settings
-from cutline.ops.cancel_watch import start_cancel_watch
-from cutline.services.housekeeping import start_housekeeping
-from cutline.services.share import start_share_server
 
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
 
@@ -67,8 +64,8 @@ def seed_schedules(spec: dict[str, Any]) -> list[dict[str, Any]]:
 def keep_server_schedules(deployment: Any) -> Any:
     """Register ``deployment`` without touching the schedules the server holds for it.
 
-    `serve()` registers its deployments again at every start. A RunnerDeployment made by
-    `to_deployment` carries ``schedules=[]``, and Prefect's update endpoint answers an empty
+    The stack registers its deployments again at every start (as `serve()` did). A
+    RunnerDeployment made by `to_deployment` carries ``schedules=[]``, and Prefect's update endpoint answers an empty
     list by deleting every schedule that has no slug: the ones ops make in the UI (or with
     `prefect deployment schedule create`) have none, so they vanished at each `cutline up`,
     while slugged ones survived. Sending no schedules means "leave them": the server's are the
@@ -132,25 +129,22 @@ def build_deployments(path: Path = PREFECT_YAML) -> list[Any]:
     return [keep_server_schedules(deployment) for deployment in deployments]
 
 
-def main() -> None:
-    """Serve every deployment of prefect.yaml until stopped."""
-    from prefect import serve
-
-    os.chdir(PROJECT_ROOT)
-    settings = get_settings()
-    try:
-        start_share_server(settings)
-    except OSError as exc:  # the port is taken: sign-off still works, without client links
-        print(f"contact-sheet links unavailable on port {settings.resolved_share_port}: {exc}")
-    start_housekeeping(settings, os.environ.get("PREFECT_UI_URL") or settings.ui_url)
-    start_cancel_watch(settings.runner_poll_seconds)  # Cancel still works after a server outage
-    deployments = build_deployments()
-    if any(seed_schedules(spec) for spec in deployment_specs()):
-        for deployment in deployments:  # registered first, so that their seeds can be planted
-            deployment.apply()
-        plant_seed_schedules()
-    serve(*deployments, pause_on_shutdown=False, print_starting_message=True)
+def pull_steps(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
+    """The `pull:` steps of prefect.yaml: how a worker finds its copy of the project."""
+    return list(yaml.safe_load(path.read_text(encoding="utf-8")).get("pull") or [])
 
 
-if __name__ == "__main__":
-    main()
+def register_on_pool(pool: str, path: Path = PREFECT_YAML) -> list[Any]:
+    """Register every deployment of prefect.yaml on work pool ``pool`` with prefect.yaml's
+    pull steps (the shape `prefect deploy --all` gives them), plant the seed schedules the
+    server lacks, and return the deployments' ids."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    steps = pull_steps(path)
+    ids = [deployment.apply(work_pool_name=pool) for deployment in build_deployments(path)]
+    with get_client(sync_client=True) as client:
+        for deployment_id in ids:  # apply() sends no pull steps for a flow without storage
+            client.update_deployment(deployment_id, DeploymentUpdate(pull_steps=steps))
+    plant_seed_schedules(path)
+    return ids
