@@ -21,6 +21,7 @@ and the sign-off, decided from a desk with only the API URL, land in the ledger 
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import re
@@ -577,9 +578,14 @@ def test_a_shoot_survives_losing_one_of_two_worker_hosts(tmp_path, prefect_api, 
     assert issued.returncode == 0, issued.stdout + issued.stderr
     link = issued.stdout.split()[0]
     assert link.startswith(s3.endpoint), link  # a presigned URL of the sheet on S3
-    sheet = httpx.get(link, timeout=30)
-    assert sheet.status_code == 200, sheet.text[:500]
-    assert all(sku in sheet.text for sku in lanes), "the sheet lists every SKU of the shoot"
+    index = httpx.get(link, timeout=30)
+    assert index.status_code == 200, index.text[:500]
+    assert f"Shoot {JOB}: {len(samples)} of {len(samples)} assets" in index.text
+    # The sheet's pages are presigned objects too (a page in a bucket cannot link relatively).
+    pages = [html.unescape(u) for u in re.findall(r'href="([^"]+page-\d+\.html[^"]*)"', index.text)]
+    assert pages and all(u.startswith(s3.endpoint) for u in pages), index.text[:1000]
+    sheet = "".join(httpx.get(u, timeout=30).raise_for_status().text for u in pages)
+    assert all(sku in sheet for sku in lanes), "the pages list every SKU of the shoot"
     signed = desk.cutline("signoff", "resume", JOB, "--approve", "--by", "Pat Producer")
     assert signed.returncode == 0, signed.stdout + signed.stderr
     final = catalog.list_job(JOB)
