@@ -21,6 +21,12 @@ from cutline.evaluation.eval_report import (
 )
 from cutline.evaluation.eval_set import EvalCase, load_eval_set
 from cutline.evaluation.evaluate import ImageEval
+from cutline.evaluation.model_choice import (
+    choice_markdown,
+    choose_models,
+    mixture,
+    models_fragment,
+)
 from cutline.imaging import model_store
 from cutline.imaging.confidence import CONFIDENCE_VERSION
 from tasks.context import ShootContext
@@ -32,6 +38,42 @@ def evaluate_image(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
     """One image with one model through the shoot's stages: metrics against the ground
     truth, confidence, lane."""
     return evaluate_case(case, index, ctx)
+
+
+def _choose_models(
+    default: str, results: list[ImageEval], data: str, out: str, target_precision: float
+) -> str:
+    """Choose a model per category, calibrate the mixture, write both as one rules fragment
+    (``models.yaml``); return the report's section on it."""
+    logger = get_run_logger()
+    choices = choose_models(results, default)
+    mixed = model_report("per-category models", mixture(results, choices), target_precision)
+    section = choice_markdown(choices, default)
+    switched = {c.category: c.model for c in choices.values() if c.model != default}
+    if mixed.calibration.recommended is None:
+        logger.warning("The per-category models reach no threshold at the target precision.")
+        return section + "\nNo threshold reaches the target precision: no fragment written.\n"
+    text = models_fragment(choices, default) + rules_fragment(
+        mixed.calibration,
+        model=" + ".join([default, *sorted({m for m in switched.values()})]),
+        confidence_version=CONFIDENCE_VERSION,
+        evaluated_on=data,
+        by_category={clean_category(c): cal for c, cal in mixed.category_calibration.items()},
+    )
+    path = storage.write_bytes(storage.join(out, "models.yaml"), text.encode("utf-8"))
+    logger.info(
+        "per-category models %s: mean IoU %.3f, confidence ROC AUC %s, threshold %s; fragment %s",
+        switched or "(none switched)",
+        mixed.overall.means["iou"],
+        mixed.calibration.roc_auc,
+        mixed.calibration.recommended.threshold,
+        path,
+    )
+    return section + (
+        f"\nWith these choices: mean IoU {mixed.overall.means['iou']:.3f}, confidence ROC AUC "
+        f"{mixed.calibration.roc_auc}, threshold {mixed.calibration.recommended.threshold} "
+        f"(fragment `{path}`: include it from your rules).\n"
+    )
 
 
 @flow(
@@ -102,6 +144,8 @@ def evaluate_cutouts(
     )
     report.plots = write_plots(report, out)
     markdown = report_markdown(report)
+    if len(models) > 1:
+        markdown += "\n" + _choose_models(models[0], results, data, out, target_precision)
     storage.write_bytes(storage.join(out, "report.md"), markdown.encode("utf-8"))
     storage.write_bytes(
         storage.join(out, "report.json"), report.model_dump_json(indent=2).encode("utf-8")

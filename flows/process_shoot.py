@@ -175,6 +175,8 @@ def preflight(
     )
     spec = model_store.parse_model(settings.model)
     model_store.ensure(spec, settings.resolved_model_home)
+    for chosen in rules.models_named():  # the rules' model per category, on this host too
+        model_store.ensure(model_store.parse_model(chosen), settings.resolved_model_home)
     ensure_limits(settings)
     config = RunConfig.freeze(
         settings, rules, presets, rules_source=rules_source, presets_source=presets_source

@@ -73,6 +73,29 @@ class EdgeRefinement(_Strict):
     )
 
 
+class ModelChoice(_Strict):
+    by_category: dict[str, str] = Field(
+        default_factory=dict,
+        description="The model (rembg name, e.g. modnet, or ONNX path) whose masks the images "
+        "of a category (or alias) get; other categories use the run's model (--model or "
+        "CUTLINE_MODEL). `cutline eval` with several models writes the categories where one "
+        "measured better.",
+    )
+    evidence: dict[str, dict[str, float | int | str]] | None = Field(
+        default=None,
+        description="Why (written by `cutline eval`): per category, each model's mean IoU on "
+        "how many reference images.",
+    )
+
+    @field_validator("by_category")
+    @classmethod
+    def _names_given(cls, value: dict[str, str]) -> dict[str, str]:
+        empty = [category for category, model in value.items() if not str(model).strip()]
+        if empty:
+            raise ValueError(f"no model named for {empty}")
+        return value
+
+
 class RuleSet(_Strict):
     """A validated rules file."""
 
@@ -91,6 +114,9 @@ class RuleSet(_Strict):
     queue_priority: dict[str, int] = Field(default_factory=lambda: {"senior": 1, "standard": 2})
     edge_refinement: EdgeRefinement | None = Field(
         default=None, description="Optional edge refinement of the AI mask, per category."
+    )
+    models: ModelChoice | None = Field(
+        default=None, description="Optional model per category (see ModelChoice)."
     )
     fingerprint: str = Field(default="", description="Hash of the file's content (set on load).")
 
@@ -116,6 +142,17 @@ class RuleSet(_Strict):
             return ""
         wanted = {self.canonical_category(c) for c in refine.categories}
         return refine.method if self.canonical_category(category) in wanted else ""
+
+    def model_for(self, category: str, default: str) -> str:
+        """The model for this category's images: the rules' choice, else ``default``."""
+        if self.models is None:
+            return default
+        chosen = {self.canonical_category(c): m for c, m in self.models.by_category.items()}
+        return chosen.get(self.canonical_category(category), default)
+
+    def models_named(self) -> list[str]:
+        """Every model the rules choose for some category (to provision and check)."""
+        return sorted(set(self.models.by_category.values())) if self.models else []
 
     def threshold_for(self, category: str) -> tuple[float, str]:
         """The confidence threshold for this category, and the category whose own threshold

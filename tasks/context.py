@@ -168,7 +168,7 @@ def cutout_key(item: ImageItem, ctx: ShootContext) -> str:
     return stage_key(
         "cutout-v3",
         item.sha256,
-        ctx.model,
+        item.model or ctx.model,
         ctx.config.model_input_max_side,
         ctx.config.confidence_second_view,
         item.refinement,

@@ -31,6 +31,7 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
 
     def cut(item: ImageItem) -> None:
         item.refinement = rules.refinement_for(item.category)
+        item.model = rules.model_for(item.category, ctx.model)
         key = cutout_key(item, ctx)
         done = state.reusable(item, "cutout", key, lambda prior: [prior.mask])
         if done is not None:
@@ -39,7 +40,7 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
             item.reused.append("cutout")
             return
         session = get_session(
-            ctx.model,
+            item.model,
             get_settings().resolved_model_home,  # this host's copy (name and md5 are the run's)
             settings.inference_threads(),
             settings.onnx_providers,

@@ -35,7 +35,10 @@ EVAL_JOB = "EVAL"
 def eval_context(model: str, data: str, out_dir: str, settings: CutlineSettings) -> ShootContext:
     """The shoot context an evaluation runs the stages in: its work folder per model is under
     the report folder, so a rerun of the same evaluation reuses the cutouts."""
-    config = RunConfig.freeze(settings).model_copy(update={"model": model})
+    frozen = RunConfig.freeze(settings)
+    # Every image with the model under test: the rules' per-category choice is what is measured.
+    rules = {**frozen.rules, "models": None}
+    config = frozen.model_copy(update={"model": model, "rules": rules})
     return ShootContext(
         job_id=EVAL_JOB,
         shoot=data,

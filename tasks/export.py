@@ -108,7 +108,7 @@ def make_export(ctx: ShootContext) -> ImageWork:
                 mask,
                 presets,
                 ctx.job_id,
-                ctx.model,
+                item.model or ctx.model,
                 settings.png_compress_level,
             )
         else:
@@ -117,7 +117,7 @@ def make_export(ctx: ShootContext) -> ImageWork:
                 ctx.layout,
                 rgb,
                 mask,
-                rendition_xmp(item, ctx.job_id, ctx.model),
+                rendition_xmp(item, ctx.job_id, item.model or ctx.model),
                 folder="review",
             )
         state.remember(item, "export", key)

@@ -368,7 +368,7 @@ def land_decision(
             mask,
             ctx.presets,
             ctx.job_id,
-            ctx.model,
+            item.model or ctx.model,
             ctx.config.png_compress_level,
         )
         replaced = decision.decision == "replace"

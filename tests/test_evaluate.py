@@ -106,6 +106,15 @@ def test_eval_compares_models_and_writes_a_report_and_a_usable_rules_fragment(
     assert loaded.confidence.calibration["proven"] is False  # six images prove no 98%
     assert "NOT PROVEN" in Path(fragments[0]).read_text()
 
+    # The model per category: u2netp stays everywhere (better on homeware; two busy images
+    # are too few to switch on); the fragment with the mixture's threshold is a valid include.
+    assert "## Model per category" in markdown and "| homeware | 4 |" in markdown
+    rules.write_text(f'version: "eval"\ninclude: ["{out / "models.yaml"}"]\n')
+    loaded = load_rules(rules)
+    assert loaded.models.by_category == {}
+    assert loaded.models.evidence["homeware"]["chosen"] == "u2netp"
+    assert loaded.confidence.calibration["model"] == "u2netp"
+
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["evaluate-cutouts"]))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -367,6 +368,50 @@ def test_edge_refinement_switched_on_by_category_in_the_rules(
     assert rows["SKU-1002"]["refinement"] == "guided-filter"
     assert rows["SKU-1001"]["refinement"] == ""
     assert all(r["lane"] == "auto" and Path(r["mask"]).is_file() for r in rows.values())
+
+
+def test_the_rules_choose_the_model_per_category(
+    prefect_server, model_home, tmp_path, override_settings
+):
+    """A rules fragment from `cutline eval` names MODNet for one category: its images get
+    MODNet's mask (the ledger and the PNG's XMP say which model), the others the run's model;
+    a rerun with the other model for that category cuts it out again, not from the cache."""
+    from cutline.imaging import model_store
+    from cutline.imaging.segmenter import get_session, predict_alpha
+    from flows.process_shoot import process_shoot
+
+    model_store.fetch("modnet", model_home)  # what `cutline models fetch modnet` does
+    shoot = tmp_path / "shoot"
+    write_sample_shoot(shoot, DEFAULT_SAMPLES[:2], size=(320, 240))  # footwear, homeware
+    rules = tmp_path / "rules.yaml"
+    (tmp_path / "models.yaml").write_text("models: {by_category: {Homeware: modnet}}\n")
+    rules.write_text('version: "models"\ninclude: [models.yaml]\nconfidence: {review_below: 0.0}\n')
+    override_settings(rules_file=str(rules))
+
+    def run():
+        return process_shoot(
+            shoot=str(shoot),
+            job_id="MODELS-1",
+            manifest=str(shoot / "manifest.csv"),
+            output_root=str(tmp_path / "out"),
+        )
+
+    rows = {r["sku"]: r for r in read_ledger(run().ledger)}
+    assert rows["SKU-1002"]["model"] == "modnet" and rows["SKU-1001"]["model"] == "u2netp"
+    assert b"modnet" in Path(rows["SKU-1002"]["png"]).read_bytes()  # the XMP names the model
+    source = Image.open(rows["SKU-1002"]["source"])
+    shipped = np.asarray(Image.open(rows["SKU-1002"]["mask"]), dtype=np.float32) / 255
+    off = {
+        name: float(np.abs(predict_alpha(get_session(name, model_home), source) - shipped).mean())
+        for name in ("modnet", "u2netp")
+    }
+    assert off["modnet"] < 0.01 and off["modnet"] < off["u2netp"] / 2, off
+
+    (tmp_path / "models.yaml").write_text("models: {by_category: {}}\n")
+    rules.write_text(rules.read_text().replace('"models"', '"models-2"'))
+    rows = {r["sku"]: r for r in read_ledger(run().ledger)}
+    assert rows["SKU-1002"]["model"] == "u2netp"
+    assert "cutout" not in rows["SKU-1002"]["reused"] and "cutout" in rows["SKU-1001"]["reused"]
 
 
 def test_a_rerun_after_the_shoot_changed_makes_the_dam_match_it(

@@ -152,6 +152,26 @@ def test_edge_refinement_is_chosen_per_category(tmp_path: Path):
     assert RULES.refinement_for("hair-beauty") == ""  # off unless a studio switches it on
 
 
+def test_the_model_is_chosen_per_category_by_name_or_alias(tmp_path: Path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        'version: "r"\nconfidence: {review_below: 0.5}\n'
+        "review_categories: {hair-beauty: {reason: Hair.}}\ncategory_aliases: {hair: hair-beauty}\n"
+        "models: {by_category: {hair: modnet, Plush_Toys: modnet, bags: u2net}}\n"
+    )
+    rules = load_rules(path)
+    assert rules.model_for("Hair-Beauty", "u2netp") == "modnet"  # through the alias
+    assert rules.model_for("plush toys", "u2netp") == "modnet"
+    assert rules.model_for("footwear", "u2netp") == "u2netp"  # the run's model elsewhere
+    assert rules.models_named() == ["modnet", "u2net"]
+    assert RULES.model_for("hair-beauty", "u2netp") == "u2netp"  # none unless a studio chooses
+    path.write_text(
+        'version: "r"\nconfidence: {review_below: 0.5}\nmodels: {by_category: {x: ""}}\n'
+    )
+    with pytest.raises(ConfigError, match=r"by_category"):
+        load_rules(path)
+
+
 def test_a_category_with_its_own_calibrated_threshold_is_routed_on_it(tmp_path: Path):
     path = tmp_path / "rules.yaml"
     path.write_text(

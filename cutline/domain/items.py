@@ -68,6 +68,9 @@ class ImageItem(BaseModel):
     refinement: str = Field(
         default="", description="Edge refinement the rules applied to the AI mask ('' for none)."
     )
+    model: str = Field(
+        default="", description="The model whose mask the image has (the rules' per category)."
+    )
     mask: str = ""
     png: str = ""
     psd: str = ""

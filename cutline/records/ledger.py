@@ -59,6 +59,7 @@ LEDGER_COLUMNS = [
     "reused",
     "stage_seconds",
     "cpu_seconds",
+    "model",  # the model whose mask the image has (the rules may choose one per category)
 ]
 
 
@@ -91,6 +92,7 @@ def ledger_row(item: ImageItem) -> dict[str, str]:
         "reasons": item.reasons,
         "mask": item.mask,
         "refinement": item.refinement,
+        "model": item.model,
         "png": item.png,
         "psd": item.psd,
         "jpg": ";".join(item.jpg),
