@@ -73,6 +73,16 @@ class EdgeRefinement(_Strict):
     )
 
 
+class EdgeDecontamination(_Strict):
+    categories: list[str] = Field(
+        default_factory=list,
+        description="Categories (or aliases) whose PNG, PSD cutout layer and JPGs get the "
+        "subject's own colours in the mask's soft edge instead of the photo's mix with the "
+        "backdrop (pymatting's foreground estimation); `cutline eval` measures the edge colour "
+        "error where the reference set has true foreground colours.",
+    )
+
+
 class ModelChoice(_Strict):
     by_category: dict[str, str] = Field(
         default_factory=dict,
@@ -115,6 +125,9 @@ class RuleSet(_Strict):
     edge_refinement: EdgeRefinement | None = Field(
         default=None, description="Optional edge refinement of the AI mask, per category."
     )
+    edge_decontamination: EdgeDecontamination | None = Field(
+        default=None, description="Optional colour decontamination of soft edges, per category."
+    )
     models: ModelChoice | None = Field(
         default=None, description="Optional model per category (see ModelChoice)."
     )
@@ -142,6 +155,14 @@ class RuleSet(_Strict):
             return ""
         wanted = {self.canonical_category(c) for c in refine.categories}
         return refine.method if self.canonical_category(category) in wanted else ""
+
+    def decontaminates(self, category: str) -> bool:
+        """Whether this category's renditions get decontaminated edge colours."""
+        chosen = self.edge_decontamination
+        if chosen is None:
+            return False
+        wanted = {self.canonical_category(c) for c in chosen.categories}
+        return self.canonical_category(category) in wanted
 
     def model_for(self, category: str, default: str) -> str:
         """The model for this category's images: the rules' choice, else ``default``."""

@@ -7,6 +7,7 @@ ships (refined where the rules say so) and the confidence is the score a shoot w
 
 from __future__ import annotations
 
+import io
 import time
 
 import numpy as np
@@ -23,6 +24,7 @@ from cutline.evaluation.eval_metrics import matte_metrics
 from cutline.evaluation.eval_set import EvalCase
 from cutline.evaluation.evaluate import ImageEval, overlay_png
 from cutline.imaging.codec import decode_image, load_mask
+from cutline.imaging.decontaminate import decontaminate, edge_colour_error
 from cutline.imaging.refine import refine_alpha
 from cutline.imaging.segmenter import get_session, second_view_alpha
 from tasks.context import ShootContext
@@ -117,5 +119,28 @@ def evaluate_case(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
         refined=matte_metrics(refined, truth),
         refine_seconds=round(refine_seconds, 4),
         alternatives=alternatives,
+        edge_colour=_edge_colour(case, small, pred, truth),
         overlay=overlay,
     )
+
+
+def _edge_colour(
+    case: EvalCase, small: Image.Image, pred: np.ndarray, truth: np.ndarray
+) -> dict[str, float]:
+    """Colour error in the true soft edge (0-255, see `edge_colour_error`) of the photo's own
+    colours and of the colours decontamination estimates with the shipped mask; empty where
+    the set has no true foreground colours or the truth no soft edge."""
+    if not case.foreground:
+        return {}
+    colours = Image.open(io.BytesIO(storage.read_bytes(case.foreground))).convert("RGB")
+    colours = np.asarray(colours.resize(small.size, Image.Resampling.BILINEAR))
+    alpha = np.clip(truth * 255 + 0.5, 0, 255).astype(np.uint8)
+    shipped = Image.fromarray(np.clip(pred * 255 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    estimated = np.asarray(decontaminate(small.convert("RGB"), shipped))
+    photo = edge_colour_error(np.asarray(small.convert("RGB")), colours, alpha)
+    if photo is None:
+        return {}
+    return {
+        "photo": round(photo, 2),
+        "decontaminated": round(edge_colour_error(estimated, colours, alpha) or 0.0, 2),
+    }

@@ -9,6 +9,7 @@ from cutline.domain.items import ImageItem, JobLayout
 from cutline.domain.workstate import WorkState, stage_key
 from cutline.imaging import renditions
 from cutline.imaging.codec import decode_image, load_mask
+from cutline.imaging.decontaminate import decontaminate
 from cutline.imaging.xmp import build_packet
 from rules.engine import Lane
 from rules.presets import PresetBook
@@ -50,8 +51,10 @@ def write_psd(
 ) -> None:
     """The layered PSD: original + cutout with the mask as a layer mask. Review-lane images
     get theirs in review/ (the retoucher's starting file); final ones go to psd/."""
+    cutout = decontaminate(rgb, mask) if item.decontaminated else None
     item.psd = storage.write_bytes(
-        layout.path(folder, item.image_id, ".psd"), renditions.psd_bytes(rgb, mask, xmp)
+        layout.path(folder, item.image_id, ".psd"),
+        renditions.psd_bytes(rgb, mask, xmp, cutout=cutout),
     )
 
 
@@ -67,7 +70,8 @@ def write_final_renditions(
 ) -> None:
     """PNG with alpha, PSD and one JPG per channel, each carrying XMP with job, SKU, channels."""
     xmp = rendition_xmp(item, job_id, model)
-    rgba = renditions.cutout_rgba(rgb, mask)
+    colours = decontaminate(rgb, mask) if item.decontaminated else rgb
+    rgba = renditions.cutout_rgba(colours, mask)
     item.png = storage.write_bytes(
         layout.path("png", item.image_id, ".png"),
         renditions.png_bytes(rgba, xmp, png_level),
@@ -93,6 +97,7 @@ def make_export(ctx: ShootContext) -> ImageWork:
     state = WorkState(ctx.layout)
 
     def export(item: ImageItem) -> None:
+        item.decontaminated = ctx.rules.decontaminates(item.category)
         key = export_key(item, ctx, presets_version)
         done = state.reusable(item, "export", key, _rendition_files)
         if done is not None:
@@ -135,6 +140,7 @@ def export_key(item: ImageItem, ctx: ShootContext, presets_version: str) -> str:
     return stage_key(
         "export-v1",
         cutout_key(item, ctx),
+        "decontaminated" if item.decontaminated else "",
         item.lane,
         ";".join(item.channels),
         presets_version,

@@ -73,6 +73,11 @@ def test_the_set_is_split_by_subject_has_exact_truth_and_rebuilds_identically(tm
             # Where the truth is clear, the photo is backdrop: smooth, not the busy source.
             clear = photo[truth == 0]
             assert clear.std(axis=0).max() < 25
+            # The photo is exactly alpha * F + (1 - alpha) * B with the F written beside it:
+            # where the subject is solid, the photo is F (JPEG's error aside).
+            colours = np.asarray(Image.open(case.foreground), np.float64)
+            solid = truth == 1
+            assert np.abs(photo[solid] - colours[solid]).mean() < 4
     assert not parts["tune"] & parts["holdout"]  # no subject is on both sides
     first = _digest(out)
     again = tmp_path / "again"  # the same recipe through the CLI door

@@ -23,19 +23,23 @@ def _eval_set(folder: Path) -> int:
     """Products on a studio sweep (easy) and on busy noise (hard for a colour threshold)."""
     (folder / "images").mkdir(parents=True)
     (folder / "truth").mkdir()
-    rows = ["image,alpha,category,notes"]
+    rows = ["image,alpha,category,notes,foreground"]
     rng = np.random.default_rng(7)
     for index in range(6):
         sample = DEFAULT_SAMPLES[index % 2]
         image, alpha = render_sample_with_mask(sample, (320, 240), seed=index)
-        category = "homeware"
+        category, foreground = "homeware", ""
         if index >= 4:  # paste the product onto a busy background
             noise = Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
             noise.paste(image, (0, 0), alpha)
+            image.save(folder / "truth" / f"p{index}-colours.png")  # what was pasted: F
+            foreground = f"truth/p{index}-colours.png"
             image, category = noise, "busy_background"
         image.save(folder / "images" / f"p{index}.jpg", quality=92)
         alpha.save(folder / "truth" / f"p{index}.png")
-        rows.append(f"images/p{index}.jpg,truth/p{index}.png,{category},made by the test")
+        rows.append(
+            f"images/p{index}.jpg,truth/p{index}.png,{category},made by the test,{foreground}"
+        )
     (folder / "index.csv").write_text("\n".join(rows) + "\n")
     return 6
 
@@ -105,6 +109,13 @@ def test_eval_compares_models_and_writes_a_report_and_a_usable_rules_fragment(
     assert loaded.confidence.calibration["images"] == count
     assert loaded.confidence.calibration["proven"] is False  # six images prove no 98%
     assert "NOT PROVEN" in Path(fragments[0]).read_text()
+
+    # Edge colours where the set knows the subject's colours (the two pasted products).
+    coloured = [i for i in report["images"] if i["edge_colour"]]
+    assert {i["category"] for i in coloured} == {"busy_background"}
+    assert all(set(i["edge_colour"]) == {"photo", "decontaminated"} for i in coloured)
+    assert "## Edge colours (colour decontamination)" in markdown
+    assert "| u2netp | busy_background | 2 |" in markdown
 
     # The model per category: u2netp stays everywhere (better on homeware; two busy images
     # are too few to switch on); the fragment with the mixture's threshold is a valid include.

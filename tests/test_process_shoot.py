@@ -345,26 +345,30 @@ def test_cli_demo_runs_a_sample_shoot_and_says_where_things_are(
     assert len(ledgers) == 1 and len(read_ledger(str(ledgers[0]))) == len(DEFAULT_SAMPLES)
 
 
-def test_edge_refinement_switched_on_by_category_in_the_rules(
-    prefect_server, model_home, tmp_path, override_settings
-):
+def _two_category_shoot(tmp_path: Path, override_settings, rules: str, job: str) -> dict:
+    """A footwear (SKU-1001) and a homeware (SKU-1002) image shot under rules that route every
+    cutout to the auto lane plus ``rules``; the ledger's rows by SKU."""
     from flows.process_shoot import process_shoot
 
     shoot = tmp_path / "shoot"
-    write_sample_shoot(shoot, DEFAULT_SAMPLES[:2], size=(320, 240))  # footwear, homeware
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        'version: "refine"\nconfidence: {review_below: 0.0}\n'
-        "edge_refinement: {method: guided-filter, categories: [homeware]}\n"
-    )
-    override_settings(rules_file=str(rules))
+    write_sample_shoot(shoot, DEFAULT_SAMPLES[:2], size=(320, 240))
+    path = tmp_path / "rules.yaml"
+    path.write_text(f'version: "{job}"\nconfidence: {{review_below: 0.0}}\n' + rules)
+    override_settings(rules_file=str(path))
     summary = process_shoot(
         shoot=str(shoot),
-        job_id="REFINE-1",
+        job_id=job,
         manifest=str(shoot / "manifest.csv"),
         output_root=str(tmp_path / "out"),
     )
-    rows = {r["sku"]: r for r in read_ledger(summary.ledger)}
+    return {r["sku"]: r for r in read_ledger(summary.ledger)}
+
+
+def test_edge_refinement_switched_on_by_category_in_the_rules(
+    prefect_server, model_home, tmp_path, override_settings
+):
+    rules = "edge_refinement: {method: guided-filter, categories: [homeware]}\n"
+    rows = _two_category_shoot(tmp_path, override_settings, rules, "REFINE-1")
     assert rows["SKU-1002"]["refinement"] == "guided-filter"
     assert rows["SKU-1001"]["refinement"] == ""
     assert all(r["lane"] == "auto" and Path(r["mask"]).is_file() for r in rows.values())
@@ -412,6 +416,37 @@ def test_the_rules_choose_the_model_per_category(
     rows = {r["sku"]: r for r in read_ledger(run().ledger)}
     assert rows["SKU-1002"]["model"] == "u2netp"
     assert "cutout" not in rows["SKU-1002"]["reused"] and "cutout" in rows["SKU-1001"]["reused"]
+
+
+def test_decontaminated_edges_for_a_category_in_the_rules(
+    prefect_server, model_home, tmp_path, override_settings
+):
+    """The rules switch colour decontamination on for one category: its PNG and the PSD's
+    Cutout layer carry new colours in the soft edge only (the PSD's Original layer stays the
+    photo); the other category's renditions keep the photo's colours."""
+    from psd_tools import PSDImage
+
+    from cutline.imaging.decontaminate import soft_band
+
+    rules = "edge_decontamination: {categories: [Homeware]}\n"
+    rows = _two_category_shoot(tmp_path, override_settings, rules, "DECON-1")
+    for sku, changed in (("SKU-1002", True), ("SKU-1001", False)):
+        row = rows[sku]
+        photo = np.asarray(Image.open(row["source"]).convert("RGB"))
+        png = np.asarray(Image.open(row["png"]))
+        alpha = png[..., 3]
+        band, solid = soft_band(alpha), alpha >= 253
+        assert band.sum() > 50, sku  # the model's mask has a soft edge to work on
+        moved = np.abs(png[..., :3].astype(int) - photo.astype(int)).max(axis=2) > 2
+        assert bool(moved[band].any()) is changed, sku
+        assert not moved[solid].any(), sku  # solid subject pixels are the photo's
+        assert not moved[~band & ~solid & (alpha > 2)].any(), sku
+        layers = {
+            layer.name: np.asarray(layer.topil().convert("RGB"))
+            for layer in PSDImage.open(row["psd"])
+        }
+        assert np.array_equal(layers["Original"], photo), sku
+        assert bool(np.abs(layers["Cutout"].astype(int) - photo.astype(int)).max() > 2) is changed
 
 
 def test_a_rerun_after_the_shoot_changed_makes_the_dam_match_it(

@@ -71,6 +71,10 @@ class ImageItem(BaseModel):
     model: str = Field(
         default="", description="The model whose mask the image has (the rules' per category)."
     )
+    decontaminated: bool = Field(
+        default=False,
+        description="Whether its renditions carry the subject's own colours in the soft edge.",
+    )
     mask: str = ""
     png: str = ""
     psd: str = ""

@@ -4,7 +4,8 @@ coloured seamless) so the set is large enough to promise a precision.
 
 A composite's ground truth is exact by construction: the image *is* ``alpha * F + (1 - alpha)
 * B``, with the subject's colours ``F`` recovered from the photo by pymatting's foreground
-estimation (so hair and fur do not carry their old background onto the new one). The set is
+estimation (so hair and fur do not carry their old background onto the new one). ``F`` is
+written too (``foreground/``), so `cutline eval` measures the colour error of cutout edges. The set is
 rebuilt from its sources by `cutline calibration-set` (same seed, same files); nothing
 generated is kept in the repository.
 
@@ -155,9 +156,10 @@ def composite(
     cuts: frozenset[str],
     background: str,
     rng: np.random.Generator,
-) -> tuple[Image.Image, Image.Image, str]:
+) -> tuple[Image.Image, Image.Image, str, Image.Image]:
     """The subject placed on a studio backdrop at a random size and place (sometimes with a
-    soft contact shadow, which is background): the photo and its exact alpha."""
+    soft contact shadow, which is background): the photo, its exact alpha, notes, and the
+    subject's true colours (what a perfect decontamination gives in the soft edge)."""
     width, height = CANVASES[int(rng.integers(len(CANVASES)))]
     fill = rng.uniform(0.5, 0.85)
     if rng.random() < 0.5:
@@ -198,7 +200,8 @@ def composite(
     notes = f"fill {fill:.2f}, canvas {width}x{height}" + (", contact shadow" if shadow else "")
     if cuts:
         notes += ", cut by the frame at " + "/".join(sorted(cuts))
-    return image, truth, notes
+    colours = np.clip(canvas_fg * 255 + 0.5, 0, 255).astype(np.uint8)
+    return image, truth, notes, Image.fromarray(colours, mode="RGB")
 
 
 def _backgrounds_for(count: int, rng: np.random.Generator) -> list[str]:
@@ -239,14 +242,16 @@ def build_calibration_set(
         rng = _rng("backgrounds", subject.key)
         for n, background in enumerate(_backgrounds_for(variants, rng)):
             item = _rng("composite", subject.key, n)
-            image, truth, notes = composite(fg, alpha, cuts, background, item)
+            image, truth, notes, colours = composite(fg, alpha, cuts, background, item)
             stem = f"{subject.key}-{n:02d}-{background}"
             _write(part / "image" / f"{stem}.jpg", image, format="JPEG", quality=92)
             _write(part / "alpha" / f"{stem}.png", truth, format="PNG")
+            _write(part / "foreground" / f"{stem}.png", colours, format="PNG")
             rows[subject.split].append(
                 {
                     "image": f"image/{stem}.jpg",
                     "alpha": f"alpha/{stem}.png",
+                    "foreground": f"foreground/{stem}.png",
                     "category": subject.case.category,
                     "subject": subject.key,
                     "background": background,
@@ -270,6 +275,7 @@ def _real_row(subject: Subject, part: Path) -> dict[str, str]:
     return {
         "image": image_name,
         "alpha": alpha_name,
+        "foreground": "",
         "category": subject.case.category,
         "subject": subject.key,
         "background": "real",
@@ -281,7 +287,16 @@ def _write_index(path: Path, rows: list[dict[str, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(
-            handle, fieldnames=["image", "alpha", "category", "subject", "background", "notes"]
+            handle,
+            fieldnames=[
+                "image",
+                "alpha",
+                "foreground",
+                "category",
+                "subject",
+                "background",
+                "notes",
+            ],
         )
         writer.writeheader()
         writer.writerows(rows)

@@ -398,6 +398,7 @@ def report_markdown(report: EvalReport) -> str:
         f"| {r.metrics.boundary_f:.3f} | {r.confidence:.3f} | {r.lane} |"
         for r in sorted(report.images, key=lambda r: (r.model, r.metrics.iou))
     ]
+    lines += edge_colour_lines(report)
     return "\n".join(lines) + "\n"
 
 
@@ -478,3 +479,34 @@ def _routing_lines(m: ModelReport) -> list[str]:
 def fragment_name(model: str) -> str:
     """File name of a model's rules fragment."""
     return f"confidence-{safe_component(model)}.yaml"
+
+
+def edge_colour_lines(report: EvalReport) -> list[str]:
+    """Per model and category, the soft edge's colour error of the photo's colours and of
+    the decontaminated ones, where the set has true foreground colours (the calibration
+    set's composites); decontamination is worth switching on only where it is lower."""
+    groups: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
+    for image in report.images:
+        if image.edge_colour:
+            groups[(image.model, image.category)].append(image.edge_colour)
+    if not groups:
+        return []
+    lines = [
+        "",
+        "## Edge colours (colour decontamination)",
+        "",
+        "Mean colour error (0-255, weighted by how mixed each pixel is) in the true soft edge "
+        "of images whose subject's true colours are known: the photo's own colours against "
+        "those `edge_decontamination` would ship (estimated with the model's mask).",
+        "",
+        "| model | category | images | photo | decontaminated | switch on? |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (model, category), errors in sorted(groups.items()):
+        photo = sum(e["photo"] for e in errors) / len(errors)
+        cleaned = sum(e["decontaminated"] for e in errors) / len(errors)
+        lines.append(
+            f"| {model} | {category} | {len(errors)} | {photo:.1f} | {cleaned:.1f} "
+            f"| {'yes' if cleaned < photo else 'no'} |"
+        )
+    return lines

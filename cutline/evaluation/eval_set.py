@@ -25,6 +25,7 @@ class EvalCase(BaseModel):
     category: str
     name: str  # the image's path as written in the index
     subject: str = ""  # what the image shows; images of one subject are cross-validated together
+    foreground: str = ""  # the subject's true colours (optional): edge colour error is measured
 
 
 def load_eval_set(folder: str) -> list[EvalCase]:
@@ -46,9 +47,11 @@ def load_eval_set(folder: str) -> list[EvalCase]:
     cases = []
     for line, row in enumerate(reader, start=2):
         image, alpha = (row["image"] or "").strip(), (row["alpha"] or "").strip()
+        foreground = (row.get("foreground") or "").strip()
         if not image or not alpha:
             raise ConfigError(f"{index} line {line}: image and alpha must both be given.")
-        if any(part == ".." for part in Path(image).parts + Path(alpha).parts):
+        paths = Path(image).parts + Path(alpha).parts + Path(foreground).parts
+        if any(part == ".." for part in paths):
             raise ConfigError(f"{index} line {line}: paths must stay inside {folder} (no '..').")
         cases.append(
             EvalCase(
@@ -57,6 +60,7 @@ def load_eval_set(folder: str) -> list[EvalCase]:
                 category=(row["category"] or "").strip() or "(none)",
                 name=image,
                 subject=(row.get("subject") or "").strip() or image,
+                foreground=storage.join(folder, foreground) if foreground else "",
             )
         )
     if not cases:

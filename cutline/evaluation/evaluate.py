@@ -43,6 +43,12 @@ class ImageEval(BaseModel):
         description="The same figures for masks the cutout could ship instead, from views it "
         "already computes: the second (padded) view alone, the mean of both views.",
     )
+    edge_colour: dict[str, float] = Field(
+        default_factory=dict,
+        description="Where the set has the subject's true colours: the mean colour error (0-255) "
+        "in the true soft edge of the photo's colours ('photo') and of the decontaminated ones "
+        "('decontaminated').",
+    )
     overlay: str = Field(description="PNG: missed subject in blue, extra background in red.")
 
 

@@ -32,10 +32,13 @@ def png_bytes(rgba: Image.Image, xmp: bytes, compress_level: int) -> bytes:
     return encode_png(rgba, compress_level, {XMP_PNG_KEY: xmp.decode("utf-8")})
 
 
-def psd_bytes(rgb: Image.Image, mask: Image.Image, xmp: bytes | None = None) -> bytes:
+def psd_bytes(
+    rgb: Image.Image, mask: Image.Image, xmp: bytes | None = None, cutout: Image.Image | None = None
+) -> bytes:
     """Layered PSD: the original as a hidden background layer, and a 'Cutout' layer with
     the AI mask as its layer mask, so a retoucher refines the mask instead of redrawing it.
-    ``xmp`` is stored as the document's XMP metadata resource."""
+    ``xmp`` is stored as the document's XMP metadata resource. ``cutout``: the Cutout layer's
+    own pixels (the decontaminated colours) when they are not the original's."""
     from psd_tools import PSDImage
     from psd_tools.api.layers import PixelLayer
     from psd_tools.constants import Resource
@@ -47,11 +50,14 @@ def psd_bytes(rgb: Image.Image, mask: Image.Image, xmp: bytes | None = None) -> 
             key=Resource.XMP_METADATA, data=xmp
         )
     original = PixelLayer.frompil(rgb, psd, "Original")
-    # The same pixels: copied, not encoded a second time (a tenth of a second at 24 MP).
-    cutout = original.duplicate(name="Cutout")
+    if cutout is None:
+        # The same pixels: copied, not encoded a second time (a tenth of a second at 24 MP).
+        layer = original.duplicate(name="Cutout")
+    else:
+        layer = PixelLayer.frompil(cutout, psd, "Cutout")
     original.visible = False
-    cutout.create_mask(mask)
-    _set_merged_image(psd, rgb, mask)
+    layer.create_mask(mask)
+    _set_merged_image(psd, rgb if cutout is None else cutout, mask)
     buf = io.BytesIO()
     psd.save(buf)
     return buf.getvalue()
