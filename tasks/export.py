@@ -48,10 +48,13 @@ def write_psd(
     mask: Image.Image,
     xmp: bytes,
     folder: str = "psd",
+    cutout: Image.Image | None = None,
 ) -> None:
     """The layered PSD: original + cutout with the mask as a layer mask. Review-lane images
-    get theirs in review/ (the retoucher's starting file); final ones go to psd/."""
-    cutout = decontaminate(rgb, mask) if item.decontaminated else None
+    get theirs in review/ (the retoucher's starting file); final ones go to psd/. ``cutout``:
+    the decontaminated colours when the caller has them already."""
+    if cutout is None and item.decontaminated:
+        cutout = decontaminate(rgb, mask)
     item.psd = storage.write_bytes(
         layout.path(folder, item.image_id, ".psd"),
         renditions.psd_bytes(rgb, mask, xmp, cutout=cutout),
@@ -70,13 +73,13 @@ def write_final_renditions(
 ) -> None:
     """PNG with alpha, PSD and one JPG per channel, each carrying XMP with job, SKU, channels."""
     xmp = rendition_xmp(item, job_id, model)
-    colours = decontaminate(rgb, mask) if item.decontaminated else rgb
-    rgba = renditions.cutout_rgba(colours, mask)
+    cleaned = decontaminate(rgb, mask) if item.decontaminated else None
+    rgba = renditions.cutout_rgba(rgb if cleaned is None else cleaned, mask)
     item.png = storage.write_bytes(
         layout.path("png", item.image_id, ".png"),
         renditions.png_bytes(rgba, xmp, png_level),
     )
-    write_psd(item, layout, rgb, mask, xmp)
+    write_psd(item, layout, rgb, mask, xmp, cutout=cleaned)
     item.jpg = [
         storage.write_bytes(
             layout.path(f"jpg/{channel}", item.image_id, ".jpg"),

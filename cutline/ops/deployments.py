@@ -65,8 +65,8 @@ def keep_server_schedules(deployment: Any) -> Any:
     """Register ``deployment`` without touching the schedules the server holds for it.
 
     The stack registers its deployments again at every start (as `serve()` did). A
-    RunnerDeployment made by `to_deployment` carries ``schedules=[]``, and Prefect's update endpoint answers an empty
-    list by deleting every schedule that has no slug: the ones ops make in the UI (or with
+    RunnerDeployment made by `to_deployment` carries ``schedules=[]``, and Prefect's update
+    endpoint answers an empty list by deleting every schedule that has no slug: the ones ops make in the UI (or with
     `prefect deployment schedule create`) have none, so they vanished at each `cutline up`,
     while slugged ones survived. Sending no schedules means "leave them": the server's are the
     truth; prefect.yaml's are only seeds (see ``plant_seed_schedules``). The server refuses
