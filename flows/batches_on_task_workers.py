@@ -191,6 +191,8 @@ class _ShootBatches:
             self._again(batch, "its task run was deleted (a task worker could not read it?)")
             return
         state = run.state
+        if state is None:  # read between the run's creation and its first state: not begun
+            return
         if state.is_final():
             message = state.message or state.name
             if state.is_completed():
