@@ -242,3 +242,35 @@ def test_a_decision_landing_inside_another_hosts_rebuild_is_kept_on_s3(bucket, m
 @pytest.mark.slow
 def test_an_approval_landing_inside_another_hosts_rebuild_is_kept_on_s3(bucket, monkeypatch):
     _approval_inside_a_rebuild(f"s3://{bucket}/out/_catalog", monkeypatch)
+
+
+@pytest.mark.slow
+def test_a_decision_reads_the_shoot_rows_again_when_another_host_replaces_them_mid_read(
+    bucket, tmp_path, monkeypatch
+):
+    """S3 refuses the rest of an object rewritten after it was opened ("precondition failed"):
+    the rebuild reopens the new rows instead of failing the decision (seen in CI, where a rerun
+    rewrote the shoot's rows between a review's open and its first read)."""
+    from cutline.records import ledger
+
+    layout = JobLayout(f"s3://{bucket}/out/RACE-3")
+    write_ledger([review_item(i, campaign="first") for i in range(4)] + _padding(4), layout)
+    opened = ledger._open_for_reading
+    replaced = []
+
+    def open_then_rerun_elsewhere(uri: str):
+        handle = opened(uri)
+        if not replaced:  # the other host's rerun lands between this open and its read
+            replaced.append(uri)
+            write_ledger([review_item(i, campaign="rerun") for i in range(4)], layout)
+        return handle
+
+    monkeypatch.setattr(ledger, "_open_for_reading", open_then_rerun_elsewhere)
+    decided = review_item(1, review_state="approved", reviewed_by="Host A", dam_id="cl-1")
+    ledger.record_review_outcome(layout, decided)
+
+    assert replaced, "the base was never opened"
+    rows = {row["image_id"]: row for row in read_ledger(layout.ledger)}
+    assert set(rows) == {f"img-{i}" for i in range(4)}
+    assert {row["campaign"] for row in rows.values()} == {"rerun"}
+    assert rows["img-1"]["review_state"] == "approved" and rows["img-1"]["dam_id"] == "cl-1"

@@ -226,3 +226,13 @@ def relative_name(root: str, uri: str) -> str:
     """The file's path inside the shoot, with '/' separators (the ledger's identity of a file)."""
     root_loc, loc = locate(root), locate(uri)
     return posixpath.relpath(loc.path.replace(os.sep, "/"), root_loc.path.replace(os.sep, "/"))
+
+
+def replaced_while_read(exc: BaseException) -> bool:
+    """True when a streamed read failed because the object was rewritten under it: S3 answers
+    the next range of an object whose ETag changed since it was opened with "precondition
+    failed" (s3fs raises FileExpired). A local file replaced by rename never does this: the open
+    handle keeps the old file. The caller reopens and reads the new version."""
+    from s3fs.utils import FileExpired
+
+    return isinstance(exc, FileExpired)

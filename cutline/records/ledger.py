@@ -221,8 +221,26 @@ def _view_inputs(layout: JobLayout, decisions: DecisionRecords) -> dict[str, str
     return inputs
 
 
+# Another host may rewrite the base while this one streams it (a rerun of the shoot writing its
+# rows while a review decision lands): the read then starts over on the new base.
+BASE_READ_ATTEMPTS = 8
+
+
 def _write_view(layout: JobLayout, decisions: DecisionRecords, inputs: Mapping[str, str]) -> None:
-    """Write ledger.csv whole from the base and the listed decision records."""
+    """Write ledger.csv whole from the base and the listed decision records, reading the base
+    again when another host replaced it mid-read (nothing is written from a torn read)."""
+    for attempt in range(BASE_READ_ATTEMPTS):
+        try:
+            _write_view_once(layout, decisions, inputs)
+            return
+        except OSError as exc:
+            if not storage.replaced_while_read(exc) or attempt == BASE_READ_ATTEMPTS - 1:
+                raise
+
+
+def _write_view_once(
+    layout: JobLayout, decisions: DecisionRecords, inputs: Mapping[str, str]
+) -> None:
     with _base_rows(layout) as (generation, rows):
         if generation == NO_BASE:
             return  # no ledger yet; the shoot's first write lists this decision
