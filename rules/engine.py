@@ -83,7 +83,27 @@ class EdgeDecontamination(_Strict):
     )
 
 
+class ModelFallback(_Strict):
+    model: str = Field(
+        min_length=1,
+        description="The second model (rembg name or ONNX path) that cuts an image out again "
+        "when the first cutout's confidence is below `below`; the cutout with the higher "
+        "confidence is kept and the ledger's `model` column names it.",
+    )
+    below: float = Field(
+        ge=0.0,
+        le=1.01,
+        description="Confidence under which the second model runs (`cutline eval` writes the "
+        "first model's review threshold: only cutouts that would go to review pay for it).",
+    )
+
+
 class ModelChoice(_Strict):
+    fallback: ModelFallback | None = Field(
+        default=None,
+        description="Optional second opinion for doubtful cutouts (see ModelFallback): a model "
+        "chosen by the image's own cutout, not by its category.",
+    )
     by_category: dict[str, str] = Field(
         default_factory=dict,
         description="The model (rembg name, e.g. modnet, or ONNX path) whose masks the images "
@@ -171,9 +191,21 @@ class RuleSet(_Strict):
         chosen = {self.canonical_category(c): m for c, m in self.models.by_category.items()}
         return chosen.get(self.canonical_category(category), default)
 
+    def fallback_for(self, model: str) -> ModelFallback | None:
+        """The second opinion for doubtful cutouts of ``model`` (None where the rules name
+        none, or name this very model)."""
+        fallback = self.models.fallback if self.models else None
+        return fallback if fallback is not None and fallback.model != model else None
+
     def models_named(self) -> list[str]:
-        """Every model the rules choose for some category (to provision and check)."""
-        return sorted(set(self.models.by_category.values())) if self.models else []
+        """Every model the rules choose for some category or as the fallback (to provision
+        and check)."""
+        if self.models is None:
+            return []
+        named = set(self.models.by_category.values())
+        if self.models.fallback is not None:
+            named.add(self.models.fallback.model)
+        return sorted(named)
 
     def threshold_for(self, category: str) -> tuple[float, str]:
         """The confidence threshold for this category, and the category whose own threshold

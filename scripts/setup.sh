@@ -31,6 +31,7 @@ else
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
 fi
 
-# The model: u2netp from the offline source (md5-verified), into the model home.
-.venv/bin/cutline models fetch u2netp >/dev/null
+# The models: the run's (u2netp) and every model the shipped rules name (MODNet, the fallback
+# of doubtful cutouts), from their offline sources (md5-verified), into the model home.
+.venv/bin/cutline models fetch >/dev/null
 echo "Cutline is set up in $(pwd)/.venv"

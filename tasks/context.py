@@ -162,13 +162,16 @@ def model_input_key(item: ImageItem, ctx: ShootContext) -> tuple:
 
 
 def cutout_key(item: ImageItem, ctx: ShootContext) -> str:
-    """What shapes an image's AI mask (and its views' agreements): its content, the model,
-    the inference size and whether the second view runs (v3: the outline agreement is
-    measured too)."""
+    """What shapes an image's AI mask (and its views' agreements): its content, the model the
+    rules give its category, the fallback model and when it runs, the inference size and
+    whether the second view runs (v3: the outline agreement is measured too)."""
+    model = ctx.rules.model_for(item.category, ctx.model)
+    fallback = ctx.rules.fallback_for(model)
     return stage_key(
         "cutout-v3",
         item.sha256,
-        item.model or ctx.model,
+        model,
+        *((fallback.model, fallback.below) if fallback else ()),
         ctx.config.model_input_max_side,
         ctx.config.confidence_second_view,
         item.refinement,

@@ -34,17 +34,22 @@ EVAL_STAGES = stages_through("route")
 EVAL_JOB = "EVAL"
 
 
-def eval_context(model: str, data: str, out_dir: str, settings: CutlineSettings) -> ShootContext:
+def eval_context(
+    model: str, data: str, out_dir: str, settings: CutlineSettings, *, label: str = ""
+) -> ShootContext:
     """The shoot context an evaluation runs the stages in: its work folder per model is under
-    the report folder, so a rerun of the same evaluation reuses the cutouts."""
+    the report folder, so a rerun of the same evaluation reuses the cutouts.
+
+    Without ``label`` every image is cut with ``model`` alone (the rules' per-category models
+    and fallback are what such figures choose); with one, the rules' models apply as a shoot
+    applies them and ``label`` names that mixture (its report and work folder)."""
     frozen = RunConfig.freeze(settings)
-    # Every image with the model under test: the rules' per-category choice is what is measured.
-    rules = {**frozen.rules, "models": None}
+    rules = frozen.rules if label else {**frozen.rules, "models": None}
     config = frozen.model_copy(update={"model": model, "rules": rules})
     return ShootContext(
         job_id=EVAL_JOB,
         shoot=data,
-        job_root=storage.join(out_dir, "work", safe_component(model)),
+        job_root=storage.join(out_dir, "work", safe_component(label or model)),
         output_root=out_dir,
         config=config,
     )
@@ -56,9 +61,10 @@ def _at(mask_uri: str, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(mask.resize(size, Image.Resampling.BILINEAR), np.float32) / 255.0
 
 
-def evaluate_case(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
+def evaluate_case(case: EvalCase, index: int, ctx: ShootContext, label: str = "") -> ImageEval:
     """Cut out, score and route the image exactly as a shoot does, then compare the saved
-    mask with the ground truth at the model's input size."""
+    mask with the ground truth at the model's input size. ``label`` names the rules' model
+    mixture when the context applies it (see `eval_context`)."""
     settings = ctx.config
     item = ImageItem(
         index=index,
@@ -80,7 +86,7 @@ def evaluate_case(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
     alternatives = {}
     if settings.confidence_second_view:
         session = get_session(
-            ctx.model,
+            item.model or ctx.model,  # the model that cut this image
             get_settings().resolved_model_home,  # this host's copy (name and md5 are the run's)
             settings.inference_threads(),
             settings.onnx_providers,
@@ -98,7 +104,7 @@ def evaluate_case(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
         storage.join(
             ctx.output_root,
             "overlays",
-            safe_component(ctx.model),
+            safe_component(label or ctx.model),
             f"{safe_component(case.name)}.png",
         ),
         overlay_png(small, pred, truth),
@@ -107,7 +113,8 @@ def evaluate_case(case: EvalCase, index: int, ctx: ShootContext) -> ImageEval:
         name=case.name,
         category=case.category,
         subject=case.subject or case.name,
-        model=ctx.model,
+        model=label or ctx.model,
+        cut_by=item.model or ctx.model,
         metrics=metrics,
         good=metrics.good,
         confidence=item.confidence if item.confidence is not None else 0.0,

@@ -11,7 +11,7 @@ from cutline.domain.workstate import WorkState, stage_key
 from cutline.imaging.codec import decode_image, load_mask
 from cutline.imaging.confidence import CONFIDENCE_VERSION, SIGNAL_WEIGHTS, score_mask
 from tasks.context import ImageWork, ShootContext, cutout_key
-from tasks.cutout import AGREEMENT, OUTLINE_AGREEMENT
+from tasks.cutout import AGREEMENT, CUTOUT_MEASUREMENTS, OUTLINE_AGREEMENT
 
 _SCORE_SIDE = 512
 
@@ -37,7 +37,7 @@ def make_score(ctx: ShootContext) -> ImageWork:
         mask = load_mask(storage.read_bytes(item.mask), item.mask).resize(
             small.size, Image.Resampling.BILINEAR
         )
-        measured = {k: item.signals[k] for k in (AGREEMENT, OUTLINE_AGREEMENT) if k in item.signals}
+        measured = {k: item.signals[k] for k in CUTOUT_MEASUREMENTS if k in item.signals}
         result = score_mask(
             np.asarray(mask, dtype=np.float32) / 255.0,
             np.asarray(small),

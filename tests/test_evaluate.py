@@ -118,13 +118,17 @@ def test_eval_compares_models_and_writes_a_report_and_a_usable_rules_fragment(
     assert "| u2netp | busy_background | 2 |" in markdown
 
     # The model per category: u2netp stays everywhere (better on homeware; two busy images
-    # are too few to switch on); the fragment with the mixture's threshold is a valid include.
+    # are too few to switch on); the second model is the fallback of cutouts under u2netp's
+    # own threshold; the fragment with the mixture's threshold is a valid include.
     assert "## Model per category" in markdown and "| homeware | 4 |" in markdown
+    assert "Fallback: a cutout scoring under" in markdown
     rules.write_text(f'version: "eval"\ninclude: ["{out / "models.yaml"}"]\n')
     loaded = load_rules(rules)
     assert loaded.models.by_category == {}
     assert loaded.models.evidence["homeware"]["chosen"] == "u2netp"
-    assert loaded.confidence.calibration["model"] == "u2netp"
+    assert loaded.models.fallback.model == "bench-threshold-not-ai"
+    assert loaded.models.fallback.below == u2netp["calibration"]["recommended"]["threshold"]
+    assert loaded.confidence.calibration["model"] == "u2netp + bench-threshold-not-ai"
 
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(

@@ -6,13 +6,26 @@ import yaml
 
 from cutline.evaluation.eval_metrics import MatteMetrics
 from cutline.evaluation.evaluate import ImageEval
-from cutline.evaluation.model_choice import MIN_IMAGES, choose_models, mixture, models_fragment
+from cutline.evaluation.model_choice import (
+    MIN_IMAGES,
+    FallbackChoice,
+    choose_models,
+    fallback_markdown,
+    mixture,
+    models_fragment,
+)
 
 
-def _result(category: str, model: str, name: str, iou: float) -> ImageEval:
+def _result(category: str, model: str, name: str, iou: float, confidence: float = 0.5) -> ImageEval:
     metrics = MatteMetrics(iou=iou, mae=0.0, sad=0.0, gradient_error=0.0, boundary_f=1.0)
     return ImageEval.model_construct(
-        name=name, category=category, model=model, metrics=metrics, confidence=0.5
+        name=name,
+        category=category,
+        model=model,
+        metrics=metrics,
+        confidence=confidence,
+        signals={},
+        cut_by="",
     )
 
 
@@ -47,3 +60,58 @@ def test_a_category_switches_only_where_another_model_is_better_on_enough_images
     assert fragment["models"]["by_category"] == {"hair_fur": "modnet"}
     evidence = fragment["models"]["evidence"]["jewellery"]
     assert evidence["images"] == MIN_IMAGES - 1 and evidence["chosen"] == "u2netp"
+
+
+def test_the_fallback_model_is_kept_only_where_the_first_was_in_doubt_and_it_scored_higher():
+    results = [
+        _result("toys", "u2netp", "sure", 0.95, confidence=0.9),  # not in doubt: kept
+        _result("toys", "modnet", "sure", 0.99, confidence=0.95),
+        _result("toys", "u2netp", "teddy", 0.53, confidence=0.17),  # in doubt, modnet better
+        _result("toys", "modnet", "teddy", 0.99, confidence=0.80),
+        _result("toys", "u2netp", "yarn", 0.80, confidence=0.30),  # in doubt, modnet worse
+        _result("toys", "modnet", "yarn", 0.33, confidence=0.10),
+    ]
+    choices = choose_models(results, "u2netp")
+    fallback = FallbackChoice("modnet", 0.384)
+    shipped = {r.name: r for r in mixture(results, choices, fallback)}
+    assert {name: r.cut_by for name, r in shipped.items()} == {
+        "sure": "u2netp",
+        "teddy": "modnet",
+        "yarn": "u2netp",
+    }
+    assert shipped["teddy"].signals == {"first_model_score": 0.17, "fallback_model_score": 0.80}
+    assert "first_model_score" not in shipped["sure"].signals  # the fallback never ran there
+    fragment = yaml.safe_load(models_fragment(choices, "u2netp", fallback))
+    assert fragment["models"]["fallback"] == {"model": "modnet", "below": 0.384}
+    section = fallback_markdown(fallback, list(shipped.values()), "u2netp")
+    assert "run on 2 of 3 images and kept modnet's cutout for 1" in section
+
+
+def test_a_category_does_not_switch_on_one_subject_or_when_its_worst_subject_gets_worse():
+    def shots(category: str, subject: str, count: int, ious: dict[str, float]):
+        return [
+            _result(category, model, f"{subject}-{n}", iou).model_copy(update={"subject": subject})
+            for n in range(count)
+            for model, iou in ious.items()
+        ]
+
+    results = [
+        # many shots of one easy subject: proves nothing about the next subject
+        *shots("jewellery", "ring", 9, {"u2netp": 0.88, "modnet": 0.92}),
+        # better on average and on most subjects, but the yarn gets much worse
+        *shots("fabric", "shirt", 4, {"u2netp": 0.90, "modnet": 0.99}),
+        *shots("fabric", "scarf", 4, {"u2netp": 0.90, "modnet": 0.99}),
+        *shots("fabric", "yarn", 4, {"u2netp": 0.80, "modnet": 0.75}),
+        # better on every subject
+        *shots("hair", "doll", 4, {"u2netp": 0.85, "modnet": 0.98}),
+        *shots("hair", "teddy", 4, {"u2netp": 0.53, "modnet": 0.99}),
+    ]
+    choices = choose_models(results, "u2netp")
+    assert {c: choice.model for c, choice in choices.items()} == {
+        "jewellery": "u2netp",
+        "fabric": "u2netp",
+        "hair": "modnet",
+    }
+    assert choices["fabric"].subjects_won == {"u2netp": 1, "modnet": 2}
+    assert choices["fabric"].worst_subject == {"u2netp": 0.80, "modnet": 0.75}
+    assert choices["jewellery"].subjects == 1

@@ -303,6 +303,7 @@ def test_suspend_flow_run_still_waits_as_cutline_creates_runs_waiting() -> None:
     and the pause key recorded as fired; the flow's own `suspend_flow_run(key=...)` then returns
     the stored answer instead of suspending again. If this fails, read the new
     `suspend_flow_run` and Prefect's `HandlePausingFlows` rule and adjust `waiting_run`."""
+    import prefect.server.models  # noqa: F401  core_policy alone is a circular import in Prefect
     from prefect.flow_runs import suspend_flow_run
     from prefect.server.orchestration.core_policy import HandlePausingFlows
 

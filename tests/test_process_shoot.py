@@ -418,6 +418,39 @@ def test_the_rules_choose_the_model_per_category(
     assert "cutout" not in rows["SKU-1002"]["reused"] and "cutout" in rows["SKU-1001"]["reused"]
 
 
+def test_a_doubtful_cutout_gets_a_second_opinion_from_the_fallback_model(
+    prefect_server, model_home, tmp_path, override_settings
+):
+    """The rules name MODNet as the fallback of every cutout scoring under 1.01 (all of
+    them): each image is cut by both models, the higher-scoring mask is shipped, the ledger
+    names its model and keeps both scores. With the fallback off (below 0) a shoot cuts with
+    the run's model alone and records no second opinion."""
+    from cutline.imaging import model_store
+    from cutline.imaging.segmenter import get_session, predict_alpha
+
+    model_store.fetch("modnet", model_home)
+    always = "models: {fallback: {model: modnet, below: 1.01}}\n"
+    for sku, row in _two_category_shoot(tmp_path, override_settings, always, "FB-1").items():
+        signals = json.loads(row["signals"])
+        first, second = signals["first_model_score"], signals["fallback_model_score"]
+        assert row["model"] == ("modnet" if second > first else "u2netp"), (sku, signals)
+        source = Image.open(row["source"])
+        shipped = np.asarray(Image.open(row["mask"]), dtype=np.float32) / 255
+        off = {
+            name: float(
+                np.abs(predict_alpha(get_session(name, model_home), source) - shipped).mean()
+            )
+            for name in ("modnet", "u2netp")
+        }
+        assert min(off, key=off.get) == row["model"], (sku, off)  # the kept model's mask
+        assert abs(float(row["confidence"]) - max(first, second)) < 0.1, (sku, row["confidence"])
+
+    never = "models: {fallback: {model: modnet, below: 0.0}}\n"
+    for sku, row in _two_category_shoot(tmp_path, override_settings, never, "FB-2").items():
+        assert row["model"] == "u2netp", sku
+        assert "first_model_score" not in json.loads(row["signals"]), sku
+
+
 def test_decontaminated_edges_for_a_category_in_the_rules(
     prefect_server, model_home, tmp_path, override_settings
 ):

@@ -172,6 +172,25 @@ def test_the_model_is_chosen_per_category_by_name_or_alias(tmp_path: Path):
         load_rules(path)
 
 
+def test_a_fallback_model_is_a_second_opinion_for_any_other_model(tmp_path: Path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        'version: "r"\nconfidence: {review_below: 0.5}\n'
+        "models: {by_category: {hair: u2net}, fallback: {model: modnet, below: 0.4}}\n"
+    )
+    rules = load_rules(path)
+    assert rules.fallback_for("u2netp").model == "modnet"
+    assert rules.fallback_for("u2netp").below == 0.4
+    assert rules.fallback_for("modnet") is None  # a model is no second opinion on itself
+    assert rules.models_named() == ["modnet", "u2net"]  # both provisioned and checked
+    path.write_text(
+        'version: "r"\nconfidence: {review_below: 0.5}\n'
+        "models: {fallback: {model: modnet, below: 2}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"below"):
+        load_rules(path)
+
+
 def test_a_category_with_its_own_calibrated_threshold_is_routed_on_it(tmp_path: Path):
     path = tmp_path / "rules.yaml"
     path.write_text(

@@ -19,7 +19,10 @@ class ImageEval(BaseModel):
     name: str
     category: str
     subject: str = Field(default="", description="What the image shows (index.csv's subject).")
-    model: str
+    model: str = Field(description="The model evaluated, or the name of the rules' mixture.")
+    cut_by: str = Field(
+        default="", description="The model whose mask the image got (differs within a mixture)."
+    )
     metrics: MatteMetrics
     good: bool = Field(description="IoU >= 0.90.")
     confidence: float

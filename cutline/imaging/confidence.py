@@ -38,6 +38,12 @@ _BACKDROP_SIDE = 256
 CONFIDENCE_VERSION = "3"
 
 
+# Kept beside the signals where a fallback model gave a second opinion on a doubtful cutout
+# (rules `models.fallback`): the first model's confidence and the fallback model's.
+FIRST_MODEL_SCORE = "first_model_score"
+FALLBACK_MODEL_SCORE = "fallback_model_score"
+
+
 class Confidence(BaseModel):
     """The score and the named signals that produced it."""
 
