@@ -12,7 +12,7 @@ from prefect.events import emit_event
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from cutline.base import storage
 from cutline.base.errors import ConfigError, ImageInputError
@@ -29,11 +29,16 @@ from cutline.services.review_page import publish_review_page
 from dam_adapters import ApprovalState, create_adapter
 from tasks.context import ShootContext, run_logger
 from tasks.export import load_full, write_final_renditions
+from tasks.forms import required_fields
 from tasks.register import register_item
 
 
 class ReviewDecision(RunInput):
     """The retoucher's answer, as the Resume form in the Prefect UI asks for it."""
+
+    # Asked again after a refused answer, the form starts from that answer: the fields get
+    # defaults then, and the UI would call them "(Optional)" though an answer needs them.
+    model_config = ConfigDict(json_schema_extra=required_fields("decision", "retoucher"))
 
     decision: Literal["approve", "replace", "reject"] = Field(
         description=(
@@ -52,7 +57,8 @@ class ReviewDecision(RunInput):
         min_length=1, description="Your name, recorded in the DAM with your decision."
     )
     note: str = Field(
-        default="", description="Optional note; for a reject, say what the reshoot must fix."
+        default="",
+        description="For a reject (required): what the reshoot must fix. Otherwise optional.",
     )
 
 
@@ -194,6 +200,11 @@ def validate_decision(
         return "enter your name in Retoucher: the DAM records who approved or rejected each image."
     if problem := person_name_problem(decision.retoucher, "Retoucher"):
         return problem
+    if decision.decision == "reject" and not decision.note.strip():
+        return (
+            "a reject needs a note saying what the reshoot must fix (lighting, focus, a "
+            "smudge...): the photographer only sees the note."
+        )
     if decision.decision != "replace":
         return ""
     uri = decision.retouched_file.strip()

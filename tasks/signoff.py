@@ -14,7 +14,7 @@ from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.input import RunInput
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from cutline.base import storage
 from cutline.base.markdown import code, inert
@@ -32,6 +32,7 @@ from cutline.services.signoff_queue import signoff_runs
 from dam_adapters import ApprovalState, AssetRecord, create_adapter
 from rules.engine import Lane
 from tasks.context import ShootContext, run_logger
+from tasks.forms import required_fields
 from tasks.review_request import open_review, review_deployment_id
 
 SIGNABLE = frozenset({ApprovalState.AUTO_APPROVED, ApprovalState.APPROVED, ApprovalState.REPLACED})
@@ -40,6 +41,8 @@ SIGNOFF_TAG = "signoff"
 
 class SignOffDecision(RunInput):
     """What the producer answers in the sign-off form."""
+
+    model_config = ConfigDict(json_schema_extra=required_fields("decision", "producer"))
 
     decision: Literal["approve", "send-back"] = Field(
         description="approve: every auto and approved asset on the contact sheet is signed off. "

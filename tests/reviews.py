@@ -55,15 +55,20 @@ def form_description(run_id: str) -> str:
         return unescaped(markdown)
 
 
-def form_defaults(run_id: str) -> dict:
-    """The values the run's current Resume form starts with (its schema's defaults)."""
+def form_schema(run_id: str) -> dict:
+    """The JSON schema of the run's current Resume form (what the Prefect UI renders)."""
     from prefect.client.orchestration import get_client
     from prefect.input import keyset_from_paused_state
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(run_id))
         keyset = keyset_from_paused_state(run.state)
-        schema = orjson.loads(client.read_flow_run_input(UUID(run_id), keyset["schema"]))
+        return orjson.loads(client.read_flow_run_input(UUID(run_id), keyset["schema"]))
+
+
+def form_defaults(run_id: str) -> dict:
+    """The values the run's current Resume form starts with (its schema's defaults)."""
+    schema = form_schema(run_id)
     return {
         name: field["default"] for name, field in schema["properties"].items() if "default" in field
     }
@@ -109,3 +114,18 @@ def layered_psd(path, layers_alpha, composite_alpha) -> str:
     with open(path, "wb") as out:
         psd.save(out)
     return str(path)
+
+
+def run_cli(*args: str, timeout: float = 300):
+    """`cutline ARGS...` in a process of its own, as a person types it; its result."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "cutline", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=timeout,
+    )

@@ -20,7 +20,15 @@ from cutline.records.ledger import read_ledger
 from cutline.services.review_queue import read_run
 from dam_adapters import ApprovalState
 from dam_adapters.local_catalog import LocalCatalog
-from tests.reviews import decide, form_defaults, form_description, ui_form, wait_for_reviews
+from tests.reviews import (
+    decide,
+    form_defaults,
+    form_description,
+    form_schema,
+    run_cli,
+    ui_form,
+    wait_for_reviews,
+)
 from tests.scenario import run_steps
 from tests.waiting import wait_until
 
@@ -202,40 +210,18 @@ def test_review_requested_events_are_emitted(queue_run, prefect_server):
 
 
 def test_cli_lists_the_queue_as_json(queue_run):
-    import os
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-m", "cutline", "review", "list", "--job", QUEUE_JOB, "--json"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=300,
-    )
+    result = run_cli("review", "list", "--job", QUEUE_JOB, "--json")
     assert result.returncode == 0, result.stderr
     listed = json.loads(result.stdout)
     assert [e["sku"] for e in listed][:1] == ["OV-1"]
     assert {"run_id", "sku", "category", "reasons", "age_hours", "ui_url", "deadline"} <= set(
         listed[0]
     )
-    table = subprocess.run(
-        [sys.executable, "-m", "cutline", "review", "list", "--job", QUEUE_JOB],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=300,
-    )
+    table = run_cli("review", "list", "--job", QUEUE_JOB)
     assert table.returncode == 0, table.stderr
     header = table.stdout.splitlines()[0].split()
     assert header[:4] == ["DEADLINE", "SKU", "CATEGORY", "JOB"] and "RUN" in header
-    dam = subprocess.run(
-        [sys.executable, "-m", "cutline", "dam", "list", "--job", QUEUE_JOB],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=300,
-    )
+    dam = run_cli("dam", "list", "--job", QUEUE_JOB)
     assert dam.returncode == 0 and dam.stdout.split()[:5] == [
         "DAM",
         "ID",
@@ -321,7 +307,15 @@ def _step_invalid_replace_asks_again_then_replace_uses_the_retouched_mask(
 
     run_id = by_sku["JW-1"].run_id
     page = re.search(r"\[Open the review page\]\((http://\S+)\)", form_description(run_id))[1]
-    run = decide(run_id, ui_form("replace", retouched_file=str(tmp_path / "missing.png")))
+    # From the terminal: the refusal is printed with its reason, not "see its form text".
+    missing = str(tmp_path / "missing.png")
+    command = ["review", "resume", run_id, "--replace", missing, "--by", "Ana Retoucher"]
+    cli = run_cli(*command)
+    assert cli.returncode == 1, cli.stdout + cli.stderr
+    assert "the answer was not accepted" in cli.stderr and "does not exist" in cli.stderr, (
+        cli.stderr
+    )
+    run = read_run(run_id)
     assert run.state.is_paused(), "a bad answer must ask again, not fail the run"
     assert "does not exist" in form_description(run_id)
     # Asked again, the form links the page the shoot published (kept in the first form's
@@ -359,6 +353,9 @@ def _step_invalid_replace_asks_again_then_replace_uses_the_retouched_mask(
 
 
 def _step_reject_marks_the_asset_rejected_with_the_note(summary, by_sku, settings, tmp_path):
+    run = decide(by_sku["HB-1"].run_id, ui_form("reject", note=" "))
+    assert run.state.is_paused(), "a reject without a note tells the photographer nothing"
+    assert "a reject needs a note" in form_description(by_sku["HB-1"].run_id)
     run = decide(by_sku["HB-1"].run_id, ui_form("reject", note="flyaways everywhere, reshoot"))
     assert run.state.is_completed(), run.state
     row = _rows(summary)["HB-1"]
@@ -372,9 +369,11 @@ def _step_missing_name_asks_again(summary, by_sku, settings, tmp_path):
     run = decide(by_sku["OV-1"].run_id, ui_form("approve", retoucher=" ", note="looks fine"))
     assert run.state.is_paused()
     assert "enter your name" in form_description(by_sku["OV-1"].run_id)
-    # Asked again, the form holds the refused answer: only the name needs correcting.
+    # Asked again, the form holds the refused answer: only the name needs correcting; the
+    # fields an answer needs stay required (the UI does not call them "(Optional)").
     kept = form_defaults(by_sku["OV-1"].run_id)
     assert kept["decision"] == "approve" and kept["note"] == "looks fine"
+    assert {"decision", "retoucher"} <= set(form_schema(by_sku["OV-1"].run_id)["required"])
 
 
 def _review_run_count(job: str) -> int:
@@ -460,10 +459,6 @@ def test_a_review_listed_while_still_starting_can_be_resumed_at_once(
     """`cutline review list` right after `cutline run` returns shows reviews whose runs are
     still being started; resuming one waits for it to be ready instead of failing with
     "Cannot resume a run that isn't paused"."""
-    import os
-    import subprocess
-    import sys
-
     from cutline.services.review_queue import list_reviews
     from flows.process_shoot import process_shoot
 
@@ -474,13 +469,7 @@ def test_a_review_listed_while_still_starting_can_be_resumed_at_once(
         lambda: list_reviews(settings, settings.ui_url, job), "the review to be listed", 60, 0.05
     )
     command = ["review", "resume", entry.run_id, "--approve", "--by", "Early Bird"]
-    result = subprocess.run(
-        [sys.executable, "-m", "cutline", *command],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=300,
-    )
+    result = run_cli(*command)
     assert result.returncode == 0, f"listed as {entry.state}: {result.stdout}{result.stderr}"
     assert read_run(entry.run_id).state.is_completed()
     (record,) = LocalCatalog(settings.resolved_catalog_dir).list_job(job)
@@ -681,9 +670,6 @@ def test_two_retouchers_answering_at_once_the_first_wins_and_the_other_is_told(
     and which was; the run's final state says what was decided. A retoucher answering from
     the terminal after someone else already did is told the same, with what landed."""
     import contextvars
-    import os
-    import subprocess
-    import sys
     import threading
 
     from cutline.services.review_queue import AnswerNotUsed, resume_review, wait_for_outcome
@@ -734,13 +720,7 @@ def test_two_retouchers_answering_at_once_the_first_wins_and_the_other_is_told(
     late_id = by_sku["GB-1"].run_id
     resume_review(late_id, ui_form("approve", retoucher="Ana Retoucher"))
     command = ["review", "resume", late_id, "--reject", "--by", "Bo Retoucher", "--note", "late"]
-    cli = subprocess.run(
-        [sys.executable, "-m", "cutline", *command],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=300,
-    )
+    cli = run_cli(*command)
     assert cli.returncode == 1, cli.stdout + cli.stderr
     assert "landed" not in cli.stdout, cli.stdout
     assert "your answer was not used: approve by Ana Retoucher" in cli.stderr, cli.stderr

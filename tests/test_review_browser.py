@@ -98,7 +98,6 @@ def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
 
     boxes = dialog.get_by_role("textbox")
     boxes.nth(1).fill("Cam in the browser")
-    boxes.nth(2).fill("approved from the UI")
     # No decision chosen: the form refuses to submit, and nothing is published.
     dialog.get_by_role("button", name="Submit").click()
     page.screenshot(
@@ -107,22 +106,25 @@ def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
     time.sleep(3)  # had the form submitted, the run would have left Paused by now
     assert read_run(entry.run_id).state.is_paused()
     assert dialog.is_visible()
-    choose_decision(page, dialog, "approve")
-    dialog.get_by_role("button", name="Submit").click()
-    try:  # an accepted form closes the dialog; a refused one stays open saying why
-        # The server retries a browser's request for up to 60 s while SQLite is busy.
-        dialog.wait_for(state="hidden", timeout=90_000)
-    except Exception as exc:  # say what the page showed: a refusal, a toast, an error
-        raise AssertionError(
-            f"the Resume dialog stayed open; run state {read_run(entry.run_id).state!r}; "
-            f"page text: {page.locator('body').inner_text()[-3000:]}"
-        ) from exc
-    finally:
-        page.screenshot(
-            path=str(artifacts_dir / "review-submitted.png"), full_page=True, animations="disabled"
-        )
-
+    # A reject without a note: the run refuses it and asks again, saying why, with the
+    # fields an answer needs still required (never "(Optional)").
+    choose_decision(page, dialog, "reject")
+    _submit(page, dialog, entry.run_id, artifacts_dir, "review-reject-no-note.png")
     from cutline.services.review_queue import wait_for_outcome
+
+    assert wait_for_outcome(entry.run_id, timeout=180).state.is_paused()
+    page.reload()
+    page.get_by_role("button", name="Resume").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("a reject needs a note").wait_for(timeout=30_000)
+    text = dialog.inner_text()
+    assert "Decision (Optional)" not in text and "Retoucher (Optional)" not in text, text
+    page.screenshot(
+        path=str(artifacts_dir / "review-asked-again.png"), full_page=True, animations="disabled"
+    )
+    dialog.get_by_role("textbox").nth(2).fill("approved from the UI")
+    choose_decision(page, dialog, "approve")
+    _submit(page, dialog, entry.run_id, artifacts_dir, "review-submitted.png")
 
     run = wait_for_outcome(entry.run_id, timeout=180)
     assert run.state.is_completed(), run.state
@@ -130,3 +132,18 @@ def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
     assert row["review_state"] == "approved" and row["reviewed_by"] == "Cam in the browser"
     record = LocalCatalog(settings.resolved_catalog_dir).get(row["dam_id"])
     assert record.approval_state == ApprovalState.APPROVED and record.note == "approved from the UI"
+
+
+def _submit(page, dialog, run_id: str, artifacts_dir, picture: str) -> None:
+    """Submit the Resume form and wait for the dialog to close (the answer sent)."""
+    dialog.get_by_role("button", name="Submit").click()
+    try:  # an accepted form closes the dialog; a refused one stays open saying why
+        # The server retries a browser's request for up to 60 s while SQLite is busy.
+        dialog.wait_for(state="hidden", timeout=90_000)
+    except Exception as exc:  # say what the page showed: a refusal, a toast, an error
+        raise AssertionError(
+            f"the Resume dialog stayed open; run state {read_run(run_id).state!r}; "
+            f"page text: {page.locator('body').inner_text()[-3000:]}"
+        ) from exc
+    finally:
+        page.screenshot(path=str(artifacts_dir / picture), full_page=True, animations="disabled")

@@ -777,7 +777,12 @@ def review_resume(
     wait: Annotated[bool, typer.Option(help="Wait for the decision to land.")] = True,
 ) -> None:
     """Decide a waiting review from the terminal, through the same input as the UI form."""
-    from cutline.services.review_queue import AnswerNotUsed, resume_review, wait_for_outcome
+    from cutline.services.review_queue import (
+        AnswerNotUsed,
+        last_refusal,
+        resume_review,
+        wait_for_outcome,
+    )
     from tasks.review import ReviewDecision
 
     chosen = [
@@ -805,21 +810,30 @@ def review_resume(
         if not wait:
             return
         run = wait_for_outcome(run_id)
+        refusal = last_refusal(run_id) if run.state.is_paused() else ""
     if run.state.is_completed():
         typer.echo(
             f"landed: {run.state.name}" + (f": {run.state.message}" if run.state.message else "")
         )
     elif run.state.is_paused():
-        typer.secho(
-            "the answer was not accepted; the review is waiting again (see its form text)",
-            fg="yellow",
-        )
-        raise typer.Exit(1)
+        _report_refusal(refusal, "review")
     else:
         typer.secho(
             f"review run is {run.state.name}: {run.state.message or ''}", fg="red", err=True
         )
         raise typer.Exit(1)
+
+
+def _report_refusal(reason: str, kind: str) -> None:
+    """Say why the answer was refused (the same text the re-asked form shows); exits 1."""
+    reason = reason or "(no reason recorded: see the run's form in the UI)"
+    typer.secho(
+        f"the answer was not accepted: {reason}\nThe {kind} is waiting again; answer it once "
+        "more with that corrected.",
+        fg="yellow",
+        err=True,
+    )
+    raise typer.Exit(1)
 
 
 def _report_answer_not_used(lost, kind: str) -> None:
@@ -932,7 +946,12 @@ def signoff_resume(
     ] = "",
 ) -> None:
     """Sign a shoot off from the terminal, through the same input as the UI form."""
-    from cutline.services.review_queue import AnswerNotUsed, resume_review, wait_for_outcome
+    from cutline.services.review_queue import (
+        AnswerNotUsed,
+        last_refusal,
+        resume_review,
+        wait_for_outcome,
+    )
     from cutline.services.signoff_queue import signoff_run_for
     from tasks.signoff import SignOffDecision
 
@@ -956,16 +975,14 @@ def signoff_resume(
         except AnswerNotUsed as lost:
             _report_answer_not_used(lost, "sign-off")
         run = wait_for_outcome(entry.run_id)
+        refusal = last_refusal(entry.run_id) if run.state.is_paused() else ""
     if run.state.is_completed():
         typer.echo(f"shoot {job} signed off ({decision.decision}) by {by}")
         if run.state.message:
             typer.echo(run.state.message)
         return
     if run.state.is_paused():
-        typer.secho(
-            "the answer was not accepted; the sign-off is waiting again (see its form text)",
-            fg="yellow",
-        )
+        _report_refusal(refusal, "sign-off")
     else:
         typer.secho(
             f"sign-off run is {run.state.name}: {run.state.message or ''}", fg="red", err=True

@@ -192,6 +192,19 @@ def answers_given(client: Any, run_id: str) -> list[dict[str, Any]]:
     return [orjson.loads(i.value) for i in found]
 
 
+def last_refusal(run_id: str) -> str:
+    """Why the newest answer to a review or sign-off run was refused ('' when none was): its
+    flow stores each answer's verdict as the run input ``verdict-<attempt>``, the same text
+    the re-asked form shows."""
+    import orjson
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        verdicts = client.filter_flow_run_input(UUID(run_id), "verdict-", 200, set())
+    verdicts = sorted(verdicts, key=lambda i: int(i.key.rsplit("-", 1)[-1]))
+    return str(orjson.loads(verdicts[-1].value) or "") if verdicts else ""
+
+
 def _answer_at(client: Any, run_id: str, key: str) -> dict[str, Any] | None:
     import orjson
     from prefect.exceptions import ObjectNotFound
