@@ -117,6 +117,17 @@ def test_shoot_to_signoff_with_a_send_back_then_approval(
     second = _wait_paused_signoff(settings, "SIGN-0001")
     assert second.run_id != first.run_id
     assert read_run(first.run_id).state.is_completed()
+    # A refused answer from the terminal is printed with its reason, and the sign-off waits.
+    wrong = ["--send-back", "NO-SUCH-SKU", "--note", "x", "--by", "Pat Producer"]
+    refused = subprocess.run(
+        [sys.executable, "-m", "cutline", "signoff", "resume", "SIGN-0001", *wrong],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "not accepted: unknown or not signable SKU(s): NO-SUCH-SKU" in refused.stderr
+    assert read_run(second.run_id).state.is_paused()
     cli = subprocess.run(
         [
             sys.executable,
