@@ -21,7 +21,7 @@ from cutline.base.redact import redact
 from cutline.base.settings import get_settings
 from cutline.imaging import model_store
 from cutline.ops import stack
-from cutline.ops.terminal import guard_standard_streams
+from cutline.ops.terminal import guard_standard_streams, invoked_as
 
 if TYPE_CHECKING:
     from cutline.domain.run_options import RunOptions
@@ -96,7 +96,7 @@ def stack_status() -> None:
     typer.echo(
         f"worker: running (pid {worker_pid}), polling work pool {settings.work_pool!r}"
         if worker_pid
-        else f"worker: not running on this machine (`cutline up` starts one): shoots, reviews "
+        else f"worker: not running on this machine (`{invoked_as()} up` starts one): shoots, reviews "
         f"and sign-offs wait until a worker polls work pool {settings.work_pool!r}"
     )
     raise typer.Exit(0 if current.healthy and worker_pid else 1)
@@ -173,7 +173,7 @@ def _read_run_riding_out_outages(run_id: str, job_id: str) -> Any:
                 typer.echo(
                     f"{job_id}: the Prefect server does not answer ({type(exc).__name__}); "
                     "the run goes on without it; retrying for up to "
-                    f"{_RECONNECT_SECONDS / 60:.0f} min (`cutline up` starts the local server)",
+                    f"{_RECONNECT_SECONDS / 60:.0f} min (`{invoked_as()} up` starts the local server)",
                     err=True,
                 )
             elif now - lost_since > _RECONNECT_SECONDS:
@@ -181,7 +181,7 @@ def _read_run_riding_out_outages(run_id: str, job_id: str) -> Any:
                     f"The Prefect server did not answer for {_RECONNECT_SECONDS / 60:.0f} min "
                     f"while this terminal followed shoot {job_id} (run {run_id}); the run may "
                     "still be going.",
-                    hint=f"Start the server (`cutline up`), then `cutline status {job_id}` "
+                    hint=f"Start the server (`{invoked_as()} up`), then `{invoked_as()} status {job_id}` "
                     "says where the run is; running the same command again finishes the shoot "
                     "(finished images are reused).",
                 ) from None
@@ -212,7 +212,7 @@ def _follow(run_id, job_id: str) -> Any:
             typer.echo(
                 "still waiting: other shoots hold the deployment's slots "
                 "(CUTLINE_MAX_CONCURRENT_SHOOTS), or nothing serves the deployment "
-                "(`cutline up`, or a worker on the work pool)"
+                f"(`{invoked_as()} up`, or a worker on the work pool)"
             )
             hinted = True
         time.sleep(_FOLLOW_SECONDS)
@@ -308,7 +308,7 @@ def _stop_run(run_id: str, job_id: str) -> int:
         typer.secho(
             f"could not reach the Prefect server to stop shoot {job_id} "
             f"({type(exc).__name__}); the run may go on: cancel run {run_id} in the UI once "
-            "the server is back (`cutline up`)",
+            f"the server is back (`{invoked_as()} up`)",
             fg=typer.colors.RED,
             err=True,
         )
@@ -375,7 +375,7 @@ def run_shoot(
         )
         typer.echo(f"shoot {job_id}: run {current.ui_url}/runs/flow-run/{submitted.id}")
         if detach:
-            typer.echo(f"the run goes on without this terminal: `cutline status {job_id}`")
+            typer.echo(f"the run goes on without this terminal: `{invoked_as()} status {job_id}`")
             return 0
         with _signals_as_interrupt():  # also while stopping: a second signal ends the wait
             try:
@@ -395,10 +395,13 @@ def run_shoot(
         typer.echo(unescaped(summary_markdown(summary)))
         typer.echo(f"\nledger: {summary.ledger}\nPrefect UI: {current.ui_url}")
         if summary.reviews:
-            typer.echo("reviews: `cutline review list`, or Resume each review-cutout run in the UI")
+            typer.echo(
+                f"reviews: `{invoked_as()} review list`, or Resume each review-cutout run in the UI"
+            )
         if current.managed:
             typer.echo(
-                "the local stack keeps running for the UI and the reviews; `cutline down` stops it"
+                f"the local stack keeps running for the UI and the reviews; `{invoked_as()} down` "
+                "stops it"
             )
     return 0
 
@@ -548,8 +551,8 @@ def calibration_set(
         raise _fail(exc) from None
     typer.echo(
         f"calibration set in {out}: tune {counts['tune']} images, holdout {counts['holdout']}; "
-        f"`cutline eval {out / 'tune'}` recommends a threshold, "
-        f"`cutline eval {out / 'holdout'}` measures the rules in force"
+        f"`{invoked_as()} eval {out / 'tune'}` recommends a threshold, "
+        f"`{invoked_as()} eval {out / 'holdout'}` measures the rules in force"
     )
 
 
@@ -969,7 +972,9 @@ def signoff_resume(
     with stack.using_stack(get_settings()) as current:
         entry = signoff_run_for(job, current.ui_url)
         if entry is None:
-            raise _fail(f"no sign-off is waiting for shoot {job} (see `cutline signoff list`)")
+            raise _fail(
+                f"no sign-off is waiting for shoot {job} (see `{invoked_as()} signoff list`)"
+            )
         try:
             resume_review(entry.run_id, decision.model_dump())
         except AnswerNotUsed as lost:

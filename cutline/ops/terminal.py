@@ -67,3 +67,23 @@ def guard_standard_streams() -> None:
         sys.stdout = TerminalText(sys.stdout)
     if not isinstance(sys.stderr, TerminalText):
         sys.stderr = TerminalText(sys.stderr)
+
+
+def invoked_as() -> str:
+    """How the person ran this CLI, to print in hints they can paste: ``cutline`` when that
+    name on PATH is this program, else the path they typed (``.venv/bin/cutline`` after
+    `scripts/setup.sh`, which puts nothing on PATH)."""
+    import os
+    import shutil
+
+    typed = sys.argv[0] if sys.argv and sys.argv[0] else "cutline"
+    if os.path.basename(typed) != "cutline":  # python -m cutline
+        return f"{os.path.relpath(sys.executable)} -m cutline"
+    on_path = shutil.which("cutline")
+    if on_path and os.path.realpath(on_path) == os.path.realpath(typed):
+        return "cutline"
+    return (
+        os.path.relpath(typed)
+        if not os.path.isabs(typed) or typed.startswith(os.getcwd())
+        else typed
+    )
