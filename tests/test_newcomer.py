@@ -1,5 +1,6 @@
-"""The commands the CLI suggests can be pasted as they are: after `scripts/setup.sh` only
-`.venv/bin/cutline` exists, so a hint saying `cutline status JOB` would fail for a newcomer."""
+"""What a newcomer meets: the commands the CLI suggests can be pasted as they are (after
+`scripts/setup.sh` only `.venv/bin/cutline` exists, so a hint saying `cutline status JOB` would
+fail), and Cutline leaves nothing in the home folder when its data root is elsewhere."""
 
 from __future__ import annotations
 
@@ -41,3 +42,25 @@ def test_the_setup_virtualenv_hints_the_path_a_newcomer_typed(prefect_server):
     )
     assert result.returncode != 0
     assert "`.venv/bin/cutline signoff list`" in result.stderr, result.stderr
+
+
+def _prefect_home_of_the_cli(home: Path, data_root: Path) -> str:
+    """PREFECT_HOME as the CLI's process sees it once Prefect is imported."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_HOME"}
+    env.update(HOME=str(home), CUTLINE_DATA_ROOT=str(data_root))
+    code = "import cutline.ops.cli, prefect.settings as s; print(s.PREFECT_HOME.value())"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_prefect_state_lives_under_the_data_root_not_in_the_home_folder(tmp_path):
+    home, data_root = tmp_path / "home", tmp_path / "data"
+    home.mkdir()
+    assert _prefect_home_of_the_cli(home, data_root) == str(data_root / "prefect")
+    assert not (home / ".prefect").exists()
+    # Someone with a Prefect home of their own (profiles naming the studio's server) keeps it.
+    (home / ".prefect").mkdir()
+    assert _prefect_home_of_the_cli(home, data_root) == str(home / ".prefect")
