@@ -477,6 +477,10 @@ def test_a_shoot_survives_losing_one_of_two_worker_hosts(tmp_path, prefect_api, 
     submitted = desk.cutline("run", shoot, "--job-id", JOB, "--out", out, "--detach", s3=True)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     shoot_run = UUID(re.search(r"runs/flow-run/([0-9a-f-]{36})", submitted.stdout).group(1))
+    # Right after --detach, before any worker took the run: status finds it and says so.
+    early = desk.cutline("status", JOB)
+    assert early.returncode == 0, early.stdout + early.stderr
+    assert early.stdout.startswith(f"{JOB}: ") and "None" not in early.stdout, early.stdout
 
     # The host not running the shoot itself dies once it has finished a batch and has just
     # begun another (a batch takes well over JUST_BEGUN_SECONDS): that one is left Running.

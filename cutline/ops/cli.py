@@ -371,7 +371,11 @@ def run_shoot(
     with stack.using_stack(settings) as current:
         refuse_similar_jobs(job_id)
         submitted = run_deployment(
-            settings.shoot_deployment, parameters=parameters, timeout=0, as_subflow=False
+            settings.shoot_deployment,
+            parameters=parameters,
+            timeout=0,
+            as_subflow=False,
+            flow_run_name=job_id,  # named at once: `cutline status JOB` finds it before it starts
         )
         typer.echo(f"shoot {job_id}: run {current.ui_url}/runs/flow-run/{submitted.id}")
         if detach:
@@ -715,6 +719,12 @@ def status(
         raise _fail(f"no process-shoot run named {job_id}", code=1)
     if as_json:
         typer.echo(current.model_dump_json(indent=2))
+        return
+    if current.images is None:  # the run has not planned its batches yet
+        typer.echo(
+            f"{job_id}: {current.state}; the shoot is not planned yet (images not counted); "
+            f"run {current.run_id}"
+        )
         return
     progress = "-" if current.progress is None else f"{current.progress:.0f}%"
     typer.echo(

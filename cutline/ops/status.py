@@ -85,7 +85,7 @@ def shoot_status(job_id: str) -> ShootStatus | None:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["process-shoot"])),
             flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[job_id])),
-            sort=FlowRunSort.START_TIME_DESC,
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,  # a run not started yet has no start
             limit=1,
         )
         if not runs:
