@@ -55,12 +55,14 @@ def _choose_models(
     all as one rules fragment (``models.yaml``); return the report's section on it."""
     logger = get_run_logger()
     default = models[0]
-    choices = choose_models(results, default)
     first = reports[0].calibration.recommended
     fallback = FallbackChoice(models[1], first.threshold) if first is not None else None
+    choices = choose_models(results, default, fallback)
     mixed_images = mixture(results, choices, fallback)
     mixed = model_report("per-category models", mixed_images, target_precision)
-    section = choice_markdown(choices, default) + fallback_markdown(fallback, mixed_images, default)
+    section = choice_markdown(choices, default, fallback) + fallback_markdown(
+        fallback, mixed_images, default
+    )
     switched = {c.category: c.model for c in choices.values() if c.model != default}
     if mixed.calibration.recommended is None:
         logger.warning("The per-category models reach no threshold at the target precision.")

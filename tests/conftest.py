@@ -81,10 +81,15 @@ def settings():
 
 @pytest.fixture(scope="session")
 def model_home(settings) -> Path:
-    """The real u2netp weights, provisioned from the offline source and md5-verified."""
+    """The real u2netp weights and every model the shipped rules name (MODNet, the fallback of
+    doubtful cutouts), provisioned from their offline sources and md5-verified, as
+    `scripts/setup.sh` does."""
     from cutline.imaging import model_store
+    from rules.engine import load_rules
 
     model_store.fetch("u2netp", settings.resolved_model_home)
+    for name in load_rules(settings.rules_file).models_named():
+        model_store.fetch(name, settings.resolved_model_home)
     return settings.resolved_model_home
 
 

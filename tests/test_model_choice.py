@@ -115,3 +115,27 @@ def test_a_category_does_not_switch_on_one_subject_or_when_its_worst_subject_get
     assert choices["fabric"].subjects_won == {"u2netp": 1, "modnet": 2}
     assert choices["fabric"].worst_subject == {"u2netp": 0.80, "modnet": 0.75}
     assert choices["jewellery"].subjects == 1
+
+
+def test_a_category_switch_must_beat_the_first_model_with_its_fallback():
+    """Where the fallback already fixes the first model's doubtful cutouts, switching the
+    whole category to the other model gains too little to pay for running it on every image."""
+
+    def shot(subject: str, n: int, model: str, iou: float, confidence: float) -> ImageEval:
+        return _result("apparel", model, f"{subject}-{n}", iou, confidence).model_copy(
+            update={"subject": subject}
+        )
+
+    results = []
+    for subject in ("shirt", "scarf", "coat"):
+        for n in range(4):
+            doubtful = n == 0  # one shot per subject the first model is unsure of, and wrong
+            results += [
+                shot(subject, n, "u2netp", 0.80 if doubtful else 0.97, 0.2 if doubtful else 0.9),
+                shot(subject, n, "modnet", 0.98, 0.9),
+            ]
+    alone = choose_models(results, "u2netp")
+    assert alone["apparel"].model == "modnet"  # +0.045 over u2netp alone, on every subject
+    shipped = choose_models(results, "u2netp", FallbackChoice("modnet", 0.384))
+    assert shipped["apparel"].model == "u2netp"  # +0.01 over u2netp with the fallback
+    assert abs(shipped["apparel"].mean_iou["u2netp"] - 0.9725) < 1e-9

@@ -20,6 +20,7 @@ precision bound holds for what a shoot would run.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import fmean
 
@@ -35,6 +36,15 @@ MIN_GAIN = 0.02
 
 
 @dataclass(frozen=True)
+class FallbackChoice:
+    """The second opinion for doubtful cutouts: ``model`` cuts an image again when the first
+    model's confidence is under ``below``; the cutout with the higher confidence is kept."""
+
+    model: str
+    below: float
+
+
+@dataclass(frozen=True)
 class CategoryChoice:
     """The model chosen for one category, with the figures that chose it."""
 
@@ -47,9 +57,21 @@ class CategoryChoice:
     worst_subject: dict[str, float] = field(default_factory=dict)  # per model: lowest mean IoU
 
 
-def choose_models(results: list[ImageEval], default: str) -> dict[str, CategoryChoice]:
+def choose_models(
+    results: list[ImageEval], default: str, fallback: FallbackChoice | None = None
+) -> dict[str, CategoryChoice]:
     """Per category, the model its images should use (``default`` unless another proved
-    better by subject); ``results`` holds every model's figures for the same images."""
+    better by subject); ``results`` holds every model's figures for the same images. With a
+    ``fallback``, ``default`` is measured as it would ship, its doubtful cutouts given the
+    fallback's second opinion: a category switches only where another model beats that (the
+    fallback already fixes what the first model is unsure of; a switch must pay for running
+    the other model on every image of the category)."""
+    if fallback is not None:
+        shipped = [
+            kept.model_copy(update={"model": default})
+            for kept in _kept_per_image(results, lambda _: default, fallback)
+        ]
+        results = [r for r in results if r.model != default] + shipped
     ious: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
@@ -88,15 +110,6 @@ def choose_models(results: list[ImageEval], default: str) -> dict[str, CategoryC
     return choices
 
 
-@dataclass(frozen=True)
-class FallbackChoice:
-    """The second opinion for doubtful cutouts: ``model`` cuts an image again when the first
-    model's confidence is under ``below``; the cutout with the higher confidence is kept."""
-
-    model: str
-    below: float
-
-
 def mixture(
     results: list[ImageEval],
     choices: dict[str, CategoryChoice],
@@ -105,13 +118,27 @@ def mixture(
     """The figures a shoot with these choices would produce: each image's chosen model's, or
     the fallback model's where the chosen one scored under ``fallback.below`` and the fallback
     scored higher (as the cutout stage keeps it; its `cut_by` names the model)."""
+    return _kept_per_image(
+        results, lambda category: choices[clean_category(category)].model, fallback
+    )
+
+
+def _kept_per_image(
+    results: list[ImageEval],
+    first_model: Callable[[str], str],
+    fallback: FallbackChoice | None,
+) -> list[ImageEval]:
+    """Per image, the figures of the cutout the cutout stage would keep: ``first_model`` of
+    the image's category, or the fallback's where the first scored under ``fallback.below``
+    and the fallback scored higher; where the fallback ran, both scores are in the signals
+    (as the ledger has them)."""
     by_image: dict[str, dict[str, ImageEval]] = defaultdict(dict)
     for result in results:
         by_image[result.name][result.model] = result
-    mixed = []
+    kept = []
     for per_model in by_image.values():
         some = next(iter(per_model.values()))
-        first = per_model[choices[clean_category(some.category)].model]
+        first = per_model[first_model(some.category)]
         chosen, signals = first, first.signals
         if fallback is not None and first.model != fallback.model:
             other = per_model.get(fallback.model)
@@ -122,8 +149,8 @@ def mixture(
                     FIRST_MODEL_SCORE: first.confidence,
                     FALLBACK_MODEL_SCORE: other.confidence,
                 }
-        mixed.append(chosen.model_copy(update={"cut_by": chosen.model, "signals": signals}))
-    return mixed
+        kept.append(chosen.model_copy(update={"cut_by": chosen.model, "signals": signals}))
+    return kept
 
 
 def models_fragment(
@@ -161,16 +188,25 @@ def models_fragment(
     )
 
 
-def choice_markdown(choices: dict[str, CategoryChoice], default: str) -> str:
+def choice_markdown(
+    choices: dict[str, CategoryChoice], default: str, fallback: FallbackChoice | None = None
+) -> str:
     """The choices as a report section."""
     models = sorted({m for c in choices.values() for m in c.mean_iou})
+    shipped = f"{default} with the fallback" if fallback else default
     lines = [
         "## Model per category",
         "",
-        f"A category switches from {default} where another model's mean IoU is at least "
+        f"A category switches from {shipped} where another model's mean IoU is at least "
         f"{MIN_GAIN} higher on {MIN_IMAGES} or more images of {MIN_SUBJECTS} or more subjects, "
         "it cuts most of the subjects best and its worst subject is no worse than "
-        f"{default}'s (mean IoU per subject: worst, subjects won).",
+        f"{default}'s (mean IoU per subject: worst, subjects won)."
+        + (
+            f" The {default} columns are {default} as it ships: its cutouts under "
+            f"{fallback.below} given {fallback.model}'s second opinion."
+            if fallback
+            else ""
+        ),
         "",
         "| category | images | subjects | "
         + " | ".join(f"IoU {m} | worst {m} | won {m}" for m in models)
@@ -196,7 +232,7 @@ def fallback_markdown(fallback: FallbackChoice | None, mixed: list[ImageEval], d
             "precision, so there is no review threshold to send doubtful cutouts on from.\n"
         )
     asked = [r for r in mixed if FIRST_MODEL_SCORE in r.signals]
-    switched = [r for r in mixed if r.cut_by == fallback.model]
+    switched = [r for r in asked if r.cut_by == fallback.model]
     return (
         f"\nFallback: a cutout scoring under {fallback.below} (the review threshold of "
         f"{default} alone) is cut again with {fallback.model} and the higher-scoring cutout "
