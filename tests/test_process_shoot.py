@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
+from cutline.base.settings import PROJECT_ROOT
 from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
 from cutline.records.ledger import read_ledger
 from dam_adapters import ApprovalState
@@ -217,8 +219,13 @@ def _step_changed_rules_reroute_without_recomputing_cutouts(
 ):
     rows = _rows_by_name(first)
     strict = tmp_path / "strict.yaml"
+    # The same models as the shipped rules (a change of model or fallback does cut again).
+    shipped = yaml.safe_load(
+        (PROJECT_ROOT / "rules/calibration/models.yaml").read_text()
+    )
+    (tmp_path / "models.yaml").write_text(yaml.safe_dump({"models": shipped["models"]}))
     strict.write_text(
-        'version: "strict"\nconfidence: {review_below: 0.5}\n'
+        'version: "strict"\ninclude: [models.yaml]\nconfidence: {review_below: 0.5}\n'
         "review_campaigns: [{name: SS27, reason: Every SS27 image is checked.}]\n"
     )
     override_settings(rules_file=str(strict))
