@@ -220,9 +220,7 @@ def _step_changed_rules_reroute_without_recomputing_cutouts(
     rows = _rows_by_name(first)
     strict = tmp_path / "strict.yaml"
     # The same models as the shipped rules (a change of model or fallback does cut again).
-    shipped = yaml.safe_load(
-        (PROJECT_ROOT / "rules/calibration/models.yaml").read_text()
-    )
+    shipped = yaml.safe_load((PROJECT_ROOT / "rules/calibration/models.yaml").read_text())
     (tmp_path / "models.yaml").write_text(yaml.safe_dump({"models": shipped["models"]}))
     strict.write_text(
         'version: "strict"\ninclude: [models.yaml]\nconfidence: {review_below: 0.5}\n'
@@ -670,3 +668,16 @@ def test_withdrawn_assets_come_back_with_their_files_and_an_emptied_shoot_withdr
     move([kept.filename, *extra], away, shoot)
     assert run().is_completed()
     assert states() == live
+
+
+def test_a_finished_job_leaves_no_concurrency_limit_of_its_own(first_run):
+    """Thousands of jobs would bury the model and DAM limits on the UI's Concurrency page."""
+    from prefect.client.orchestration import get_client
+
+    from cutline.domain.limits import MODEL_LIMIT
+    from cutline.services.job_lock import lock_name
+
+    with get_client(sync_client=True) as client:
+        names = {limit.name for limit in client.read_global_concurrency_limits(limit=200)}
+    assert lock_name("E2E-0001") not in names, names
+    assert MODEL_LIMIT in names  # the shared limits stay

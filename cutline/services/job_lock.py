@@ -10,7 +10,13 @@ renews: a run whose process is killed frees it within ``LEASE_SECONDS``.
 A slot that no lease accounts for (its holder died with a Prefect server that kept leases in
 memory) would never be freed: a run that finds the job's slot taken while no other run of the
 job is going for ``UNHELD_SLOT_SECONDS`` gives that slot back and takes it, instead of
-waiting ``CUTLINE_JOB_WAIT_MINUTES`` for nobody."""
+waiting ``CUTLINE_JOB_WAIT_MINUTES`` for nobody.
+
+A studio runs thousands of jobs: a limit kept per job ever run would bury the model and DAM
+limits on the UI's Concurrency page. A run that has given its slot back therefore deletes the
+job's limit when no other run of the job is starting, running or being cancelled (a run
+waiting for the slot is running, so its limit stays). A run starting just then may find the
+limit gone as it asks for the slot: it creates the limit again and asks once more."""
 
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ POLL_SECONDS = 15.0
 UNHELD_SLOT_SECONDS = LEASE_SECONDS + 60.0
 # States of a shoot run whose process may hold the job's slot.
 HOLDING_STATES = ("RUNNING", "CANCELLING")
+# States of a shoot run that may yet ask for the job's slot (its limit must stay).
+ACTIVE_STATES = ("PENDING", *HOLDING_STATES)
 SHOOT_FLOW = "process-shoot"
 
 
@@ -44,9 +52,11 @@ def lock_name(job_id: str) -> str:
     return f"cutline-job-{job_id}"
 
 
-def other_runs_of_job(job_id: str, run_id: str | None) -> list[str]:
-    """Ids of the job's other shoot runs that are running (or being cancelled) now: the runs
-    that may hold the job's slot (the run name is the job id)."""
+def other_runs_of_job(
+    job_id: str, run_id: str | None, states: tuple[str, ...] = HOLDING_STATES
+) -> list[str]:
+    """Ids of the job's other shoot runs in ``states`` now (by default running or being
+    cancelled: the runs that may hold the job's slot; the run name is the job id)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowFilter,
@@ -62,7 +72,7 @@ def other_runs_of_job(job_id: str, run_id: str | None) -> list[str]:
             flow_filter=FlowFilter(name=FlowFilterName(any_=[SHOOT_FLOW])),
             flow_run_filter=FlowRunFilter(
                 name=FlowRunFilterName(any_=[job_id]),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(HOLDING_STATES))),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(states))),
             ),
             limit=20,
         )
@@ -129,7 +139,7 @@ def one_run_per_job(
     with ExitStack() as held:
         while True:
             try:
-                held.enter_context(
+                _enter_slot(
                     concurrency(
                         name,
                         occupy=1,
@@ -138,7 +148,9 @@ def one_run_per_job(
                         lease_duration=LEASE_SECONDS,
                         holder=holder,
                         raise_on_lease_renewal_failure=False,
-                    )
+                    ),
+                    held,
+                    name,
                 )
                 break
             except TimeoutError:
@@ -163,6 +175,47 @@ def one_run_per_job(
                 on_wait(others)
                 poll = POLL_SECONDS
         yield
+    _remove_limit_when_idle(job_id, run_id)
+
+
+def _enter_slot(slot, held: ExitStack, name: str) -> None:
+    """Take the slot into ``held``; when the job's limit was deleted by a run that just ended
+    (see the module docstring), create it again and take the slot from that."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        held.enter_context(slot)
+    except Exception as exc:
+        # Prefect raises ConcurrencySlotAcquisitionError (not exported: a private module's
+        # class) saying the limit "must be created before acquiring slots".
+        if "must be created" not in str(exc):
+            raise
+        with get_client(sync_client=True) as client:
+            upsert_limit(client, name, 1)
+        raise TimeoutError(f"{name} was deleted as this run asked for it") from exc
+
+
+def _remove_limit_when_idle(job_id: str, run_id: str | None) -> None:
+    """Delete the job's limit once this run has given its slot back, unless another run of the
+    job may still ask for it. A failure only leaves the limit (the next run of the job
+    reuses it)."""
+    import logging
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    name = lock_name(job_id)
+    try:
+        if other_runs_of_job(job_id, run_id, ACTIVE_STATES):
+            return
+        with get_client(sync_client=True) as client:
+            if client.read_global_concurrency_limit_by_name(name).active_slots:
+                return  # taken again since (a run starting this very moment)
+            client.delete_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        return
+    except Exception as exc:  # housekeeping never fails the shoot
+        logging.getLogger("cutline.job_lock").warning("Could not delete %s: %s", name, exc)
 
 
 def _give_back_unheld_slot(name: str, unheld_for: float) -> None:
