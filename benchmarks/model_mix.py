@@ -1,7 +1,7 @@
 """CPU cost per image of the shipped model mixture against the run's model alone, on a mixed
 shoot of real photos (issue 29: at most 1.5x).
 
-    python -m benchmarks.model_mix [--data ../shared/evaldata-dev] [--rounds 3]
+    python -m benchmarks.model_mix [--data ../shared/evaldata-dev] [--rounds 3] [--every 1]
 
 Every image of the reference folder (its index.csv gives each a category) goes through every
 per-image stage a shoot runs (ingest, cutout, score, route, export, register; no Prefect), once
@@ -25,7 +25,7 @@ from benchmarks.common import bench_settings, median, write_result
 ALONE, SHIPPED = "u2netp alone", "as shipped"
 
 
-def one_pass(data: str, out: Path, shipped: bool) -> dict[str, float]:
+def one_pass(data: str, out: Path, shipped: bool, every: int = 1) -> dict[str, float]:
     """Every image through the plain loop's stages once; its CPU and wall seconds."""
     from cutline.base.naming import safe_component
     from cutline.base.settings import get_settings
@@ -47,6 +47,7 @@ def one_pass(data: str, out: Path, shipped: bool) -> dict[str, float]:
             category=clean_category(case.category),
         )
         for index, case in enumerate(load_eval_set(data))
+        if index % every == 0
     ]
     cpu, wall = time.process_time(), time.perf_counter()
     run_plain(items, ctx)
@@ -68,20 +69,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default=str(Path("../shared/evaldata-dev").resolve()))
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--every", type=int, default=1, help="Take every Nth image of the folder (a sample)."
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cutline-bench-mix-"))
     settings = bench_settings(work, "model_mix", "4297")
+    from cutline.domain.limits import ensure_limits
     from cutline.imaging import model_store
+    from cutline.ops import stack
     from rules.engine import load_rules
 
     for name in load_rules(settings.rules_file).models_named():
         model_store.fetch(name, settings.resolved_model_home)
     passes: dict[str, list[dict[str, float]]] = {ALONE: [], SHIPPED: []}
-    one_pass(args.data, work / "warm-up", shipped=True)  # both models loaded, files cached
-    for r in range(args.rounds):
-        order = (ALONE, SHIPPED) if r % 2 == 0 else (SHIPPED, ALONE)
-        for name in order:
-            passes[name].append(one_pass(args.data, work / f"round-{r}-{name}", name == SHIPPED))
+    try:
+        with stack.using_stack(settings):  # the register stage takes DAM write slots from Prefect
+            ensure_limits(settings)
+            one_pass(args.data, work / "warm-up", True, args.every)  # models loaded, files cached
+            for r in range(args.rounds):
+                order = (ALONE, SHIPPED) if r % 2 == 0 else (SHIPPED, ALONE)
+                for name in order:
+                    out = work / f"round-{r}-{name}"
+                    passes[name].append(one_pass(args.data, out, name == SHIPPED, args.every))
+    finally:
+        stack.down(settings)
     ratios = [
         s["cpu_per_image"] / a["cpu_per_image"]
         for a, s in zip(passes[ALONE], passes[SHIPPED], strict=True)
@@ -97,7 +109,9 @@ def main() -> None:
     last = passes[SHIPPED][-1]
     lines = [
         f"# Model mixture cost ({args.rounds} alternating rounds, {last['images']} images of "
-        f"{args.data}, {os.cpu_count()} cores)",
+        f"{args.data}"
+        + (f" (every {args.every}th)" if args.every > 1 else "")
+        + f", {os.cpu_count()} cores)",
         "",
         "| configuration | CPU s / image | wall s / image |",
         "|---|---|---|",
@@ -115,8 +129,9 @@ def main() -> None:
         )
         + ".",
     ]
+    name = "model_mix" if args.every == 1 else f"model_mix_every{args.every}"
     path = write_result(
-        "model_mix",
+        name,
         {"rounds": args.rounds, "data": args.data, "passes": passes, "ratios": ratios},
         "\n".join(lines),
     )
