@@ -14,6 +14,7 @@ from cutline.domain.manifest import clean_category
 from cutline.evaluation.calibration import rules_fragment
 from cutline.evaluation.eval_report import (
     EvalReport,
+    ModelReport,
     fragment_name,
     model_report,
     report_markdown,
@@ -45,7 +46,7 @@ def evaluate_image(case: EvalCase, index: int, ctx: ShootContext, label: str = "
 def _choose_models(
     models: list[str],
     results: list[ImageEval],
-    reports: list,
+    reports: list[ModelReport],
     data: str,
     out: str,
     target_precision: float,

@@ -3,8 +3,9 @@ second opinion, learned from `cutline eval`'s figures.
 
 No single model wins everywhere: on the development photos MODNet (portrait matting) cut hair
 and plush far better than u2netp but lost fringed bags and yarn. `cutline eval` with several
-models measures each on every reference image. A category switches from the run's model to
-another only where that one is better by subject, not just on average: its mean IoU is higher
+models measures each on every reference image. A category switches from the run's model (as
+it ships: with the fallback below, which already fixes its doubtful cutouts) to another only
+where that one is better by subject, not just on average: its mean IoU is higher
 by ``MIN_GAIN`` over at least ``MIN_IMAGES`` images of at least ``MIN_SUBJECTS`` subjects, it
 wins on most of the category's subjects, and its worst subject is no worse than the run model's
 worst (many shots of one easy product decide nothing: on the calibration set a category mean
