@@ -16,7 +16,13 @@ from cutline.base.settings import CutlineSettings, get_settings
 from cutline.domain.items import JobLayout, validate_job_id
 from cutline.domain.locations import check_location
 from cutline.domain.run_config import RunConfig
-from cutline.imaging.contact_sheet import ContactSheet, build_contact_sheet
+from cutline.imaging.contact_sheet import (
+    CLIENT_SHEET,
+    STUDIO_SHEET,
+    Audience,
+    ContactSheet,
+    build_contact_sheet,
+)
 from cutline.records.ledger import own_cutouts, read_ledger
 from cutline.records.summary import artifact_key
 from cutline.services.signoff_queue import newer_signoff
@@ -61,7 +67,8 @@ def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome | State:
     shown = remembered("sheet-shown", lambda: _show(settings, layout, job_id, output_root))
     sheet = ContactSheet(**shown["sheet"])
     assets = [ShownAsset.model_validate(asset) for asset in shown["assets"]]
-    link = remembered("client-link", lambda: _share(settings, job_id, sheet.index))
+    client_index = shown.get("client_index", sheet.index)  # a run waiting since before 2026-12
+    link = remembered("client-link", lambda: _share(settings, job_id, client_index))
     if once("sheet-artifact"):
         create_markdown_artifact(
             markdown=shown["description"],
@@ -109,20 +116,28 @@ def _show(settings: CutlineSettings, layout: JobLayout, job_id: str, output_root
     sign-off shows, and so covers (the signable assets at the revisions shown)."""
     records = create_adapter(job_dam_settings(layout, settings), output_root).list_job(job_id)
     cutouts = own_cutouts(layout)  # thumbnails from our files, never from DAM-given URLs
-    sheet = build_contact_sheet(
-        records,
-        job_id,
-        storage.join(layout.root, "contact-sheet"),
-        _job_presets(layout, settings),
-        lambda record: cutouts.get((record.source_name, record.content_hash)),
-    )
+    presets = _job_presets(layout, settings)
+
+    def sheet_for(audience: Audience, folder: str) -> ContactSheet:
+        return build_contact_sheet(
+            records,
+            job_id,
+            storage.join(layout.root, folder),
+            presets,
+            lambda record: cutouts.get((record.source_name, record.content_hash)),
+            audience,
+        )
+
+    sheet = sheet_for("studio", STUDIO_SHEET)  # the form links it: lanes, scores, names
+    client = sheet_for("client", CLIENT_SHEET)  # the client link opens only this one
     ledger_rows = read_ledger(layout.ledger) if storage.exists(layout.ledger) else None
-    link = remembered("client-link", lambda: _share(settings, job_id, sheet.index))
+    link = remembered("client-link", lambda: _share(settings, job_id, client.index))
     shared = link.get("text", "") if link else ""
     return {
         "sheet": asdict(sheet),
         "description": signoff_description(job_id, records, sheet, shared, "", ledger_rows),
         "assets": [asset.model_dump(mode="json") for asset in shown_assets(records)],
+        "client_index": client.index,
     }
 
 

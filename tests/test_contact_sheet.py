@@ -129,3 +129,40 @@ def test_the_sheet_never_fetches_a_rendition_url_the_dam_returned(tmp_path):
     assert "SKU-001" in page and "SKU-002" not in page
     index = Path(sheet.index).read_text()  # the sheet still counts what it leaves off
     assert "1 of 2 assets" in index and "Not on the sheet" in index
+
+
+def test_the_clients_sheet_shows_the_pictures_without_the_studios_internals(tmp_path):
+    """A client sees SKU, channels and whether an asset awaits sign-off: not the confidence,
+    the lane, who approved it, the rejected count or the photographer's file names."""
+    catalog = LocalCatalog(tmp_path / "catalog")
+    _register(catalog, tmp_path, 1, ApprovalState.AUTO_APPROVED, "cutline-auto")
+    _register(catalog, tmp_path, 2, ApprovalState.APPROVED, "Ana Retoucher")
+    _register(catalog, tmp_path, 3, ApprovalState.SIGNED_OFF, "Pat Producer")
+    rejected = _register(catalog, tmp_path, 4, ApprovalState.REJECTED, "Bo Retoucher")
+    records = catalog.list_job("SIGN-1")
+    sheet = build_contact_sheet(
+        records,
+        "SIGN-1",
+        str(tmp_path / "client"),
+        load_presets(DEFAULT_PRESETS_FILE),
+        lambda r: None if r.dam_id == rejected.dam_id else r.renditions.get("png"),
+        "client",
+    )
+    pages = "".join(Path(p).read_text() for p in [sheet.index, *sheet.html_pages])
+    assert all(f"SKU-{n:03d}" in pages for n in (1, 2, 3)) and "SKU-004" not in pages
+    assert "channels: social" in pages and "channels: web" in pages
+    assert "for your sign-off: 2" in pages and "signed off: 1" in pages
+    for internal in (
+        "confidence",
+        "0.51",
+        "cutline-auto",
+        "Ana Retoucher",
+        "Pat Producer",
+        "auto-approved",
+        "(review",
+        "1.jpg",
+        "rejected",
+        "Not on the sheet",
+    ):
+        assert internal not in pages, internal
+    assert len(list(Path(tmp_path / "client" / "thumbs").glob("*.png"))) == 6

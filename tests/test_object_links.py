@@ -105,7 +105,7 @@ def sheet(s3, bucket, tmp_path: Path, settings) -> dict:
             )
         )
     out = f"s3://{bucket}/out"
-    folder = f"{out}/OBJ-1/contact-sheet"
+    folder = f"{out}/OBJ-1/{contact_sheet.CLIENT_SHEET}"  # what client links open
     saved = contact_sheet.PER_PAGE
     contact_sheet.PER_PAGE = 3
     try:
@@ -115,6 +115,7 @@ def sheet(s3, bucket, tmp_path: Path, settings) -> dict:
             folder,
             load_presets(DEFAULT_PRESETS_FILE),
             lambda record: record.renditions.get("png"),
+            "client",
         )
     finally:
         contact_sheet.PER_PAGE = saved

@@ -81,8 +81,17 @@ def test_shoot_to_signoff_with_a_send_back_then_approval(
     sheet = (out / "SIGN-0001" / "contact-sheet" / "page-001.html").read_text()
     assert all(sku in sheet for sku in auto)  # every auto asset is on the sheet
     assert (out / "SIGN-0001" / "contact-sheet" / "page-001.png").is_file()
+    # The studio's sheet says how each asset got there; the client's says none of it.
+    assert "confidence" in sheet and "approved by cutline-auto" in sheet
+    assert all(record.source_name in sheet for record in auto.values())
 
     link = _check_client_link(settings, text, auto)
+    client_page = urllib.request.urlopen(link.replace("index.html", "page-001.html")).read()
+    client_page = client_page.decode()
+    assert "for your sign-off" in client_page and "channels: " in client_page
+    for internal in ("confidence", "approved by", "cutline-auto", "auto,", "review,"):
+        assert internal not in client_page, internal
+    assert not any(record.source_name in client_page for record in auto.values())
 
     bad = decide(first.run_id, _signoff_form("send-back", "NOPE-1"))
     assert link in form_description(first.run_id)  # the replayed run issued no second link

@@ -1,6 +1,11 @@
 """The contact sheet a producer or client signs a shoot off from: every registered asset as a
-thumbnail on a checkerboard (to show the transparency) and on its channel's background, with
-SKU, lane, confidence and who approved it; paginated HTML plus one PNG per page.
+thumbnail on a checkerboard (to show the transparency) and on its channel's background;
+paginated HTML plus one PNG per page.
+
+Two audiences, two sheets: the studio's (``contact-sheet/``, linked from the sign-off form)
+gives each asset's SKU, lane, state, confidence, who approved it and its source file; the
+client's (``client-sheet/``, the only one a client link opens) gives SKU, channels and whether
+it awaits sign-off or is signed off, nothing about the studio's staff, scores or files.
 
 Pages name their files by relative links, each in a double-quoted ``href``/``src``
 attribute, and every text on them is HTML-escaped (quotes too). Sharing a sheet that lives
@@ -13,6 +18,7 @@ import html
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from PIL import Image, ImageDraw
 
@@ -20,6 +26,10 @@ from cutline.base import storage
 from cutline.base.naming import safe_component
 from dam_adapters import ApprovalState, AssetRecord
 from rules.presets import PresetBook
+
+STUDIO_SHEET = "contact-sheet"  # folder of the studio's sheet in the job folder
+CLIENT_SHEET = "client-sheet"  # folder of the client's sheet (what client links open)
+Audience = Literal["studio", "client"]
 
 THUMB = 200
 PER_PAGE = 24
@@ -78,7 +88,14 @@ def _thumbnails(
     )
 
 
-def _caption(record: AssetRecord) -> list[str]:
+def _caption(record: AssetRecord, audience: Audience) -> list[str]:
+    if audience == "client":
+        state = (
+            "signed off"
+            if record.approval_state == ApprovalState.SIGNED_OFF
+            else ("for your sign-off")
+        )
+        return [record.sku, f"channels: {', '.join(record.channels) or '-'}", state]
     confidence = "-" if record.confidence is None else f"{record.confidence:.2f}"
     who = record.decided_by or "-"
     return [
@@ -88,7 +105,9 @@ def _caption(record: AssetRecord) -> list[str]:
     ]
 
 
-def _page_png(tiles: list[tuple[AssetRecord, Image.Image, Image.Image]], title: str) -> bytes:
+def _page_png(
+    tiles: list[tuple[AssetRecord, Image.Image, Image.Image]], title: str, audience: Audience
+) -> bytes:
     rows = max(1, -(-len(tiles) // COLUMNS))
     page = Image.new("RGB", (COLUMNS * _TILE_W + 20, rows * _TILE_H + 50), (250, 250, 250))
     draw = ImageDraw.Draw(page)
@@ -97,7 +116,7 @@ def _page_png(tiles: list[tuple[AssetRecord, Image.Image, Image.Image]], title: 
         x, y = 10 + (n % COLUMNS) * _TILE_W, 40 + (n // COLUMNS) * _TILE_H
         page.paste(checker, (x, y))
         page.paste(channel, (x + THUMB + 10, y))
-        for line, text in enumerate(_caption(record)):
+        for line, text in enumerate(_caption(record, audience)):
             draw.text((x, y + THUMB + 6 + 14 * line), text, fill=(20, 20, 20))
     buf = io.BytesIO()
     page.save(buf, format="PNG", compress_level=6)
@@ -105,7 +124,11 @@ def _page_png(tiles: list[tuple[AssetRecord, Image.Image, Image.Image]], title: 
 
 
 def _page_html(
-    job_id: str, number: int, pages: int, rows: list[tuple[AssetRecord, str, str]]
+    job_id: str,
+    number: int,
+    pages: int,
+    rows: list[tuple[AssetRecord, str, str]],
+    audience: Audience,
 ) -> str:
     def link(n: int, text: str) -> str:
         return f'<a href="page-{n:03d}.html">{text}</a>' if 1 <= n <= pages else ""
@@ -115,7 +138,7 @@ def _page_html(
         f'<img src="{html.escape(checker)}" alt="cutout on checkerboard">'
         f'<img src="{html.escape(channel)}" alt="cutout on channel background">'
         "<figcaption>"
-        + "<br>".join(html.escape(line) for line in _caption(record))
+        + "<br>".join(html.escape(line) for line in _caption(record, audience))
         + "</figcaption></figure>"
         for record, checker, channel in rows
     )
@@ -132,10 +155,12 @@ def _page_html(
     )
 
 
-def _state_counts(records: list[AssetRecord]) -> str:
+def _state_counts(records: list[AssetRecord], audience: Audience = "studio") -> str:
     counts: dict[str, int] = {}
     for record in records:
-        counts[record.approval_state.value] = counts.get(record.approval_state.value, 0) + 1
+        state = _caption(record, "client")[2] if audience == "client" else None
+        state = state or record.approval_state.value
+        counts[state] = counts.get(state, 0) + 1
     return ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(counts.items()))
 
 
@@ -145,8 +170,10 @@ def build_contact_sheet(
     folder: str,
     presets: PresetBook,
     png_for: Callable[[AssetRecord], str | None],
+    audience: Audience = "studio",
 ) -> ContactSheet:
-    """Write the sheet of ``records`` (auto, approved and rejected assets) into ``folder``.
+    """Write the sheet of ``records`` (auto, approved and rejected assets) into ``folder``,
+    with the captions of ``audience`` (see the module docstring).
 
     Thumbnails come from ``png_for(record)``: Cutline's own cutout of that asset, never a URL
     the DAM returned (which could point at local files or internal hosts); records without
@@ -171,27 +198,31 @@ def build_contact_sheet(
         title = f"Shoot {job_id}: contact sheet page {number} of {pages} ({len(shown)} assets)"
         png_pages.append(
             storage.write_bytes(
-                storage.join(folder, f"page-{number:03d}.png"), _page_png(tiles, title)
+                storage.join(folder, f"page-{number:03d}.png"), _page_png(tiles, title, audience)
             )
         )
         html_pages.append(
             storage.write_bytes(
                 storage.join(folder, f"page-{number:03d}.html"),
-                _page_html(job_id, number, pages, rows).encode("utf-8"),
+                _page_html(job_id, number, pages, rows, audience).encode("utf-8"),
             )
         )
     left_off = [r for r in records if r.dam_id not in pngs]
     index = (
         f"<!doctype html><html><head><meta charset='utf-8'>{_NO_REFERRER}"
         f"<title>Shoot {html.escape(job_id)} - contact sheet</title></head><body>"
-        f"<h1>Shoot {html.escape(job_id)}: {len(shown)} of {len(records)} assets</h1><p>"
-        + _state_counts(shown)
+        + (
+            f"<h1>Shoot {html.escape(job_id)}: {len(shown)} assets</h1><p>"
+            if audience == "client"
+            else f"<h1>Shoot {html.escape(job_id)}: {len(shown)} of {len(records)} assets</h1><p>"
+        )
+        + _state_counts(shown, audience)
         + "</p>"
         + (
             f"<p>Not on the sheet (no cutout: rejected or withdrawn): {len(left_off)} — "
             + _state_counts(left_off)
             + "</p>"
-            if left_off
+            if left_off and audience == "studio"
             else ""
         )
         + "<ul>"
