@@ -153,8 +153,9 @@ def review_description(
     ]
     if links.get("preview"):
         lines += [
-            f"![source, cutout on a checkerboard, AI mask over the source]({links['preview']})",
+            f"![source, cutout on a checkerboard, AI mask, edge detail]({links['preview']})",
             "",
+            f"[Open these pictures at full size]({links['preview']}) · "  # the form is narrow
             f"**[Open the review page]({links['page']})** (pictures, source, AI mask, reference, "
             f"layered PSD; the link works until {links.get('expires', '-')})",
             "",
