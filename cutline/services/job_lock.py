@@ -136,46 +136,48 @@ def one_run_per_job(
         upsert_limit(client, name, 1)
     poll = 1.0  # the first look is short, so a waiting run says so at once
     unheld_since: float | None = None  # since when the slot is taken with no run going
-    with ExitStack() as held:
-        while True:
-            try:
-                _enter_slot(
-                    concurrency(
+    try:
+        with ExitStack() as held:
+            while True:
+                try:
+                    _enter_slot(
+                        concurrency(
+                            name,
+                            occupy=1,
+                            timeout_seconds=max(1.0, min(poll, deadline - time.monotonic())),
+                            strict=True,
+                            lease_duration=LEASE_SECONDS,
+                            holder=holder,
+                            raise_on_lease_renewal_failure=False,
+                        ),
+                        held,
                         name,
-                        occupy=1,
-                        timeout_seconds=max(1.0, min(poll, deadline - time.monotonic())),
-                        strict=True,
-                        lease_duration=LEASE_SECONDS,
-                        holder=holder,
-                        raise_on_lease_renewal_failure=False,
-                    ),
-                    held,
-                    name,
-                )
-                break
-            except TimeoutError:
-                others = other_runs_of_job(job_id, run_id)
-                now = time.monotonic()
-                if others:
-                    unheld_since = None
-                elif unheld_since is None:
-                    unheld_since = now
-                elif now - unheld_since >= UNHELD_SLOT_SECONDS:
-                    _give_back_unheld_slot(name, now - unheld_since)
-                    unheld_since, poll = None, 1.0
-                    continue
-                if now >= deadline:
-                    raise JobBusyError(
-                        f"Job {job_id} is still being run by flow run(s) "
-                        f"{', '.join(others) or '(a run whose process stopped)'}; this run "
-                        f"waited {wait_seconds / 60:.0f} min for it.",
-                        hint="Let that run finish (or cancel it in the UI), then rerun the job; "
-                        "CUTLINE_JOB_WAIT_MINUTES sets how long a run waits.",
-                    ) from None
-                on_wait(others)
-                poll = POLL_SECONDS
-        yield
-    _remove_limit_when_idle(job_id, run_id)
+                    )
+                    break
+                except TimeoutError:
+                    others = other_runs_of_job(job_id, run_id)
+                    now = time.monotonic()
+                    if others:
+                        unheld_since = None
+                    elif unheld_since is None:
+                        unheld_since = now
+                    elif now - unheld_since >= UNHELD_SLOT_SECONDS:
+                        _give_back_unheld_slot(name, now - unheld_since)
+                        unheld_since, poll = None, 1.0
+                        continue
+                    if now >= deadline:
+                        raise JobBusyError(
+                            f"Job {job_id} is still being run by flow run(s) "
+                            f"{', '.join(others) or '(a run whose process stopped)'}; this run "
+                            f"waited {wait_seconds / 60:.0f} min for it.",
+                            hint="Let that run finish (or cancel it in the UI), then rerun the job; "
+                            "CUTLINE_JOB_WAIT_MINUTES sets how long a run waits.",
+                        ) from None
+                    on_wait(others)
+                    poll = POLL_SECONDS
+            yield
+    finally:  # after a failed shoot too: its slot is given back by then
+        _remove_limit_when_idle(job_id, run_id)
 
 
 def _enter_slot(slot, held: ExitStack, name: str) -> None:
