@@ -159,8 +159,9 @@ def test_the_form_shows_the_pictures_and_links_files_over_http(queue_run):
     with urllib.request.urlopen(preview[1], timeout=10) as resp:
         assert resp.headers["Content-Type"] == "image/jpeg"
         picture = Image.open(io.BytesIO(resp.read()))
-    assert picture.width > 2 * picture.height  # three panels side by side
-    assert max(picture.size) <= 1200  # small enough to load at once
+    # Four panels, two by two (each half the form's width), small enough to load at once.
+    assert 600 < picture.width <= 800 and 400 < picture.height <= 900, picture.size
+    assert f"[Open these pictures at full size]({preview[1]})" in text
     page = re.search(r"\[Open the review page\]\((http://\S+/index\.html)\)", text)[1]
     with urllib.request.urlopen(page, timeout=10) as resp:
         body = resp.read().decode()
