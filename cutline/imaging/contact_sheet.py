@@ -88,14 +88,16 @@ def _thumbnails(
     )
 
 
+def _client_state(record: AssetRecord) -> str:
+    """An asset's state as the client reads it."""
+    signed = record.approval_state == ApprovalState.SIGNED_OFF
+    return "signed off" if signed else "for your sign-off"
+
+
 def _caption(record: AssetRecord, audience: Audience) -> list[str]:
     if audience == "client":
-        state = (
-            "signed off"
-            if record.approval_state == ApprovalState.SIGNED_OFF
-            else ("for your sign-off")
-        )
-        return [record.sku, f"channels: {', '.join(record.channels) or '-'}", state]
+        channels = ", ".join(record.channels) or "-"
+        return [record.sku, f"channels: {channels}", _client_state(record)]
     confidence = "-" if record.confidence is None else f"{record.confidence:.2f}"
     who = record.decided_by or "-"
     return [
@@ -158,8 +160,7 @@ def _page_html(
 def _state_counts(records: list[AssetRecord], audience: Audience = "studio") -> str:
     counts: dict[str, int] = {}
     for record in records:
-        state = _caption(record, "client")[2] if audience == "client" else None
-        state = state or record.approval_state.value
+        state = _client_state(record) if audience == "client" else record.approval_state.value
         counts[state] = counts.get(state, 0) + 1
     return ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(counts.items()))
 
