@@ -92,6 +92,49 @@ class AssetRecord(AssetSubmission):
     )
 
 
+LANE_DECISIONS = frozenset(
+    {
+        ApprovalState.AUTO_APPROVED,
+        ApprovalState.APPROVED,
+        ApprovalState.REPLACED,
+        ApprovalState.REJECTED,
+    }
+)
+
+
+class Provenance(BaseModel):
+    """How an asset got where it is, whatever came after: the decision of its lane (the
+    rules' auto-approval or a retoucher's approve, replace or reject) and who took it, and
+    the producer who signed it off, if one has. A sign-off moves the record's approval state
+    and decider to the producer; the lane's decision stays in the record's history, and this
+    reads it back, so a sheet made after a sign-off (a rerun, a reopened SKU) still says
+    which assets the rules published and which a retoucher decided."""
+
+    lane: str = Field(description="'auto' (published by the rules) or 'review' (a person).")
+    decision: ApprovalState | None = Field(
+        description="The lane's decision, or None while an asset is sent back (undecided)."
+    )
+    decided_by: str = Field(description="Who took the lane's decision ('' when none).")
+    signed_off_by: str = Field(description="The producer who signed it off ('' when not).")
+
+
+def provenance(record: AssetRecord) -> Provenance:
+    """The asset's lane, lane decision and sign-off, from its state and history (see
+    Provenance). A record without history (a DAM that keeps none) is read from its state."""
+    signed = record.decided_by if record.approval_state == ApprovalState.SIGNED_OFF else ""
+    decision, by = None, ""
+    if record.approval_state in LANE_DECISIONS:
+        decision, by = record.approval_state, record.decided_by
+    elif record.approval_state != ApprovalState.SENT_BACK:
+        for change in reversed(record.history):
+            state = change.get("state", "")
+            if state in LANE_DECISIONS:
+                decision, by = ApprovalState(state), change.get("by", "")
+                break
+    lane = "auto" if decision == ApprovalState.AUTO_APPROVED else "review"
+    return Provenance(lane=lane, decision=decision, decided_by=by, signed_off_by=signed)
+
+
 def restored_note(source_name: str) -> str:
     """The history note of an asset set live again because its file is back in the shoot."""
     return f"restored: {source_name} is back in the shoot"

@@ -21,7 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from cutline.base import storage
 from cutline.base.errors import ConfigError
-from cutline.base.markdown import inert, unescaped
+from cutline.base.markdown import inert, shortened, unescaped
 from cutline.base.settings import BatchRunner, CutlineSettings, get_settings
 from cutline.domain import residency
 from cutline.domain.items import JobLayout, validate_job_id
@@ -32,9 +32,11 @@ from cutline.domain.residency import ResidencyReport
 from cutline.domain.run_config import RunConfig
 from cutline.domain.run_options import RunOptions, refuse_other_host_settings
 from cutline.imaging import model_store
-from cutline.records.cost import cost_report, time_chart_png
+from cutline.records.cost import cost_report, time_chart_markdown, time_chart_png
 from cutline.records.ledger import read_ledger
 from cutline.records.summary import (
+    FILE_WIDTH,
+    REASON_WIDTH,
     ShootSummary,
     artifact_key,
     progress_description,
@@ -60,6 +62,7 @@ from flows.streaming import stream_batches
 from tasks.context import BatchRef, ShootContext
 from tasks.ingest import plan_shoot
 from tasks.register import refuse_lost_shoot, reinstate_restored_assets, withdraw_stale_assets
+from tasks.review_board import refresh_review_queue
 from tasks.signoff import request_signoff
 from tasks.stages import MODEL_STAGE_INDEXES, stage_tasks
 
@@ -375,17 +378,26 @@ def _run_shoot(
         for run_id in cancel_reviews_of_gone_files(job_id, versions):
             logger.warning("Cancelled review run %s: its image left the shoot or changed", run_id)
         try:
-            summary.signoff_run_id = request_signoff(
+            asked = request_signoff(
                 job_id, out_root, reason=f"shoot:{flow_run.get_id()}:{flow_run.run_count}"
             )
+            summary.signoff_run_id, summary.signoff_note = asked.run_id, asked.why_not_new
+            if asked.why_not_new:
+                logger.info("Sign-off of %s: %s", job_id, asked.why_not_new)
         except Exception as exc:  # the shoot is done; sign-off can be requested by hand
             logger.warning("Could not request sign-off for %s: %s", job_id, exc)
         if summary.signoff_run_id:
             summary.contact_sheet = storage.join(layout.root, "contact-sheet", "index.html")
+        chart = time_chart_png(summary.cost, job_id)
+        summary.time_chart = storage.write_bytes(storage.join(layout.root, "time-chart.png"), chart)
+        create_markdown_artifact(
+            markdown=time_chart_markdown(summary.cost, job_id, chart),
+            key=f"{artifact_key(job_id)}-time-chart",
+            description=f"Shoot {job_id}: AI lane against review lane minutes",
+        )
         _publish_artifacts(summary, tally)
-    summary.time_chart = storage.write_bytes(
-        storage.join(layout.root, "time-chart.png"), time_chart_png(summary.cost, job_id)
-    )
+        if why := refresh_review_queue(job_id, new=True):
+            logger.warning("%s", why)
     storage.write_bytes(layout.summary, summary.model_dump_json(indent=2).encode("utf-8"))
     logger.info("Shoot %s done: %s; ledger %s", job_id, dict(lanes), ledger_uri)
     return summary
@@ -414,8 +426,14 @@ def _publish_artifacts(summary: ShootSummary, tally: ShootTally) -> None:
 def _publish_table(job_id: str, tally: ShootTally) -> None:
     """The per-image table artifact. The Prefect UI renders its cells as markdown, so every
     text cell (file names, SKUs, reasons from the manifest) is made inert."""
+    widths = {"file": FILE_WIDTH, "reasons": REASON_WIDTH}
     shown = [
-        {key: inert(value) if isinstance(value, str) else value for key, value in row.items()}
+        {
+            key: inert(shortened(value, widths.get(key, 64), middle=key == "file"))
+            if isinstance(value, str)
+            else value
+            for key, value in row.items()
+        }
         for row in tally.table_rows()
     ]
     create_table_artifact(

@@ -21,6 +21,7 @@ from tasks.review import (
     retouched_snapshot,
     validate_decision,
 )
+from tasks.review_board import refresh_review_queue
 from tasks.review_request import REVIEW_PAGE_KEY, stored_page_links
 from tasks.run_inputs import judged_once, once, remembered
 from tasks.signoff import request_signoff
@@ -69,6 +70,8 @@ def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome | State:
     outcome = land_decision(decision, item, ctx, snapshot)
     emit_review_event("decided", item, ctx, run_id, decision=outcome.decision, by=outcome.retoucher)
     logger.info("%s %s by %s -> %s", item.sku, outcome.decision, outcome.retoucher, outcome.dam_id)
+    if why := refresh_review_queue(ctx.job_id):
+        logger.warning("%s", why)
     _signoff_when_last(ctx, run_id)
     # What the UI shows on the run: whoever answered it too late (the first answer wins;
     # Prefect refuses later ones) sees what was decided instead.

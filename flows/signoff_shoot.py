@@ -17,11 +17,12 @@ from cutline.domain.items import JobLayout, validate_job_id
 from cutline.domain.locations import check_location
 from cutline.domain.run_config import RunConfig
 from cutline.imaging.contact_sheet import (
-    CLIENT_SHEET,
     STUDIO_SHEET,
     Audience,
     ContactSheet,
     build_contact_sheet,
+    client_sheet_folder,
+    new_sheet_id,
 )
 from cutline.records.ledger import own_cutouts, read_ledger
 from cutline.records.summary import artifact_key
@@ -64,7 +65,7 @@ def signoff_shoot(job_id: str, output_root: str) -> SignOffOutcome | State:
     # The sheet, the form's text and the assets they show are made once: a resumed run replays
     # from the top, and must land the answer on what the producer saw, not on what the DAM
     # holds by then (a review decided meanwhile waits for the next sign-off).
-    shown = remembered("sheet-shown", lambda: _show(settings, layout, job_id, output_root))
+    shown = remembered("sheet-shown", lambda: _show(settings, layout, job_id, output_root, run_id))
     sheet = ContactSheet(**shown["sheet"])
     assets = [ShownAsset.model_validate(asset) for asset in shown["assets"]]
     client_index = shown.get("client_index", sheet.index)  # a run waiting since before 2026-12
@@ -111,9 +112,13 @@ def _job_presets(layout: JobLayout, settings: CutlineSettings) -> PresetBook:
     return load_presets(settings.presets_file)
 
 
-def _show(settings: CutlineSettings, layout: JobLayout, job_id: str, output_root: str) -> dict:
-    """Make the contact sheet from the DAM's records now, and the form's text: what this
-    sign-off shows, and so covers (the signable assets at the revisions shown)."""
+def _show(
+    settings: CutlineSettings, layout: JobLayout, job_id: str, output_root: str, run_id: str
+) -> dict:
+    """Make the contact sheets from the DAM's records now, and the form's text: what this
+    sign-off shows, and so covers (the signable assets at the revisions shown). The studio's
+    sheet is the job's current one; the client's is this sign-off's own (see
+    ``client_sheet_folder``): a link given to a client never changes under them."""
     records = create_adapter(job_dam_settings(layout, settings), output_root).list_job(job_id)
     cutouts = own_cutouts(layout)  # thumbnails from our files, never from DAM-given URLs
     presets = _job_presets(layout, settings)
@@ -122,14 +127,15 @@ def _show(settings: CutlineSettings, layout: JobLayout, job_id: str, output_root
         return build_contact_sheet(
             records,
             job_id,
-            storage.join(layout.root, folder),
+            folder,
             presets,
             lambda record: cutouts.get((record.source_name, record.content_hash)),
             audience,
         )
 
-    sheet = sheet_for("studio", STUDIO_SHEET)  # the form links it: lanes, scores, names
-    client = sheet_for("client", CLIENT_SHEET)  # the client link opens only this one
+    studio_folder = storage.join(layout.root, STUDIO_SHEET)
+    sheet = sheet_for("studio", studio_folder)  # the form links it: lanes, scores, names
+    client = sheet_for("client", client_sheet_folder(layout.root, new_sheet_id(run_id)))
     ledger_rows = read_ledger(layout.ledger) if storage.exists(layout.ledger) else None
     link = remembered("client-link", lambda: _share(settings, job_id, client.index))
     shared = link.get("text", "") if link else ""
@@ -157,7 +163,9 @@ def _next_signoff(outcome: SignOffOutcome, output_root: str, run_id: str) -> str
             )
         newer = newer_signoff(job_id, run_id)
         if newer is None:
-            newer = request_signoff(job_id, output_root, reason=f"left-out:{run_id}", keep=run_id)
+            newer = request_signoff(
+                job_id, output_root, reason=f"left-out:{run_id}", keep=run_id
+            ).run_id
         return f"Sign-off run {newer} shows them." if newer else ""
     except Exception as exc:  # signed off; the next sign-off can be asked for by a rerun
         get_run_logger().warning("Could not ask for the next sign-off of %s: %s", job_id, exc)

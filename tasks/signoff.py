@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import httpx
 from prefect import get_run_logger, task
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
-from prefect.input import RunInput
+from prefect.input import RunInput, read_flow_run_input
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,10 +29,11 @@ from cutline.records.ledger import read_ledger
 from cutline.services.object_share import MAX_LINK_SECONDS, is_object_store
 from cutline.services.share import register_share
 from cutline.services.signoff_queue import signoff_runs
-from dam_adapters import ApprovalState, AssetRecord, create_adapter
+from dam_adapters import ApprovalState, AssetRecord, DamAdapter, create_adapter
 from rules.engine import Lane
 from tasks.context import ShootContext, run_logger
 from tasks.forms import required_fields
+from tasks.review_board import refresh_review_queue
 from tasks.review_request import open_review, review_deployment_id
 
 SIGNABLE = frozenset({ApprovalState.AUTO_APPROVED, ApprovalState.APPROVED, ApprovalState.REPLACED})
@@ -176,6 +177,8 @@ def signoff_description(
         + ".",
         "",
         _sum_line(f"In the DAM: {len(records)} assets", by_state),
+        "",
+        _to_sign_line(records),
     ]
     if ledger_rows is not None:
         lines += [
@@ -196,6 +199,20 @@ def signoff_description(
         f"The sheet on disk: {code(sheet.index)}",
     ]
     return with_problem("\n".join(lines), problem)
+
+
+def _to_sign_line(records: list[AssetRecord]) -> str:
+    """What this form signs: the assets no producer has signed off yet (new, changed or
+    decided since the last sign-off), and those signed off already, which stay so."""
+    signable = [r for r in records if r.approval_state in SIGNABLE]
+    skus = sorted({r.sku for r in signable})
+    signed = sum(r.approval_state == ApprovalState.SIGNED_OFF for r in records)
+    shown = ", ".join(skus[:12]) + (f" and {len(skus) - 12} more" if len(skus) > 12 else "")
+    text = f"**To sign off now**: {len(signable)} asset(s) not signed off yet"
+    text += f" (SKU {inert(shown)})" if signable else ""
+    if signed:
+        text += f"; {signed} signed off earlier stay signed off (not asked again)"
+    return text + "."
 
 
 def with_problem(text: str, problem: str) -> str:
@@ -227,7 +244,9 @@ def validate_signoff(
     return ""
 
 
-def _reopened_item(layout: JobLayout, record: AssetRecord, producer: str, note: str) -> ImageItem:
+def _reopened_item(
+    layout: JobLayout, record: AssetRecord, producer: str, note: str, why: str
+) -> ImageItem:
     """The image as the shoot left it, back in the review lane with the producer's note."""
     rows = [
         r
@@ -240,14 +259,35 @@ def _reopened_item(layout: JobLayout, record: AssetRecord, producer: str, note: 
     item = WorkRecord.model_validate_json(storage.read_bytes(state)).item
     item.lane = Lane.REVIEW
     item.queue = "standard"
-    item.reasons = f"Sent back by producer {producer}: {note or 'no note'}"
+    item.reasons = f"{why} {producer}: {note or 'no note'}"
     item.rules = ["signoff:sent-back"]
     item.review_state = "queued"
     item.review_note = note
     return item
 
 
-def _shoot_context(layout: JobLayout, job_id: str, settings: CutlineSettings) -> ShootContext:
+def send_back(
+    adapter: DamAdapter,
+    ctx: ShootContext,
+    record: AssetRecord,
+    producer: str,
+    note: str,
+    key: str,
+    why: str = "Sent back by producer",
+) -> str:
+    """Put one asset back in the review lane: a review run for its image as the shoot left
+    it, with the producer's note as its reason (``key`` makes the run once per request,
+    whatever retries), and the DAM record moved to sent-back (its lane's decision and any
+    sign-off stay in its history). The review run's id."""
+    item = _reopened_item(ctx.layout, record, producer, note, why)
+    with get_client(sync_client=True) as client:
+        run = open_review(client, review_deployment_id(client, ctx), item, ctx, key)
+    if record.approval_state != ApprovalState.SENT_BACK:
+        adapter.update_approval(record.dam_id, ApprovalState.SENT_BACK, by=producer, note=note)
+    return str(run.id)
+
+
+def shoot_context(layout: JobLayout, job_id: str, settings: CutlineSettings) -> ShootContext:
     """The context of the shoot's last run, with the settings that run froze (a job written
     before run configs were kept gets this process's settings)."""
     summary = json.loads(storage.read_bytes(layout.summary))
@@ -327,7 +367,7 @@ def land_signoff(
     producer = decision.producer.strip()
     back = set(decision.skus()) if decision.decision == "send-back" else set()
     signed, reopened, left_out = [], [], []
-    ctx = _shoot_context(layout, job_id, settings) if back else None
+    ctx = shoot_context(layout, job_id, settings) if back else None
     by_id = {asset.dam_id: asset for asset in shown or []}
     for record in adapter.list_job(job_id):
         name = f"{record.sku} ({record.source_name})"
@@ -344,18 +384,10 @@ def land_signoff(
             if record.approval_state in SIGNABLE or (
                 ours and record.approval_state == ApprovalState.SENT_BACK
             ):
-                item = _reopened_item(layout, record, producer, decision.note.strip())
                 key = f"sendback:{job_id}:{record.content_hash}:{flow_run.get_id()}"
-                with get_client(sync_client=True) as client:
-                    run = open_review(client, review_deployment_id(client, ctx), item, ctx, key)
-                if record.approval_state in SIGNABLE:
-                    adapter.update_approval(
-                        record.dam_id,
-                        ApprovalState.SENT_BACK,
-                        by=producer,
-                        note=decision.note.strip(),
-                    )
-                reopened.append(str(run.id))
+                reopened.append(
+                    send_back(adapter, ctx, record, producer, decision.note.strip(), key)
+                )
             else:
                 left_out.append(f"{name}: now {record.approval_state.value}, not sent back")
             continue
@@ -374,6 +406,8 @@ def land_signoff(
             record.dam_id, ApprovalState.SIGNED_OFF, by=producer, note=decision.comment.strip()
         )
         signed.append(record.dam_id)
+    if reopened and (why := refresh_review_queue(job_id)):
+        logger.warning("%s", why)
     outcome = SignOffOutcome(
         job_id=job_id,
         decision=decision.decision,
@@ -433,14 +467,60 @@ def signoff_message(outcome: SignOffOutcome, next_signoff: str = "") -> str:
     return visible_text(text)[:4000]
 
 
-def request_signoff(job_id: str, output_root: str, reason: str, keep: str = "") -> str | None:
-    """Start the shoot's sign-off run, then cancel any older one still waiting or being
-    prepared (a producer never has two forms, nor none), except ``keep`` (a sign-off asking
-    for the next one) and any landing an answer already given; its id, or None when sign-off
-    requests are switched off."""
+class SignOffAsk(NamedTuple):
+    """What asking for a sign-off did: the run that waits for the producer (None when none
+    was needed), and why no new one was started ('' when one was)."""
+
+    run_id: str | None
+    why_not_new: str = ""
+
+
+def signable_now(job_id: str, output_root: str) -> list[AssetRecord]:
+    """The job's assets a sign-off would cover now: auto, approved and replaced ones that no
+    producer has signed off yet (signed-off, rejected, sent-back and withdrawn ones are not)."""
+    layout = JobLayout.for_job(output_root, job_id)
+    adapter = create_adapter(job_dam_settings(layout, get_settings()), output_root)
+    return [r for r in adapter.list_job(job_id) if r.approval_state in SIGNABLE]
+
+
+def _waiting_showing(job_id: str, signable: list[AssetRecord]) -> str | None:
+    """A sign-off of ``job_id`` still waiting unanswered whose form covers exactly
+    ``signable`` at their current revisions: asking again would show the producer the same
+    form (an unchanged rerun, a Retry, a nightly schedule)."""
+    from cutline.services.review_queue import answers_given
+
+    wanted = sorted((r.dam_id, r.revision) for r in signable)
+    with get_client(sync_client=True) as client:
+        for run in signoff_runs(job_id, ["PAUSED"]):
+            shown = read_flow_run_input("sheet-shown", flow_run_id=run.id)
+            if not isinstance(shown, dict) or answers_given(client, str(run.id)):
+                continue
+            covers = sorted((a["dam_id"], a["revision"]) for a in shown.get("assets", []))
+            if covers == wanted:
+                return str(run.id)
+    return None
+
+
+def request_signoff(job_id: str, output_root: str, reason: str, keep: str = "") -> SignOffAsk:
+    """Ask the producer to sign off what is new: start the shoot's sign-off run, then cancel
+    any older one still waiting or being prepared (a producer never has two forms, nor
+    none), except ``keep`` (a sign-off asking for the next one) and any landing an answer
+    already given. No run is started when nothing is left to sign off (every asset signed
+    off already: a rerun of an unchanged, signed-off shoot) or when a waiting form already
+    covers exactly what is signable now; nor when sign-off requests are switched off."""
     settings = get_settings()
     if not settings.signoff_deployment:
-        return None
+        return SignOffAsk(None, "sign-off requests are switched off (CUTLINE_SIGNOFF_DEPLOYMENT)")
+    signable = signable_now(job_id, output_root)
+    if not signable:
+        return SignOffAsk(
+            None,
+            "nothing new to sign off: every asset in the DAM is signed off, rejected or "
+            "waiting for a retoucher (the last review decided asks for the next sign-off)",
+        )
+    waiting = _waiting_showing(job_id, signable)
+    if waiting is not None and waiting != keep:
+        return SignOffAsk(waiting, "the sign-off already waiting covers the same assets")
     run = run_deployment(
         settings.signoff_deployment,
         parameters={"job_id": job_id, "output_root": output_root},
@@ -451,7 +531,7 @@ def request_signoff(job_id: str, output_root: str, reason: str, keep: str = "") 
         as_subflow=False,
     )
     _cancel_older_signoffs(job_id, str(run.id), keep={str(run.id), keep})
-    return str(run.id)
+    return SignOffAsk(str(run.id))
 
 
 def _cancel_older_signoffs(job_id: str, newest: str, keep: set[str]) -> None:

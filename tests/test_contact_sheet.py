@@ -166,3 +166,59 @@ def test_the_clients_sheet_shows_the_pictures_without_the_studios_internals(tmp_
     ):
         assert internal not in pages, internal
     assert len(list(Path(tmp_path / "client" / "thumbs").glob("*.png"))) == 6
+
+
+def test_a_sheet_made_after_a_signoff_keeps_each_assets_lane_decision_and_decider(tmp_path):
+    """Issue 30 (1): a sign-off makes the producer the record's decider; a later sheet (a
+    rerun, a reopened SKU) still says which assets the rules published and which a
+    retoucher approved or replaced, and by whom, beside who signed them off."""
+    from dam_adapters.base import provenance
+
+    catalog = LocalCatalog(tmp_path / "catalog")
+    auto = _register(catalog, tmp_path, 0, ApprovalState.AUTO_APPROVED, "cutline-auto")
+    kept = _register(catalog, tmp_path, 1, ApprovalState.APPROVED, "Ana Retoucher")
+    own = _register(catalog, tmp_path, 2, ApprovalState.REPLACED, "Ben Retoucher")
+    for record in (auto, kept, own):
+        catalog.update_approval(record.dam_id, ApprovalState.SIGNED_OFF, by="Pat Producer")
+    records = {r.sku: r for r in catalog.list_job("SIGN-1")}
+    assert {r.approval_state for r in records.values()} == {ApprovalState.SIGNED_OFF}
+    made = {sku: provenance(r) for sku, r in records.items()}
+    assert (made["SKU-000"].lane, made["SKU-000"].decision) == ("auto", "auto-approved")
+    assert (made["SKU-001"].lane, made["SKU-001"].decided_by) == ("review", "Ana Retoucher")
+    assert (made["SKU-002"].decision, made["SKU-002"].decided_by) == ("replaced", "Ben Retoucher")
+    assert {m.signed_off_by for m in made.values()} == {"Pat Producer"}
+    # Sent back: undecided again, in the review lane; the sign-off is no longer current.
+    back = catalog.update_approval(
+        records["SKU-000"].dam_id, ApprovalState.SENT_BACK, by="Pat Producer", note="crop"
+    )
+    assert provenance(back).decision is None and provenance(back).signed_off_by == ""
+
+    sheet = build_contact_sheet(
+        list(records.values()),
+        "SIGN-1",
+        str(tmp_path / "sheet"),
+        load_presets(DEFAULT_PRESETS_FILE),
+        lambda record: record.renditions.get("png"),
+    )
+    page = html.unescape(Path(sheet.html_pages[0]).read_text())
+    assert "SKU-000  (auto, signed-off)" in page and "approved by cutline-auto" in page
+    assert "SKU-001  (review, signed-off)" in page and "approved by Ana Retoucher" in page
+    assert "SKU-002  (review, signed-off)" in page and "replaced by Ben Retoucher" in page
+    assert page.count("signed off by Pat Producer") == 3
+    assert "approved by Pat Producer" not in page
+
+
+def test_each_signoffs_client_sheet_has_a_folder_of_its_own_and_the_newest_is_found(tmp_path):
+    """Issue 30 (1): a client's link opens the sheet of the sign-off it was given with; a
+    later sign-off writes its own, and a new link opens the newest."""
+    from cutline.imaging.contact_sheet import client_sheet_folder, newest_client_sheet
+
+    job_root = str(tmp_path / "JOB-1")
+    assert newest_client_sheet(job_root) is None
+    older = client_sheet_folder(job_root, "20261206T010000Z-aaaaaaaa")
+    newer = client_sheet_folder(job_root, "20261206T020000Z-bbbbbbbb")
+    for folder in (newer, older):
+        Path(folder).mkdir(parents=True)
+        (Path(folder) / "index.html").write_text("sheet")
+    assert older != newer and Path(older).parent == Path(newer).parent
+    assert newest_client_sheet(job_root) == newer

@@ -21,6 +21,7 @@ def test_stack_serves_every_deployment_declared_in_prefect_yaml(prefect_server):
         "escalate-reviews/escalate",
         "evaluate-cutouts/eval",
         "signoff-shoot/signoff",
+        "reopen-assets/reopen",
     ]
     with get_client(sync_client=True) as client:
         shoot = client.read_deployment_by_name("process-shoot/shoot")

@@ -4,12 +4,14 @@ move to signed-off with who, and the studio's webhook gets one call per sign-off
 
 from __future__ import annotations
 
+import html
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 
 import pytest
+from PIL import Image
 
 from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
 from cutline.records.ledger import read_ledger
@@ -266,3 +268,137 @@ def test_a_signoff_covers_exactly_the_assets_its_sheet_showed(
     final = {r.sku: r for r in catalog.list_job(job)}
     assert set(final) == set(shown) | {"SKU-2001", "SKU-2002"}
     assert {r.approval_state for r in final.values()} == {ApprovalState.SIGNED_OFF}
+
+
+def _cutline(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cutline", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_a_signed_off_shoot_stays_signed_off_through_reruns_and_reopens_on_request(
+    prefect_server, model_home, tmp_path, settings
+):
+    """Issue 30 (1, 2), through the doors a producer uses (the shoot's flow as the UI's Retry
+    and a schedule run it, the sign-off and reopen commands): an unchanged rerun of a
+    signed-off shoot asks for no sign-off and relabels nothing (DAM, studio sheet, the
+    client's link); a changed image asks for sign-off of itself only; a producer reopens a
+    signed-off SKU with a note, and its new decision asks for sign-off of it alone."""
+    import numpy as np
+
+    from cutline.services.signoff_queue import signoff_runs
+    from dam_adapters import ApprovalState
+    from dam_adapters.base import provenance
+    from dam_adapters.local_catalog import LocalCatalog
+    from flows.process_shoot import process_shoot
+    from tests.reviews import retouched_png
+
+    job = "KEEP-0001"
+    glass = next(s for s in DEFAULT_SAMPLES if s.sku == "SKU-2001")  # always reviewed
+    shoot, out = tmp_path / "shoot", tmp_path / "out"
+    write_sample_shoot(shoot, (*DEFAULT_SAMPLES[:2], glass), size=(320, 240))
+    params = dict(shoot=str(shoot), job_id=job, manifest=str(shoot / "manifest.csv"))
+    first = process_shoot(**params, output_root=str(out))
+    catalog = LocalCatalog(settings.resolved_catalog_dir)
+    (review,) = wait_for_reviews(settings, job, 1)
+    assert review.sku == "SKU-2001"
+    alpha = np.zeros((240, 320), dtype=np.uint8)
+    alpha[40:200, 120:200] = 255
+    replaced = ui_form(
+        "replace", "Ben Retoucher", retouched_png(tmp_path / "glass.png", alpha), "rim fixed"
+    )
+    assert decide(review.run_id, replaced).state.is_completed()
+    signoff = _wait_paused_signoff(settings, job)
+    assert signoff.run_id != first.signoff_run_id  # the last review asked for every asset
+    client_link = _client_link_of(form_description(signoff.run_id))
+    assert _signoff_cli(job).returncode == 0
+    signed = {r.sku: r for r in catalog.list_job(job)}
+    assert {r.approval_state for r in signed.values()} == {ApprovalState.SIGNED_OFF}
+    client_before = _fetch_sheet(client_link)
+    assert "for your sign-off" in client_before and "signed off" not in client_before
+
+    # An unchanged rerun (what Retry and a nightly schedule do): no new sign-off, nothing
+    # cancelled or relabelled.
+    every = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLED", "COMPLETED"]
+    runs_before = {(str(r.id), r.state_type) for r in signoff_runs(job, every)}
+    again = process_shoot(**params, output_root=str(out))
+    assert again.signoff_run_id is None and "nothing new to sign off" in again.signoff_note
+    assert {(str(r.id), r.state_type) for r in signoff_runs(job, every)} == runs_before
+    after = {r.sku: r for r in catalog.list_job(job)}
+    assert {sku: r.revision for sku, r in after.items()} == {
+        sku: r.revision for sku, r in signed.items()
+    }
+    made = {sku: provenance(r) for sku, r in after.items()}
+    assert (
+        made["SKU-2001"].decision == "replaced" and made["SKU-2001"].decided_by == "Ben Retoucher"
+    )
+    autos = [sku for sku, m in made.items() if m.lane == "auto"]
+    assert autos and all(made[sku].decided_by == "cutline-auto" for sku in autos)
+    assert {m.signed_off_by for m in made.values()} == {"Pat Producer"}
+    assert _fetch_sheet(client_link) == client_before  # the client's link shows what it did
+
+    # One image changes: the rerun asks for sign-off of that one only.
+    changed = next(s for s in DEFAULT_SAMPLES if s.sku == autos[0])
+    with Image.open(shoot / changed.filename) as image:
+        image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(shoot / changed.filename)
+    third = process_shoot(**params, output_root=str(out))
+    assert third.signoff_run_id, third.signoff_note
+    text = form_description(_wait_paused_signoff(settings, job).run_id)
+    assert f"1 asset(s) not signed off yet (SKU {changed.sku})" in text, text
+    assert "signed off earlier stay signed off" in text
+    assert _fetch_sheet(client_link) == client_before
+    assert _signoff_cli(job).returncode == 0
+    live = [r for r in catalog.list_job(job) if r.approval_state != ApprovalState.WITHDRAWN]
+    assert {r.approval_state for r in live} == {ApprovalState.SIGNED_OFF}
+    studio = "".join(
+        html.unescape(p.read_text()) for p in (out / job / "contact-sheet").glob("page-*.html")
+    )
+    assert "replaced by Ben Retoucher" in studio and "approved by cutline-auto" in studio
+
+    # Client feedback: the producer reopens the glass with a note, from the terminal.
+    where = ("--by", "Pat Producer", "--out", str(out))
+    refused = _cutline("signoff", "reopen", job, "--sku", "NO-SUCH", "--note", "x", *where)
+    assert refused.returncode == 1 and "NO-SUCH: no asset of this SKU" in refused.stderr
+    no_note = _cutline("signoff", "reopen", job, "--sku", "SKU-2001", *where)
+    assert no_note.returncode == 2 and "--note" in no_note.stderr
+    reopened = _cutline(
+        "signoff",
+        "reopen",
+        job,
+        "--sku",
+        "SKU-2001",
+        "--note",
+        "client: rim too soft",
+        "--by",
+        "Pat Producer",
+        "--out",
+        str(out),
+    )
+    assert reopened.returncode == 0, reopened.stdout + reopened.stderr
+    assert "Reopened by Pat Producer (client: rim too soft)" in reopened.stdout
+    glass_record = next(
+        r
+        for r in catalog.list_job(job)
+        if r.sku == "SKU-2001" and r.approval_state != ApprovalState.WITHDRAWN
+    )
+    assert glass_record.approval_state == ApprovalState.SENT_BACK
+    (back,) = wait_for_reviews(settings, job, 1)
+    assert "Reopened by producer Pat Producer: client: rim too soft" in back.reasons
+    assert decide(back.run_id, ui_form("approve", "Ana Retoucher")).state.is_completed()
+    text = form_description(_wait_paused_signoff(settings, job).run_id)
+    assert "1 asset(s) not signed off yet (SKU SKU-2001)" in text, text
+
+
+def _client_link_of(form_text: str) -> str:
+    import re
+
+    found = re.search(r"\[open it \(client link\)\]\((http://\S+/index\.html)\)", form_text)
+    assert found, form_text
+    return found.group(1)
+
+
+def _fetch_sheet(link: str) -> str:
+    """The client's sheet as their browser gets it: the index and its first page."""
+    index = urllib.request.urlopen(link, timeout=10).read().decode()
+    page = urllib.request.urlopen(link.replace("index.html", "page-001.html"), timeout=10)
+    return index + page.read().decode()

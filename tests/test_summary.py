@@ -99,3 +99,74 @@ def test_the_header_accounts_for_files_and_manifest_rows() -> None:
     text = summary_markdown(_summary(total=3, manifest_rows_without_files=["gone.jpg"]))
     assert "3 ledger rows: 2 input files and 1 manifest row(s) without a file" in text
     assert "2 input files from" in summary_markdown(_summary())
+
+
+def test_long_names_and_reasons_are_cut_so_every_column_stays_in_view() -> None:
+    """Issue 30 (4): one long file name or reason no longer pushes the other columns out of
+    the UI's view; a file keeps its start and extension, a reason its start."""
+    from cutline.base.markdown import shortened, unescaped
+    from cutline.records.summary import FILE_WIDTH, REASON_WIDTH
+
+    name = "campaign-SS27/" + "very-long-folder-name/" * 8 + "SKU-1001_front.jpg"
+    reason = "rule glassware: " + "the rim and the reflections need a person " * 6
+    review = {**_summary().reviews[0], "file": name, "reasons": reason}
+    text = unescaped(summary_markdown(_summary(reviews=[review])))
+    (row,) = _table_rows(text, "| deadline | SKU | category | file | why | review run |")
+    file_cell, why_cell = (cell.strip() for cell in row.split(" | ")[3:5])
+    assert len(file_cell) == FILE_WIDTH and file_cell.startswith("campaign-SS27/")
+    assert file_cell.endswith("SKU-1001_front.jpg") and "…" in file_cell
+    assert len(why_cell) <= REASON_WIDTH and why_cell.startswith("rule glassware: the rim")
+    assert shortened("short.jpg", 48, middle=True) == "short.jpg"
+    assert "-review-queue" in text and "rewritten at every decision" in text
+
+
+def test_the_time_chart_is_on_the_run_page_as_a_picture_and_as_text() -> None:
+    import base64
+
+    from cutline.records.cost import CostReport, time_chart_markdown
+
+    report = CostReport(
+        currency="EUR",
+        wall_minutes=2.0,
+        review_minutes=6.0,
+        machine_cost=0.1,
+        per_image=0.01,
+        lanes={},
+        cpu_seconds_by_stage={},
+    )
+    png = b"\x89PNG\r\n\x1a\nfake"
+    text = time_chart_markdown(report, "SUM-1", png)
+    assert f"(data:image/png;base64,{base64.b64encode(png).decode()})" in text
+    bars = [line for line in text.splitlines() if "lane (" in line]
+    assert bars[0].count("█") == 10 and bars[1].count("█") == 30  # 2 : 6 minutes
+
+
+def test_the_review_queue_page_lists_what_waits_by_deadline_and_when() -> None:
+    from datetime import UTC, datetime
+
+    from cutline.services.review_queue import ReviewEntry
+    from tasks.review_board import queue_markdown
+
+    at = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
+    entry = ReviewEntry(
+        run_id=RUN,
+        run_name="review",
+        job_id="SUM-1",
+        sku="SKU-9",
+        category="glassware",
+        reasons="rule glassware",
+        deadline="2026-12-07",
+        queue="senior",
+        priority=1,
+        waiting_since="2026-12-06T08:00:00+00:00",
+        age_hours=1.5,
+        overdue=False,
+        escalated=False,
+        state="Suspended",
+        ui_url="",
+        source="/shoot/a.jpg",
+    )
+    text = queue_markdown("SUM-1", [entry], "http://127.0.0.1:4200", at)
+    assert "**1 waiting** as of 2026-12-06 09:30:00 UTC" in text
+    assert f"/runs/flow-run/{RUN}" in text and "1.5 h" in text
+    assert "Nothing waits" in queue_markdown("SUM-1", [], "", at)

@@ -35,6 +35,20 @@ def visible_text(value: object) -> str:
     return " ".join("".join(kept).split())
 
 
+def shortened(value: object, width: int, *, middle: bool = False) -> str:
+    """``value`` on one line in at most ``width`` characters: cut with an ellipsis at the
+    end, or in the ``middle`` (file names keep their start and extension), so one long cell
+    does not push a table's other columns out of the UI's view. The full text is in the
+    ledger."""
+    text = visible_text(value)
+    if len(text) <= width:
+        return text
+    if middle:
+        head = (width - 1) // 2
+        return text[:head] + "…" + text[-(width - 1 - head) :]
+    return text[: width - 1].rstrip() + "…"
+
+
 def inert(value: object) -> str:
     """``value`` as literal markdown text: one line, every markdown character escaped."""
     return _PUNCTUATION.sub(r"\\\1", visible_text(value))

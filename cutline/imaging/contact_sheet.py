@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 from cutline.base import storage
 from cutline.base.naming import safe_component
 from dam_adapters import ApprovalState, AssetRecord
+from dam_adapters.base import provenance
 from rules.presets import PresetBook
 
 STUDIO_SHEET = "contact-sheet"  # folder of the studio's sheet in the job folder
@@ -32,6 +33,35 @@ CLIENT_SHEET = "client-sheet"  # folder of the client's sheet (what client links
 Audience = Literal["studio", "client"]
 
 THUMB = 200
+
+
+def client_sheet_folder(job_root: str, sheet_id: str) -> str:
+    """Where one sign-off's client sheet is written: a folder of its own under
+    ``client-sheet/``, so a link a client was given keeps showing the sheet they were asked
+    to sign, whatever a later sign-off (a rerun, a reopened SKU) shows. ``sheet_id`` sorts by
+    time (see ``new_sheet_id``)."""
+    return storage.join(job_root, CLIENT_SHEET, safe_component(sheet_id))
+
+
+def new_sheet_id(run_id: str) -> str:
+    """A client sheet's folder name: the UTC time it was made, then its sign-off run."""
+    from datetime import UTC, datetime
+
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{run_id[:8]}"
+
+
+def newest_client_sheet(job_root: str) -> str | None:
+    """The folder of the job's newest client sheet (what a new client link opens), or None
+    when its sign-off has not made one yet. A job signed off before sheets were kept per
+    sign-off has its one sheet right in ``client-sheet/``."""
+    root = storage.locate(storage.join(job_root, CLIENT_SHEET))
+    root.fs.invalidate_cache()
+    found = sorted(root.fs.glob(f"{root.path}/*/index.html"))
+    if found:
+        return root.uri(found[-1].rsplit("/", 1)[0])
+    return root.uri(root.path) if root.fs.exists(f"{root.path}/index.html") else None
+
+
 PER_PAGE = 24
 COLUMNS = 4
 _TILE_W, _TILE_H = 2 * THUMB + 30, THUMB + 78
@@ -51,8 +81,36 @@ class ContactSheet:
 
 
 def lane_of(record: AssetRecord) -> str:
-    """'auto' for assets the rules published, 'review' for those a person decided."""
-    return "auto" if record.approval_state == ApprovalState.AUTO_APPROVED else "review"
+    """'auto' for assets the rules published, 'review' for those a person decided, before
+    and after a sign-off (see dam_adapters.base.provenance)."""
+    return provenance(record).lane
+
+
+_DECIDED = {
+    ApprovalState.AUTO_APPROVED: "approved",
+    ApprovalState.APPROVED: "approved",
+    ApprovalState.REPLACED: "replaced",
+    ApprovalState.REJECTED: "rejected",
+}
+
+
+def studio_lines(record: AssetRecord) -> list[str]:
+    """What the studio's sheet says of an asset: SKU, lane and state; confidence and the
+    lane's decision with who took it; who signed it off; its source file."""
+    made = provenance(record)
+    confidence = "-" if record.confidence is None else f"{record.confidence:.2f}"
+    decided = (
+        f"{_DECIDED[made.decision]} by {made.decided_by or '-'}"
+        if made.decision is not None
+        else f"{record.approval_state.value} by {record.decided_by or '-'}"
+    )
+    lines = [
+        f"{record.sku}  ({made.lane}, {record.approval_state.value})",
+        f"confidence {confidence}  {decided}",
+    ]
+    if made.signed_off_by:
+        lines.append(f"signed off by {made.signed_off_by}")
+    return [*lines, record.source_name[:60]]
 
 
 def checkerboard(size: tuple[int, int], cell: int = 10) -> Image.Image:
@@ -98,13 +156,7 @@ def _caption(record: AssetRecord, audience: Audience) -> list[str]:
     if audience == "client":
         channels = ", ".join(record.channels) or "-"
         return [record.sku, f"channels: {channels}", _client_state(record)]
-    confidence = "-" if record.confidence is None else f"{record.confidence:.2f}"
-    who = record.decided_by or "-"
-    return [
-        f"{record.sku}  ({lane_of(record)}, {record.approval_state.value})",
-        f"confidence {confidence}  approved by {who}",
-        record.source_name[:60],
-    ]
+    return studio_lines(record)
 
 
 def _page_png(

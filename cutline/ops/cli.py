@@ -1005,6 +1005,57 @@ def signoff_resume(
     raise typer.Exit(1)
 
 
+@signoff_app.command("reopen")
+def signoff_reopen(
+    job: Annotated[str, typer.Argument(help="Job ID of the signed-off shoot.")],
+    sku: Annotated[
+        list[str],
+        typer.Option("--sku", help="A SKU to send back to review (repeat for several)."),
+    ],
+    note: Annotated[
+        str, typer.Option("--note", help="For the retoucher: what to fix (required).")
+    ] = "",
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by", envvar="CUTLINE_PRODUCER", help="Your name (default: $CUTLINE_PRODUCER)."
+        ),
+    ] = "",
+    out: Annotated[
+        str | None,
+        typer.Option("--out", help="The output root the shoot wrote to (default: setting)."),
+    ] = None,
+) -> None:
+    """Send signed-off assets back to review after client feedback (a run of the
+    reopen-assets deployment, the same one the UI's Custom run makes)."""
+    from prefect.deployments import run_deployment
+
+    from flows.reopen_assets import REOPEN_DEPLOYMENT
+
+    if not note.strip():
+        raise _fail("say what to fix: --note TEXT (the retoucher reads it)")
+    if not by.strip():
+        raise _fail("say who reopens: --by NAME (or set CUTLINE_PRODUCER)")
+    settings = get_settings()
+    output_root = storage.locate(out or str(settings.resolved_output_root)).uri()
+    parameters = {"job_id": job, "skus": ",".join(sku), "note": note, "producer": by}
+    parameters["output_root"] = output_root
+    with stack.using_stack(settings) as current:
+        run = run_deployment(
+            REOPEN_DEPLOYMENT,
+            parameters=parameters,
+            flow_run_name=f"reopen · {job}",
+            tags=["cutline", "signoff", f"job:{job}"],
+            as_subflow=False,
+        )
+        link = f"{current.ui_url}/runs/flow-run/{run.id}"
+        if not run.state.is_completed():
+            message = run.state.message or run.state.name
+            raise _fail(f"nothing reopened: {message}\nPrefect UI: {link}", code=1)
+    typer.echo(run.state.message)
+    typer.echo(f"Prefect UI: {link}; the reviews: `{invoked_as()} review list`")
+
+
 @app.callback()
 def _options(
     debug: Annotated[

@@ -85,3 +85,31 @@ def time_chart_png(report: CostReport, job_id: str) -> bytes:
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+BAR_WIDTH = 30  # characters of the longest bar in the text chart
+
+
+def time_chart_markdown(report: CostReport, job_id: str, png: bytes) -> str:
+    """The time chart as the run page shows it: the picture itself (embedded, so it needs no
+    link that could expire or point at one host's disk) and the same figures as text bars,
+    readable where pictures are not shown."""
+    import base64
+
+    rows = [
+        ("AI lane (machine, wall clock)", report.wall_minutes),
+        ("Review lane (retoucher, estimated)", report.review_minutes),
+    ]
+    longest = max([value for _, value in rows] + [1e-9])
+    lines = [
+        f"# Shoot {job_id}: where the time goes",
+        "",
+        f"![Time chart of shoot {job_id}](data:image/png;base64,{base64.b64encode(png).decode()})",
+        "",
+        "| | minutes | |",
+        "|---|---|---|",
+    ]
+    for label, value in rows:
+        bar = "█" * max(1 if value > 0 else 0, round(BAR_WIDTH * value / longest))
+        lines.append(f"| {label} | {value:.1f} | {bar or '·'} |")
+    return "\n".join(lines)

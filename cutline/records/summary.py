@@ -7,7 +7,7 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
-from cutline.base.markdown import code, inert
+from cutline.base.markdown import code, inert, shortened
 from cutline.records.cost import CostReport
 from cutline.records.tally import ShootTally
 
@@ -36,6 +36,9 @@ class ShootSummary(BaseModel):
     cost: CostReport | None = None
     time_chart: str = ""
     signoff_run_id: str | None = None
+    signoff_note: str = Field(
+        default="", description="Why this run started no new sign-off ('' when it did)."
+    )
     ui_url: str = Field(default="", description="The Prefect UI the run links point into.")
     contact_sheet: str = ""
     manifest: str = ""
@@ -99,6 +102,10 @@ def parse_progress_description(text: str) -> tuple[int, int, int] | None:
 
 
 LISTED_ROWS = 200  # rows per list in the markdown summary; the ledger has them all
+# Widest cells of the summary's tables (characters): a longer file name or reason pushes the
+# other columns out of the UI's view; the ledger has the full text.
+FILE_WIDTH = 48
+REASON_WIDTH = 90
 
 
 def _more(count: int) -> list[str]:
@@ -189,18 +196,28 @@ def summary_markdown(summary: ShootSummary) -> str:
             ],
         ]
         if summary.time_chart:
-            lines += ["", f"Time chart: {code(summary.time_chart)}"]
+            lines += [
+                "",
+                f"Time chart: the artifact {code(artifact_key(summary.job_id) + '-time-chart')} "
+                f"on this run's page; the picture: {code(summary.time_chart)}",
+            ]
     if summary.signoff_run_id:
         lines += [
             "",
             f"Sign-off: run {run_link(summary.ui_url, summary.signoff_run_id)} waits for the "
             "producer; contact sheet "
-            f"{code(summary.contact_sheet)} (`cutline signoff list`).",
+            f"{code(summary.contact_sheet)} (`cutline signoff list`)"
+            + (f"; {inert(summary.signoff_note)}." if summary.signoff_note else "."),
         ]
+    elif summary.signoff_note:
+        lines += ["", f"Sign-off: {inert(summary.signoff_note)}."]
     if summary.reviews:
         lines += [
             "",
-            "## Review queue (by deadline)",
+            f"## Review lane when the shoot ended ({len(summary.reviews)}, by deadline)",
+            "",
+            f"What waits now: the artifact {code(artifact_key(summary.job_id) + '-review-queue')} "
+            "on this run's page, rewritten at every decision (or `cutline review list`).",
             "",
             "| deadline | SKU | category | file | why | review run |",
             "|---|---|---|---|---|---|",
@@ -209,16 +226,23 @@ def summary_markdown(summary: ShootSummary) -> str:
             "| "
             + " | ".join(
                 md_cell(value)
-                for value in (r["deadline"] or "-", r["sku"], r["category"] or "-", r["file"])
+                for value in (
+                    r["deadline"] or "-",
+                    shortened(r["sku"], 32),
+                    r["category"] or "-",
+                    shortened(r["file"], FILE_WIDTH, middle=True),
+                )
             )
-            + f" | {md_cell(r['reasons'])} | {run_link(summary.ui_url, r['review_run_id'])} |"
+            + f" | {md_cell(shortened(r['reasons'], REASON_WIDTH))} "
+            f"| {run_link(summary.ui_url, r['review_run_id'])} |"
             for r in summary.reviews[:LISTED_ROWS]
         ]
         lines += _more(len(summary.reviews))
     if summary.failures:
         lines += ["", "## Failed", "", "| file | reason |", "|---|---|"]
         lines += [
-            f"| {md_cell(f['file'])} | {md_cell(f['reason'])} |"
+            f"| {md_cell(shortened(f['file'], FILE_WIDTH, middle=True))} "
+            f"| {md_cell(shortened(f['reason'], 2 * REASON_WIDTH))} |"
             for f in summary.failures[:LISTED_ROWS]
         ]
         lines += _more(len(summary.failures))

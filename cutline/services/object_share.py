@@ -36,7 +36,7 @@ from fsspec.asyn import sync
 
 from cutline.base import storage
 from cutline.domain.items import validate_job_id
-from cutline.imaging.contact_sheet import CLIENT_SHEET
+from cutline.imaging.contact_sheet import newest_client_sheet
 
 MAX_LINK_SECONDS = 7 * 24 * 3600  # SigV4: S3 refuses a presigned URL valid any longer
 SHARED = "shared"  # under the job folder: everything a link opens, and nothing else
@@ -295,8 +295,8 @@ def renew_sheet(job_id: str, output_root: str, days: float) -> ObjectLink:
     """A new link to the job's contact sheet in a bucket (where its sign-off builds it);
     older links keep their own expiry."""
     job_root = storage.join(output_root.rstrip("/"), validate_job_id(job_id))
-    folder = storage.join(job_root, CLIENT_SHEET)  # the client's sheet, never the studio's
-    if not storage.exists(storage.join(folder, "index.html")):
+    folder = newest_client_sheet(job_root)  # the client's sheet, never the studio's
+    if folder is None:
         raise LookupError(
             f"shoot {job_id} has no contact sheet in {output_root} yet: it is made when its "
             "sign-off is requested (after the shoot run); check --out"
