@@ -49,7 +49,16 @@ log = logging.getLogger(__name__)
 
 
 class DamHttpError(CutlineError):
-    """The DAM refused or kept failing a request."""
+    """The DAM refused or kept failing a request (``status``: its last HTTP status, if any)."""
+
+    def __init__(self, message: str, *, hint: str = "", status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+    @property
+    def refused_credentials(self) -> bool:
+        """Whether the DAM refused who is asking (401, 403), not what was asked."""
+        return self.status in (401, 403)
 
 
 class Endpoint(BaseModel):
@@ -233,6 +242,7 @@ class HttpDam(DamAdapter):
         raise DamHttpError(
             f"DAM {endpoint.method} {path} failed: {last} (after {self.max_retries} retries).",
             hint="Check the DAM's status and CUTLINE_DAM_HTTP_* settings, then rerun the job.",
+            status=response.status_code if response is not None else None,
         )
 
     def _look_up(

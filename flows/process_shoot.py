@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 import socket
 import time
+import uuid
 from collections.abc import Callable
 
 import botocore.exceptions
@@ -181,10 +183,35 @@ def preflight(
     for chosen in rules.models_named():  # the rules' model per category, on this host too
         model_store.ensure(model_store.parse_model(chosen), settings.resolved_model_home)
     ensure_limits(settings)
+    check_writable_output(output_root, job_id)
     config = RunConfig.freeze(
         settings, rules, presets, rules_source=rules_source, presets_source=presets_source
     )
     return config, spec.label, adapter, report
+
+
+def check_writable_output(output_root: str, job_id: str) -> None:
+    """Write and remove a small file in the job's folder, so that a host whose credentials
+    (or disk) cannot write the outputs says so before any image is read, instead of every
+    image failing at export. A job folder made only for the check is removed again."""
+    job_root = storage.join(output_root, job_id)
+    probe = storage.join(job_root, f".cutline-write-check-{uuid.uuid4().hex}")
+    loc = storage.locate(job_root)
+    made = loc.is_local and not os.path.exists(loc.path)
+    try:
+        storage.write_bytes(probe, b"")
+        storage.locate(probe).fs.rm(storage.locate(probe).path)
+        if made:
+            os.rmdir(loc.path)
+    except (OSError, botocore.exceptions.BotoCoreError) as exc:
+        raise ConfigError(
+            f"The host running this shoot, {socket.gethostname()}, cannot write its outputs to "
+            f"{output_root} with its own credentials or disk: {type(exc).__name__}: {exc}.",
+            hint="Give the process that runs shoots (the stack's worker or another host's) "
+            "credentials that can write the output root (CUTLINE_S3_* or an AWS profile), or "
+            "choose a writable --out; credentials are never sent with a run. Nothing was "
+            "processed.",
+        ) from None
 
 
 def readable_folder(loc: storage.Location, shoot: str) -> bool:

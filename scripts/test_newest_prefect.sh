@@ -17,7 +17,8 @@ CONTRACT_TESTS=(tests/test_prefect_internals.py)
 REVIEW_LANE_TESTS=(tests/test_prefect_internals.py tests/test_review_form.py
   tests/test_review.py::test_each_review_image_waits_in_its_own_suspended_run_ordered_by_deadline
   tests/test_review.py::test_reviews_wait_without_starting_a_process_until_a_retoucher_answers
-  tests/test_review.py::test_retoucher_decisions_land_once_and_survive_a_rerun_and_a_restart)
+  tests/test_review.py::test_retoucher_decisions_land_once_and_survive_a_rerun_and_a_restart
+  tests/test_schedules.py)  # the UI's schedules survive re-registration (keep_server_schedules)
 NEWEST_VENV=.venv-prefect-newest
 
 installed=$(.venv/bin/python -c 'import prefect; print(prefect.__version__)')

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable
 
-from cutline.base.errors import CutlineError
+from cutline.base.errors import ConfigError, CutlineError
 from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
 from cutline.domain.limits import DamWriteAllowance, dam_write_slot
@@ -18,6 +19,7 @@ from dam_adapters import (
     idempotency_key,
 )
 from dam_adapters.base import first_registered, restored_note, withdraw_duplicate
+from dam_adapters.http import DamHttpError
 from rules.engine import Lane
 from tasks.context import ImageWork, ShootContext, run_logger
 from tasks.export import export_key
@@ -126,11 +128,20 @@ def refuse_lost_shoot(
     adapter: DamAdapter, job_id: str, shoot: str, names: set[str], allow_bulk: bool
 ) -> None:
     """Before a run's work: `check_withdrawals` against what the DAM holds for the job. A DAM
-    that cannot be listed now is left to the images' registrations (each fails alone, as
-    before); `withdraw_stale_assets` checks again before it withdraws anything."""
+    that refuses this host's credentials stops the run here (ConfigError); one that cannot be
+    listed now for another reason is left to the images' registrations (each fails alone);
+    `withdraw_stale_assets` checks again before it withdraws anything."""
     try:
         records = adapter.list_job(job_id)
     except Exception as exc:  # any DAM failure: the run goes on, checked again later
+        if isinstance(exc, DamHttpError) and exc.refused_credentials:
+            # Not a passing failure: every registration would be refused the same way.
+            raise ConfigError(
+                f"The DAM {adapter.describe()} refused the credentials of the host running "
+                f"this shoot, {socket.gethostname()}: {exc.message}",
+                hint="Give the process that runs shoots (the stack's worker or another host's) "
+                "a valid CUTLINE_DAM_HTTP_TOKEN; credentials are never sent with a run.",
+            ) from None
         run_logger().warning(
             "Could not list job %s in %s before the run (%s); withdrawals are checked after it",
             job_id,

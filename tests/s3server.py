@@ -17,6 +17,9 @@ from pathlib import Path
 
 ACCESS_KEY = "CUTLINETESTKEY"
 SECRET_KEY = "cutline-test-secret-9f3b2d"  # tests search outputs and logs for this value
+# A second identity that may read and list but not write: a host whose key cannot write outputs.
+READ_ONLY_KEY = "CUTLINEREADONLY"
+READ_ONLY_SECRET = "cutline-read-only-4c1d"
 
 
 def free_port() -> int:
@@ -82,7 +85,8 @@ def weed_binary() -> str:
 
 
 def start(workdir: Path, s3_port: int | None = None, timeout: float = 90.0) -> SeaweedS3:
-    """Start `weed mini` on loopback with one S3 identity and wait until S3 answers."""
+    """Start `weed mini` on loopback with its S3 identities (one that may do anything, one
+    that may only read and list) and wait until S3 answers."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "s3.json"
     config.write_text(
@@ -93,7 +97,14 @@ def start(workdir: Path, s3_port: int | None = None, timeout: float = 90.0) -> S
                         "name": "cutline",
                         "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
+                    },
+                    {
+                        "name": "reader",
+                        "credentials": [
+                            {"accessKey": READ_ONLY_KEY, "secretKey": READ_ONLY_SECRET}
+                        ],
+                        "actions": ["Read", "List"],
+                    },
                 ]
             }
         )

@@ -211,12 +211,19 @@ def test_a_sheet_made_after_a_signoff_keeps_each_assets_lane_decision_and_decide
 def test_each_signoffs_client_sheet_has_a_folder_of_its_own_and_the_newest_is_found(tmp_path):
     """Issue 30 (1): a client's link opens the sheet of the sign-off it was given with; a
     later sign-off writes its own, and a new link opens the newest."""
-    from cutline.imaging.contact_sheet import client_sheet_folder, newest_client_sheet
+    import time
+
+    from cutline.imaging.contact_sheet import (
+        client_sheet_folder,
+        new_sheet_id,
+        newest_client_sheet,
+    )
 
     job_root = str(tmp_path / "JOB-1")
     assert newest_client_sheet(job_root) is None
-    older = client_sheet_folder(job_root, "20261206T010000Z-aaaaaaaa")
-    newer = client_sheet_folder(job_root, "20261206T020000Z-bbbbbbbb")
+    older = client_sheet_folder(job_root, new_sheet_id("aaaaaaaa-0000"))
+    time.sleep(1.1)  # ids are made to the second
+    newer = client_sheet_folder(job_root, new_sheet_id("bbbbbbbb-0000"))
     for folder in (newer, older):
         Path(folder).mkdir(parents=True)
         (Path(folder) / "index.html").write_text("sheet")

@@ -223,13 +223,11 @@ def test_cli_lists_the_queue_as_json(queue_run):
     header = table.stdout.splitlines()[0].split()
     assert header[:4] == ["DEADLINE", "SKU", "CATEGORY", "JOB"] and "RUN" in header
     dam = run_cli("dam", "list", "--job", QUEUE_JOB)
-    assert dam.returncode == 0 and dam.stdout.split()[:5] == [
-        "DAM",
-        "ID",
-        "SKU",
-        "STATE",
-        "DECIDED",
-    ]
+    assert dam.returncode == 0, dam.stderr
+    header, *rows = dam.stdout.splitlines()
+    assert header.split()[:4] == ["DAM", "ID", "SKU", "STATE"]
+    assert "LANE: DECIDED BY" in header and "SIGNED OFF BY" in header
+    assert any("auto-approved  auto: cutline-auto" in row for row in rows), rows
 
 
 def test_overdue_review_is_escalated_once_not_dropped(queue_run, prefect_server):

@@ -62,11 +62,15 @@ def test_host_settings_that_differ_refuse_the_run_and_name_themselves(
         str(out),
         CUTLINE_RESIDENCY="eu",
         CUTLINE_ALLOWED_ROOTS=json.dumps(["/mnt/studio-only"]),
+        CUTLINE_DAM_ADAPTER="object-store",  # the DAM target is the host's
+        CUTLINE_MODEL_HOME=str(tmp_path / "desk-models"),  # where the host keeps its models
     )
     assert result.returncode == 1, result.stdout + result.stderr
     said = result.stderr
     assert "CUTLINE_RESIDENCY=eu where the run was submitted, any on the host running it" in said
     assert 'CUTLINE_ALLOWED_ROOTS=["/mnt/studio-only"] where the run was submitted' in said
+    assert "CUTLINE_DAM_ADAPTER=object-store where the run was submitted, local-catalog" in said
+    assert f"CUTLINE_MODEL_HOME={tmp_path / 'desk-models'} where the run was submitted" in said
     assert "did not start" in said
     assert not out.exists(), "a refused run wrote nothing"
     # The expectations are visible on the run page: the run's parameters.
@@ -108,6 +112,54 @@ def test_run_options_from_the_shell_and_the_command_line_go_with_the_run(
     assert options["batch_size"] == 1 and "studio-test-7" in options["rules"]
 
 
+def test_the_model_presets_and_output_root_the_shell_chooses_go_with_the_run(
+    prefect_server, model_home, small_shoot, tmp_path
+):
+    """Issue 28 (1): the remaining run options, each from the door a producer uses: the
+    model from the shell (CUTLINE_MODEL), channel presets from --presets (frozen by content:
+    the file changes after submission, the run keeps what it was given), and the output
+    root from CUTLINE_OUTPUT_ROOT without --out."""
+    presets = yaml.safe_load(Path("rules/channel_presets.yaml").read_text(encoding="utf-8"))
+    presets["presets"]["web"].update(size=[123, 123], background="#102030")
+    presets_file = tmp_path / "studio-presets.yaml"
+    presets_file.write_text(yaml.safe_dump(presets), encoding="utf-8")
+    rules = yaml.safe_load(Path("rules/default.yaml").read_text(encoding="utf-8"))
+    rules.pop("include", None)
+    rules["confidence"]["review_below"] = 0.0  # both images auto: their JPGs are rendered
+    rules_file = tmp_path / "all-auto.yaml"
+    rules_file.write_text(yaml.safe_dump(rules), encoding="utf-8")
+    out = tmp_path / "shell-out"
+    command = ["run", str(small_shoot), "--job-id", "SET-OPT-1", "--presets", str(presets_file)]
+    command += ["--rules", str(rules_file)]
+    result = subprocess.run(
+        [sys.executable, "-m", "cutline", *command],
+        env={**os.environ, "CUTLINE_MODEL": "modnet", "CUTLINE_OUTPUT_ROOT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    presets_file.write_text("presets: {}\n", encoding="utf-8")
+    job_root = out / "SET-OPT-1"  # the shell's output root, with no --out
+    config = json.loads((job_root / "run-config.json").read_text(encoding="utf-8"))
+    assert config["model"] == "modnet" and config["presets_file"] == "run parameter"
+    rows = read_ledger(str(job_root / "ledger.csv"))
+    assert {row["model"] for row in rows} == {"modnet"} and {row["lane"] for row in rows} == {
+        "auto"
+    }
+    from PIL import Image
+
+    jpgs = sorted((job_root / "jpg" / "web").glob("*.jpg"))
+    assert jpgs, sorted(p.name for p in job_root.rglob("*.jpg"))
+    for jpg in jpgs:
+        with Image.open(jpg) as image:
+            assert image.size == (123, 123)
+            assert image.getpixel((0, 0)) == pytest.approx((16, 32, 48), abs=3)
+    parameters = _run_parameters("SET-OPT-1")
+    assert parameters["output_root"] == str(out)
+    assert parameters["options"]["model"] == "modnet" and "123" in parameters["options"]["presets"]
+
+
 def test_credentials_are_checked_on_each_side_and_never_sent(
     prefect_server, model_home, bucket, tmp_path
 ):
@@ -145,6 +197,46 @@ def test_credentials_are_checked_on_each_side_and_never_sent(
     assert "cannot read" in host.stderr and "with its own credentials" in host.stderr
     assert "credentials are never sent with a run" in host.stderr
     assert not fs.exists(f"{bucket}/out/SET-KEY-2")
+
+    def host_run(job: str, out_root: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "flows.process_shoot", shoot, job, "--out", out_root],
+            env={**os.environ, "PREFECT_API_URL": prefect_server, **env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    # A host whose DAM token the DAM refuses stops before any image, saying so (not one
+    # failed registration per image).
+    from tests.dam_http_server import DamServer
+
+    with DamServer("the-dam-token") as dam:
+        host = host_run(
+            "SET-KEY-3",
+            out,
+            CUTLINE_DAM_ADAPTER="http",
+            CUTLINE_DAM_HTTP_BASE_URL=dam.url,
+            CUTLINE_DAM_HTTP_TOKEN="not-the-dam-token",
+            CUTLINE_DAM_HTTP_MAX_RETRIES="0",
+        )
+        writes = [r for r in dam.state.requests if r.method != "GET"]
+    assert host.returncode == 1, host.stdout + host.stderr
+    assert "refused the credentials of the host running this shoot" in host.stderr
+    assert "CUTLINE_DAM_HTTP_TOKEN" in host.stderr and "not-the-dam-token" not in host.stderr
+    assert not writes and not fs.exists(f"{bucket}/out/SET-KEY-3/ledger.csv")
+
+    # A host whose key may read the shoot but not write the outputs stops before any image.
+    host = host_run(
+        "SET-KEY-4",
+        out,
+        CUTLINE_S3_ACCESS_KEY_ID=s3server.READ_ONLY_KEY,
+        CUTLINE_S3_SECRET_ACCESS_KEY=s3server.READ_ONLY_SECRET,
+    )
+    assert host.returncode == 1, host.stdout + host.stderr
+    assert f"cannot write its outputs to {out} with its own credentials" in host.stderr
+    assert "Nothing was processed" in host.stderr and s3server.READ_ONLY_SECRET not in host.stderr
+    assert not fs.exists(f"{bucket}/out/SET-KEY-4")
 
 
 def _property(page, label: str):

@@ -12,6 +12,7 @@ import pytest
 
 from cutline.ops.deployments import seed_schedules
 from tests.ports import free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +55,21 @@ def test_a_schedule_made_in_the_ui_survives_a_restart_of_the_stack(tmp_path, bro
 
             after = http.get(f"/deployments/{shoot['id']}").json()
             seeded = _plant_twice(api, tmp_path)
+
+            # And it still fires: the restarted server plans its runs, with the UI's overrides.
+            def planned():
+                found = http.post(
+                    "/flow_runs/filter",
+                    json={
+                        "flow_runs": {
+                            "deployment_id": {"any_": [shoot["id"]]},
+                            "state": {"type": {"any_": ["SCHEDULED"]}},
+                        }
+                    },
+                ).json()
+                return found or None
+
+            runs = wait_until(planned, "a run planned by the UI's schedule", 120, 2)
     finally:
         _cutline(env, "down")
     assert [(s["slug"], s["schedule"]["cron"]) for s in seeded] == [("weekly-eval", "0 3 * * 1")]
@@ -63,7 +79,12 @@ def test_a_schedule_made_in_the_ui_survives_a_restart_of_the_stack(tmp_path, bro
     assert schedule["schedule"]["cron"] == "0 2 * * *"
     assert schedule["active"] is True
     assert schedule["parameters"] == made["parameters"]
-    assert json.loads(schedule["parameters"]["value"]) == overrides  # the UI's JSON input
+    # The UI sent its JSON input wrapped ({"__prefect_kind": "json", "value": "..."}); the
+    # stack's server stored the values it stands for (PrefectHQ/prefect#18701).
+    assert schedule["parameters"] == overrides
+    for run in runs:  # the run gets the shoot and job the UI gave, not the form's wrapper
+        assert {k: run["parameters"].get(k) for k in overrides} == overrides, run["parameters"]
+        assert "T02:00:00" in run["expected_start_time"], run["expected_start_time"]
 
 
 def _add_schedule_in_the_ui(page, port: int, deployment_id: str, cron: str, overrides: dict):
@@ -121,3 +142,49 @@ def test_prefect_yaml_schedules_are_seeds_with_slugs():
         {"slug": "daily", "active": False, "parameters": {}, "schedule": {"interval": 86400}},
     ]
     assert seed_schedules({}) == []
+
+
+def test_the_uis_wrapped_json_parameters_are_unwrapped_as_prefect_does_for_a_custom_run():
+    from cutline.ops.schedule_requests import _hydrate_body
+    from cutline.services.schedule_parameters import hydrated
+
+    wrapped = {"__prefect_kind": "json", "value": json.dumps({"shoot": "/s", "job_id": "J-1"})}
+    assert hydrated(wrapped) == {"shoot": "/s", "job_id": "J-1"}
+    nested = {"shoot": {"__prefect_kind": "json", "value": '"/t"'}, "job_id": "J-2"}
+    assert hydrated(nested) == {"shoot": "/t", "job_id": "J-2"}
+    plain = {"shoot": "/u", "job_id": "J-3"}
+    assert hydrated(plain) is plain
+    broken = {"__prefect_kind": "json", "value": "{not json"}
+    assert hydrated(broken) == broken  # left to Prefect's own message, never guessed at
+    body = json.dumps([{"schedule": {"cron": "0 2 * * *"}, "parameters": wrapped}]).encode()
+    assert json.loads(_hydrate_body(body))[0]["parameters"] == {"shoot": "/s", "job_id": "J-1"}
+    assert _hydrate_body(b"not json") == b"not json"
+
+
+def test_runs_a_schedule_planned_with_wrapped_parameters_are_mended(prefect_server):
+    """Against Prefect's own server (no Cutline in front of it) a UI schedule's runs are
+    planned with the wrapper; the stack's housekeeping (and `cutline review escalate`) mends
+    them before they start."""
+    from datetime import UTC, datetime, timedelta
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    from cutline.services.schedule_parameters import repair_schedules
+
+    wanted = {"shoot": "/mnt/shoots/NIGHT-1", "job_id": "NIGHT-1"}
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("process-shoot/shoot")
+        run = client.create_flow_run_from_deployment(
+            deployment.id,
+            parameters=wanted,
+            state=Scheduled(scheduled_time=datetime.now(UTC) + timedelta(days=30)),
+        )
+        wrapped = {"__prefect_kind": "json", "value": json.dumps(wanted)}
+        client.update_flow_run(run.id, parameters=wrapped)  # as Prefect's scheduler plans it
+        assert client.read_flow_run(run.id).parameters == wrapped
+        try:
+            assert any(run.name in line for line in repair_schedules())
+            assert client.read_flow_run(run.id).parameters == wanted
+        finally:
+            client.delete_flow_run(run.id)

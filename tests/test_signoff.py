@@ -336,6 +336,10 @@ def test_a_signed_off_shoot_stays_signed_off_through_reruns_and_reopens_on_reque
     assert autos and all(made[sku].decided_by == "cutline-auto" for sku in autos)
     assert {m.signed_off_by for m in made.values()} == {"Pat Producer"}
     assert _fetch_sheet(client_link) == client_before  # the client's link shows what it did
+    listed = _cutline("dam", "list", "--job", job).stdout  # what the producer reads there
+    glass_line = next(line for line in listed.splitlines() if "SKU-2001" in line)
+    assert "signed-off" in glass_line and "review: Ben Retoucher" in glass_line
+    assert "Pat Producer" in glass_line
 
     # One image changes: the rerun asks for sign-off of that one only.
     changed = next(s for s in DEFAULT_SAMPLES if s.sku == autos[0])

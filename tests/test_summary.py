@@ -142,12 +142,12 @@ def test_the_time_chart_is_on_the_run_page_as_a_picture_and_as_text() -> None:
 
 
 def test_the_review_queue_page_lists_what_waits_by_deadline_and_when() -> None:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from cutline.services.review_queue import ReviewEntry
     from tasks.review_board import queue_markdown
 
-    at = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
+    at = datetime.now(UTC).replace(microsecond=0)
     entry = ReviewEntry(
         run_id=RUN,
         run_name="review",
@@ -155,10 +155,10 @@ def test_the_review_queue_page_lists_what_waits_by_deadline_and_when() -> None:
         sku="SKU-9",
         category="glassware",
         reasons="rule glassware",
-        deadline="2026-12-07",
+        deadline=f"{at + timedelta(days=1):%Y-%m-%d}",
         queue="senior",
         priority=1,
-        waiting_since="2026-12-06T08:00:00+00:00",
+        waiting_since=(at - timedelta(hours=1.5)).isoformat(),
         age_hours=1.5,
         overdue=False,
         escalated=False,
@@ -167,6 +167,6 @@ def test_the_review_queue_page_lists_what_waits_by_deadline_and_when() -> None:
         source="/shoot/a.jpg",
     )
     text = queue_markdown("SUM-1", [entry], "http://127.0.0.1:4200", at)
-    assert "**1 waiting** as of 2026-12-06 09:30:00 UTC" in text
+    assert f"**1 waiting** as of {at:%Y-%m-%d %H:%M:%S} UTC" in text
     assert f"/runs/flow-run/{RUN}" in text and "1.5 h" in text
     assert "Nothing waits" in queue_markdown("SUM-1", [], "", at)

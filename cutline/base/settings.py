@@ -211,9 +211,6 @@ class CutlineSettings(BaseSettings):
             "200 MP admits every current medium-format camera."
         ),
     )
-    jpeg_quality: int = Field(
-        default=92, ge=1, le=100, description="Default JPEG quality when a preset does not set one."
-    )
     png_compress_level: int = Field(
         default=1,
         ge=0,

@@ -13,8 +13,8 @@ another machine), with that process's settings. A setting exported in the shell 
   keeps its own files; they never reach a run.
 - **Secrets** (`SECRET_FIELDS`): credentials are never parameters; each process uses its own,
   and the host running a shoot proves at preflight that its own can read the shoot.
-- **Host policy** (everything else: residency, allowed roots, DAM target, S3 endpoint,
-  workers, limits ...): the executing host's own. `cutline run` sends the values its
+- **Host policy** (everything else: residency, allowed roots, DAM target, S3 endpoint, the
+  model home each host loads models from, workers, limits ...): the executing host's own. `cutline run` sends the values its
   environment sets (`host_expectations`) and the run refuses to start when the host's differ
   (`refuse_other_host_settings`), naming each setting; it never adopts them, so a run
   parameter can only stop a run, never loosen a host's policy.
@@ -50,7 +50,6 @@ RUN_OPTION_FIELDS = (
 )
 CLIENT_FIELDS = (
     "data_root",
-    "model_home",
     "server_host",
     "server_port",
     "server_database_url",

@@ -378,6 +378,8 @@ def run_shoot(
             flow_run_name=job_id,  # named at once: `cutline status JOB` finds it before it starts
         )
         typer.echo(f"shoot {job_id}: run {current.ui_url}/runs/flow-run/{submitted.id}")
+        if not current.managed:
+            _say_where_local_paths_are(parameters, settings.work_pool)
         if detach:
             typer.echo(f"the run goes on without this terminal: `{invoked_as()} status {job_id}`")
             return 0
@@ -395,7 +397,15 @@ def run_shoot(
             typer.echo(f"Prefect UI: {current.ui_url}/runs/flow-run/{run.id}")
             return 1
         layout = JobLayout.for_job(output_root, job_id)
-        summary = ShootSummary.model_validate_json(storage.read_bytes(layout.summary))
+        try:
+            summary = ShootSummary.model_validate_json(storage.read_bytes(layout.summary))
+        except FileNotFoundError:  # written on the worker's own disk, not this machine's
+            typer.echo(
+                f"shoot {job_id} completed; its summary {layout.summary} is not on this "
+                f"machine (a worker wrote it on its own disk). Prefect UI: {current.ui_url}"
+                f"/runs/flow-run/{run.id} (the run's artifacts hold the summary)"
+            )
+            return 0
         typer.echo(unescaped(summary_markdown(summary)))
         typer.echo(f"\nledger: {summary.ledger}\nPrefect UI: {current.ui_url}")
         if summary.reviews:
@@ -408,6 +418,23 @@ def run_shoot(
                 "stops it"
             )
     return 0
+
+
+def _say_where_local_paths_are(parameters: dict[str, Any], pool: str) -> None:
+    """With a stack this command did not start (Prefect's own server, workers elsewhere),
+    say that a local path means a path on whichever worker runs the shoot: never silent."""
+    local = [
+        f"{name} {value}"
+        for name, value in parameters.items()
+        if name in {"shoot", "manifest", "output_root"} and value and "://" not in str(value)
+    ]
+    if local:
+        typer.secho(
+            f"note: {', '.join(local)}: paths on the worker that runs the shoot (work pool "
+            f"{pool}), read and written on its own disk; for workers on other machines use "
+            "s3:// locations (README, 'Run it on several machines')",
+            err=True,
+        )
 
 
 def _with_choices(options: RunOptions, choices: dict[str, str]) -> RunOptions:
@@ -634,6 +661,7 @@ def dam_show(
 ) -> None:
     """Print one catalog record."""
     from dam_adapters import create_adapter
+    from dam_adapters.base import provenance
 
     try:
         record = create_adapter(get_settings(), out).get(dam_id)
@@ -664,6 +692,16 @@ def dam_show(
         "revision",
     ):
         typer.echo(f"{key:15} {data[key]}")
+    made = provenance(record)
+    decision = made.decision.value if made.decision else "none (back in review)"
+    typer.echo(f"{'lane':15} {made.lane}: {decision} by {made.decided_by or '-'}")
+    typer.echo(f"{'signed off by':15} {made.signed_off_by or '-'}")
+    typer.echo("history:")
+    for change in record.history:
+        note = f" ({change['note']})" if change.get("note") else ""
+        typer.echo(
+            f"  {change.get('at', '')}  {change.get('state', '')} by {change.get('by', '')}{note}"
+        )
     typer.echo("renditions:")
     for kind, path in record.renditions.items():
         typer.echo(f"  {kind:15} {path}")
@@ -689,6 +727,7 @@ def dam_list(
 ) -> None:
     """List a job's assets in the DAM."""
     from dam_adapters import create_adapter
+    from dam_adapters.base import provenance
 
     records = create_adapter(get_settings(), out).list_job(job)
     if as_json:
@@ -697,11 +736,15 @@ def dam_list(
     if not records:
         typer.echo(f"no assets of job {job} in the DAM")
         return
-    typer.echo(f"{'DAM ID':23}  {'SKU':20} {'STATE':14} {'DECIDED BY':20} SOURCE")
+    typer.echo(
+        f"{'DAM ID':23}  {'SKU':20} {'STATE':14} {'LANE: DECIDED BY':28} {'SIGNED OFF BY':16} SOURCE"
+    )
     for r in records:
+        made = provenance(r)
+        lane = f"{made.lane}: {made.decided_by or '-'}"
         typer.echo(
-            f"{r.dam_id:23}  {r.sku:20} {r.approval_state.value:14} {r.decided_by or '-':20} "
-            f"{r.source_name}"
+            f"{r.dam_id:23}  {r.sku:20} {r.approval_state.value:14} {lane:28} "
+            f"{made.signed_off_by or '-':16} {r.source_name}"
         )
 
 

@@ -108,7 +108,8 @@ class ReclaimUnleasedSlots:
 
 def main(argv: list[str] | None = None) -> None:
     """Serve Prefect's server app, wrapped in `QuickRetryAfter` (Prefect's clients retry a busy
-    answer soon) and `PatientForBrowsers` (the UI's buttons are retried here), until stopped."""
+    answer soon), `PatientForBrowsers` (the UI's buttons are retried here) and
+    `HydrateScheduleParameters` (the UI's schedules keep usable parameters), until stopped."""
     import uvicorn
     from prefect.settings import (
         PREFECT_SERVER_API_KEEPALIVE_TIMEOUT,
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from cutline.base.prefect_internals import server_app
     from cutline.ops.retry_after import PatientForBrowsers, QuickRetryAfter
+    from cutline.ops.schedule_requests import HydrateScheduleParameters
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", required=True)
@@ -126,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
     uvicorn.run(
-        ReclaimUnleasedSlots(PatientForBrowsers(QuickRetryAfter(server_app()))),
+        HydrateScheduleParameters(
+            ReclaimUnleasedSlots(PatientForBrowsers(QuickRetryAfter(server_app())))
+        ),
         host=args.host,
         port=args.port,
         timeout_keep_alive=PREFECT_SERVER_API_KEEPALIVE_TIMEOUT.value(),

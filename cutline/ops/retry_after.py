@@ -165,7 +165,7 @@ class PatientForBrowsers:
         if scope["type"] != "http" or retries_itself(scope):
             await self.app(scope, receive, send)
             return
-        body = await _whole_body(receive)
+        body = await whole_body(receive)
         deadline = self.clock() + self.patience
         attempt = 0
         while True:
@@ -182,15 +182,8 @@ class PatientForBrowsers:
         """One call of the app with the kept body (then the client's own messages, e.g. its
         disconnect); True when its answer went to the client (anything but a busy answer, or
         a busy one when ``pass_busy``)."""
-        replayed = False
         busy = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        replay = body_first(body, receive)
 
         async def send_unless_busy(message: Message) -> None:
             nonlocal busy
@@ -207,7 +200,23 @@ class PatientForBrowsers:
         return not busy or pass_busy
 
 
-async def _whole_body(receive: Receive) -> bytes:
+def body_first(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` for the app that gives ``body`` as the whole request, then the client's
+    own messages (e.g. its disconnect): a request read once, passed on (again)."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+async def whole_body(receive: Receive) -> bytes:
+    """The request's body, read to its end."""
     chunks = []
     while True:
         message = await receive()
