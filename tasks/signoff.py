@@ -24,7 +24,7 @@ from cutline.domain.items import ImageItem, JobLayout
 from cutline.domain.manifest import is_manifest_row
 from cutline.domain.run_config import RunConfig
 from cutline.domain.workstate import WorkRecord
-from cutline.imaging.contact_sheet import ContactSheet, lane_of
+from cutline.imaging.contact_sheet import ContactSheet, job_root_of_sheet, lane_of
 from cutline.records.ledger import read_ledger
 from cutline.services.object_share import MAX_LINK_SECONDS, is_object_store
 from cutline.services.share import register_share
@@ -240,7 +240,11 @@ def validate_signoff(
     known = {r.sku for r in records if r.approval_state in SIGNABLE}
     unknown = [s for s in skus if s not in known]
     if unknown:
-        return f"unknown or not signable SKU(s): {', '.join(unknown)}."
+        return (
+            f"unknown or not signable SKU(s): {', '.join(unknown)}. A SKU signed off earlier "
+            "goes back to review with the reopen-assets deployment (Custom run) or "
+            "`cutline signoff reopen`."
+        )
     return ""
 
 
@@ -315,7 +319,7 @@ def client_link(settings: CutlineSettings, job_id: str, sheet_index: str) -> dic
     (at most seven days). A link that cannot be made costs the link, never the sign-off:
     the text then says why and how to issue one; {} when the sheet cannot be shared."""
     folder = storage.parent(sheet_index)
-    out = storage.parent(storage.parent(folder))
+    out = storage.parent(job_root_of_sheet(folder))
     again = f"cutline signoff link {job_id}" + (f" --out {out}" if is_object_store(out) else "")
     try:
         link = register_share(settings, job_id, folder)

@@ -18,6 +18,7 @@ import html
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Literal
 
 from PIL import Image, ImageDraw
@@ -48,6 +49,15 @@ def new_sheet_id(run_id: str) -> str:
     from datetime import UTC, datetime
 
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{run_id[:8]}"
+
+
+def job_root_of_sheet(folder: str) -> str:
+    """The job folder a sheet's folder is in: ``<job>/contact-sheet``, ``<job>/client-sheet``
+    (a job signed off before sheets were kept per sign-off) or ``<job>/client-sheet/<id>``."""
+    parent = storage.parent(folder)
+    if PurePosixPath(storage.locate(parent).path).name == CLIENT_SHEET:
+        return storage.parent(parent)
+    return parent
 
 
 def newest_client_sheet(job_root: str) -> str | None:

@@ -36,7 +36,7 @@ from fsspec.asyn import sync
 
 from cutline.base import storage
 from cutline.domain.items import validate_job_id
-from cutline.imaging.contact_sheet import newest_client_sheet
+from cutline.imaging.contact_sheet import job_root_of_sheet, newest_client_sheet
 
 MAX_LINK_SECONDS = 7 * 24 * 3600  # SigV4: S3 refuses a presigned URL valid any longer
 SHARED = "shared"  # under the job folder: everything a link opens, and nothing else
@@ -222,12 +222,13 @@ class ObjectLink:
 
 
 def share_sheet(job_id: str, folder: str, days: float, now: datetime | None = None) -> ObjectLink:
-    """A new link to the contact sheet in ``folder`` (``<job>/contact-sheet`` in a bucket):
+    """A new link to the contact sheet in ``folder`` (a sheet folder of ``<job>`` in a bucket,
+    see ``job_root_of_sheet``):
     a copy of it under ``<job>/shared/sheets/<link>/`` whose pages link and show their
     files by presigned URLs, valid ``days`` (at most seven). The job's expired sheet links
     are removed first."""
     validate_job_id(job_id)
-    job_root = storage.parent(folder)
+    job_root = job_root_of_sheet(folder)
     if PurePosixPath(storage.locate(job_root).path).name != job_id:
         raise ValueError(f"{folder} is not a contact sheet of job {job_id}")
     now = now or datetime.now(UTC)
