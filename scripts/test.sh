@@ -26,11 +26,13 @@ if [ "$#" -gt 0 ]; then
 fi
 # 1. The fast tests in a random order (the seed is printed; repeat an order with
 #    -p randomly --randomly-seed=N): no test may depend on another having run before it.
-"${pytest[@]}" -m "not slow" -p randomly
+#    Steps 1 and 2 are shared out like step 3 (CI must end well inside 30 minutes).
+"${pytest[@]}" -m "not slow" -p randomly -n "${CUTLINE_TEST_PROCESSES:-2}"
 # 2. The calendar: the date-dependent tests again with the clock a year ahead, so a deadline
 #    that would expire fails today, not on the day it expires.
 faketime -f +365d .venv/bin/python -m pytest tests/test_calendar.py tests/test_manifest.py \
-  tests/test_review.py -k "not retoucher_decisions and not corrected_manifest and not still_starting"
+  tests/test_review.py -k "not retoucher_decisions and not corrected_manifest and not still_starting" \
+  -n "${CUTLINE_TEST_PROCESSES:-2}"
 # 3. The slow tests (real model, Prefect server, S3 server, browser), shared out to
 #    CUTLINE_TEST_PROCESSES pytest processes (pytest-xdist; default 2), each with its own
 #    Prefect server, S3 server and data root: most of a slow test is waiting on servers and

@@ -4,8 +4,9 @@ paginated HTML plus one PNG per page.
 
 Two audiences, two sheets: the studio's (``contact-sheet/``, linked from the sign-off form)
 gives each asset's SKU, lane, state, confidence, who approved it and its source file; the
-client's (``client-sheet/``, the only one a client link opens) gives SKU, channels and whether
-it awaits sign-off or is signed off, nothing about the studio's staff, scores or files.
+client's (``client-sheet/<sign-off>/``, one per sign-off, the only one a client link opens)
+gives SKU, channels and whether it awaits sign-off or is signed off, nothing about the
+studio's staff, scores or files.
 
 Pages name their files by relative links, each in a double-quoted ``href``/``src``
 attribute, and every text on them is HTML-escaped (quotes too). Sharing a sheet that lives
@@ -34,6 +35,12 @@ CLIENT_SHEET = "client-sheet"  # folder of the client's sheet (what client links
 Audience = Literal["studio", "client"]
 
 THUMB = 200
+PER_PAGE = 24
+COLUMNS = 4
+_TILE_W, _TILE_H = 2 * THUMB + 30, THUMB + 78
+# A shared sheet's links carry their credential (a share token, or a presigned URL's
+# signature): a click away from the sheet must not hand it on in a Referer header.
+_NO_REFERRER = "<meta name='referrer' content='no-referrer'>"
 
 
 def client_sheet_folder(job_root: str, sheet_id: str) -> str:
@@ -70,14 +77,6 @@ def newest_client_sheet(job_root: str) -> str | None:
     if found:
         return root.uri(found[-1].rsplit("/", 1)[0])
     return root.uri(root.path) if root.fs.exists(f"{root.path}/index.html") else None
-
-
-PER_PAGE = 24
-COLUMNS = 4
-_TILE_W, _TILE_H = 2 * THUMB + 30, THUMB + 78
-# A shared sheet's links carry their credential (a share token, or a presigned URL's
-# signature): a click away from the sheet must not hand it on in a Referer header.
-_NO_REFERRER = "<meta name='referrer' content='no-referrer'>"
 
 
 @dataclass(frozen=True)
