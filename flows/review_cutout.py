@@ -81,9 +81,9 @@ def review_cutout(item: ImageItem, ctx: ShootContext) -> ReviewOutcome | State:
 def _signoff_when_last(ctx: ShootContext, run_id: str) -> None:
     """When this was the shoot's last open review, ask the producer to sign off again with
     a contact sheet that now holds every decided image."""
-    from cutline.services.review_queue import waiting_runs
+    from cutline.services.review_queue import another_open_review
 
-    if any(str(run.id) != run_id for run in waiting_runs(ctx.job_id)):
+    if another_open_review(ctx.job_id, run_id):
         return
     try:
         request_signoff(ctx.job_id, ctx.output_root, reason=f"reviews-done:{run_id}")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from cutline.base.markdown import inert, shortened
 from cutline.base.settings import CutlineSettings
 from cutline.records.summary import artifact_key, run_link
-from cutline.services.review_queue import ReviewEntry, list_reviews
+from cutline.services.review_queue import ReviewEntry, count_waiting_runs, list_reviews
 
 LISTED = 200  # rows on the page; `cutline review list` has every one
 # Runs waiting for a retoucher; one landing an answer (Running) has left the queue, even
@@ -55,6 +55,21 @@ def queue_markdown(job_id: str, entries: list[ReviewEntry], ui_url: str, at: dat
     return "\n".join(lines)
 
 
+def queue_count_markdown(job_id: str, count: int, at: datetime) -> str:
+    """The page of a queue longer than LISTED: how many wait now, and where to see them."""
+    return "\n".join(
+        [
+            f"# Review queue of shoot {inert(job_id)}",
+            "",
+            f"**{count} waiting** as of {at:%Y-%m-%d %H:%M:%S} UTC; rewritten whenever a review "
+            "is decided or an asset is sent back.",
+            "",
+            f"More than {LISTED} wait, too many to list at every decision: `cutline review list` "
+            f"orders them all by deadline; in the UI, Runs filtered by the tag `job:{inert(job_id)}`.",
+        ]
+    )
+
+
 def publish_review_queue(
     settings: CutlineSettings, job_id: str, ui_url: str, *, new: bool = False
 ) -> None:
@@ -68,8 +83,12 @@ def publish_review_queue(
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.client.schemas.sorting import ArtifactSort
 
-    waiting = [e for e in list_reviews(settings, ui_url, job_id) if e.state in WAITING]
-    markdown = queue_markdown(job_id, waiting, ui_url, _now())
+    count = count_waiting_runs(job_id)
+    if count > LISTED:  # listing reads every waiting run: not once per decision of a big lane
+        markdown = queue_count_markdown(job_id, count, _now())
+    else:
+        waiting = [e for e in list_reviews(settings, ui_url, job_id) if e.state in WAITING]
+        markdown = queue_markdown(job_id, waiting, ui_url, _now())
     if new:
         create_markdown_artifact(
             markdown=markdown,

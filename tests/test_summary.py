@@ -170,3 +170,14 @@ def test_the_review_queue_page_lists_what_waits_by_deadline_and_when() -> None:
     assert f"**1 waiting** as of {at:%Y-%m-%d %H:%M:%S} UTC" in text
     assert f"/runs/flow-run/{RUN}" in text and "1.5 h" in text
     assert "Nothing waits" in queue_markdown("SUM-1", [], "", at)
+
+
+def test_a_long_review_queue_page_gives_the_count_and_where_to_see_every_review() -> None:
+    from datetime import UTC, datetime
+
+    from tasks.review_board import LISTED, queue_count_markdown
+
+    at = datetime.now(UTC).replace(microsecond=0)
+    text = queue_count_markdown("SUM-1", LISTED + 1, at)
+    assert f"**{LISTED + 1} waiting** as of {at:%Y-%m-%d %H:%M:%S} UTC" in text
+    assert "`cutline review list`" in text and "job:SUM\\-1" in text

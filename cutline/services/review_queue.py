@@ -112,8 +112,8 @@ def cancel_run(run_id: str, message: str) -> None:
         client.set_flow_run_state(UUID(run_id), Cancelled(message=message), force=True)
 
 
-def waiting_runs(job: str | None) -> list[Any]:
-    from prefect.client.orchestration import get_client
+def _review_filters(job: str | None, states: list[str]) -> dict[str, Any]:
+    """The API filters of a job's (or every job's) review runs in ``states``."""
     from prefect.client.schemas.filters import (
         FlowFilter,
         FlowFilterName,
@@ -123,20 +123,43 @@ def waiting_runs(job: str | None) -> list[Any]:
         FlowRunFilterTags,
     )
 
-    run_filter = FlowRunFilter(
-        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=OPEN_STATES)),
-        tags=FlowRunFilterTags(all_=[f"job:{job}"]) if job else None,
-    )
+    return {
+        "flow_filter": FlowFilter(name=FlowFilterName(any_=[REVIEW_FLOW])),
+        "flow_run_filter": FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
+            tags=FlowRunFilterTags(all_=[f"job:{job}"]) if job else None,
+        ),
+    }
+
+
+def count_waiting_runs(job: str) -> int:
+    """How many review runs of ``job`` wait for a retoucher (suspended), counted by the
+    server: cheap at any queue length, where listing them reads every run's parameters."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.count_flow_runs(**_review_filters(job, ["PAUSED"]))
+
+
+def another_open_review(job: str, run_id: str) -> bool:
+    """Whether a review run of ``job`` other than ``run_id`` is still open (reads two runs,
+    not the whole queue: asked once per decision)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(**_review_filters(job, OPEN_STATES), limit=2)
+    return any(str(run.id) != run_id for run in runs)
+
+
+def waiting_runs(job: str | None) -> list[Any]:
+    from prefect.client.orchestration import get_client
+
+    filters = _review_filters(job, OPEN_STATES)
     runs: list[Any] = []
     with get_client(sync_client=True) as client:
         offset = 0
         while True:
-            page = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[REVIEW_FLOW])),
-                flow_run_filter=run_filter,
-                limit=200,
-                offset=offset,
-            )
+            page = client.read_flow_runs(**filters, limit=200, offset=offset)
             runs.extend(page)
             if len(page) < 200:
                 return runs
