@@ -54,10 +54,13 @@ def _has_placeholder(value: Any, placeholder: type) -> bool:
 
 
 def repair_schedules() -> list[str]:
-    """Hydrate the parameters of every deployment schedule, and of every run a schedule has
+    """Hydrate the parameters of every schedule of Cutline's deployments (tag ``cutline``; a
+    shared server's other deployments are left alone), and of every run a schedule has
     planned but not started, that hold a dehydrated form; what was mended, for the log."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterTags,
         FlowRunFilter,
         FlowRunFilterDeploymentId,
         FlowRunFilterState,
@@ -66,7 +69,8 @@ def repair_schedules() -> list[str]:
 
     mended = []
     with get_client(sync_client=True) as client:
-        for deployment in client.read_deployments():
+        ours = DeploymentFilter(tags=DeploymentFilterTags(all_=["cutline"]))
+        for deployment in client.read_deployments(deployment_filter=ours):
             for schedule in deployment.schedules:
                 fixed = hydrated(schedule.parameters or {})
                 if fixed != schedule.parameters:
