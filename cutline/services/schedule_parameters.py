@@ -13,6 +13,7 @@ housekeeping and at `cutline up` (`repair_schedules`), which also mends runs alr
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger("cutline.schedules")
@@ -20,13 +21,20 @@ logger = logging.getLogger("cutline.schedules")
 PREFECT_KIND = "__prefect_kind"
 
 
+def _anywhere(value: Any, found: Callable[[Any], bool]) -> bool:
+    """Whether ``found`` holds for ``value`` or anything nested in its dicts and lists."""
+    if found(value):
+        return True
+    if isinstance(value, dict):
+        return any(_anywhere(v, found) for v in value.values())
+    if isinstance(value, list):
+        return any(_anywhere(v, found) for v in value)
+    return False
+
+
 def is_dehydrated(value: Any) -> bool:
     """Whether ``value`` holds a dehydrated form anywhere (a dict with ``__prefect_kind``)."""
-    if isinstance(value, dict):
-        return PREFECT_KIND in value or any(is_dehydrated(v) for v in value.values())
-    if isinstance(value, list):
-        return any(is_dehydrated(v) for v in value)
-    return False
+    return _anywhere(value, lambda node: isinstance(node, dict) and PREFECT_KIND in node)
 
 
 def hydrated(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -38,19 +46,9 @@ def hydrated(parameters: dict[str, Any]) -> dict[str, Any]:
     if not is_dehydrated(parameters):
         return parameters
     result = hydrate(parameters, HydrationContext(raise_on_error=False))
-    if not isinstance(result, dict) or _has_placeholder(result, Placeholder):
+    if not isinstance(result, dict) or _anywhere(result, lambda n: isinstance(n, Placeholder)):
         return parameters
     return result
-
-
-def _has_placeholder(value: Any, placeholder: type) -> bool:
-    if isinstance(value, placeholder):
-        return True
-    if isinstance(value, dict):
-        return any(_has_placeholder(v, placeholder) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_placeholder(v, placeholder) for v in value)
-    return False
 
 
 def repair_schedules() -> list[str]:
