@@ -146,7 +146,6 @@ def main() -> None:
     settings = bench_settings(work, "worker_mode", "4296", args.postgres)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from cutline.base.settings import PROJECT_ROOT
     from cutline.imaging.segmenter import loaded_session_count
     from cutline.ops import stack
     from cutline.ops.task_worker import set_up_storage
@@ -159,7 +158,6 @@ def main() -> None:
     os.environ["PREFECT_API_URL"] = current.api_url
     env = {
         **os.environ,
-        "CUTLINE_PROJECT_DIR": str(PROJECT_ROOT),
         "PREFECT_WORKER_QUERY_SECONDS": "2",
     }
     workers: dict[str, subprocess.Popen] = {}

@@ -21,6 +21,7 @@ from prefect import task
 from prefect.runtime import task_run
 from prefect.states import Cancelled, State
 
+from cutline.base.code_version import code_version
 from cutline.base.errors import ConfigError
 from cutline.base.task_storage import CutlineStorage
 from cutline.domain.locations import check_location
@@ -42,14 +43,30 @@ def _never_cached(context: Any, parameters: dict[str, Any]) -> None:
 
 
 def check_batch(ctx: ShootContext, batch: BatchRef) -> None:
-    """Refuse a batch (e.g. typed into a run by hand) outside its shoot's job folder or a
-    shoot whose folders break the studio's location rules."""
+    """Refuse a batch (e.g. typed into a run by hand) outside its shoot's job folder, a
+    shoot whose folders break the studio's location rules, or a batch of a shoot started on
+    other Cutline code than this host runs."""
+    check_code_version(ctx)
     ctx.check_locations()
     check_location(batch.uri, "batch file")
     if not batch.uri.startswith(ctx.job_root.rstrip("/") + "/"):
         raise ConfigError(
             f"Batch file {batch.uri} is not in the job folder {ctx.job_root}.",
             hint="Let process-shoot start batch runs, not a person.",
+        )
+
+
+def check_code_version(ctx: ShootContext) -> None:
+    """Refuse to run part of a shoot that was started by other Cutline code: its batches
+    would be cut out, routed or recorded differently from the rest, and nobody told."""
+    wanted, mine = ctx.config.code_version, code_version()
+    if wanted and wanted != mine:
+        raise ConfigError(
+            f"This host, {socket.gethostname()}, runs Cutline {mine}, but shoot {ctx.job_id} "
+            f"was started on Cutline {wanted}: a batch of it is not run on other code.",
+            hint="Install the same Cutline on every worker host (the same release, or "
+            "`git pull && bash scripts/setup.sh` in each host's copy), restart the host's "
+            "workers, then rerun the job (finished images are kept).",
         )
 
 

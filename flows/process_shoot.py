@@ -315,6 +315,7 @@ def _run_shoot(
         )
     manifest = find_manifest(shoot, manifest)
     logger.info("Manifest: %s", manifest or "none")
+    logger.info("Cutline %s: every batch runs on this code or is refused", config.code_version)
     logger.info(where.describe())
     layout = JobLayout.for_job(out_root, job_id)
     ctx = ShootContext(
@@ -386,6 +387,7 @@ def _run_shoot(
         )
         summary.cost = cost_report(tally, summary.wall_seconds, settings)
         summary.manifest, summary.warnings = manifest or "", warnings
+        summary.code_version = config.code_version
         summary.ui_url = PREFECT_UI_URL.value() or settings.ui_url
         versions = tally.versions()
         summary.withdrawn = [

@@ -19,6 +19,7 @@ from prefect.input import read_flow_run_input
 from cutline.base.naming import short_hash
 from cutline.domain.items import ImageItem
 from cutline.domain.manifest import KNOWN_COLUMNS
+from cutline.services.review_links import PAGE_LINKS_SCHEMA_KEY, REVIEW_PAGE_KEY
 from cutline.services.waiting_run import (
     WaitingRunRequest,
     create_waiting_run,
@@ -41,12 +42,11 @@ from tasks.review import (
 REVIEW_TAG = "cutline-review"
 REVIEW_LANES = frozenset({Lane.REVIEW})
 
-# The run input holding the review page's links when the run made its own request
-# (`tasks.run_inputs.remembered`: started by hand). A run opened waiting keeps them in its
-# first form's schema under PAGE_LINKS_SCHEMA_KEY instead (one request fewer per review);
-# either tells the flow that its request (event and page) was made.
-REVIEW_PAGE_KEY = "review-page"
-PAGE_LINKS_SCHEMA_KEY = "x-cutline-review-page"
+# REVIEW_PAGE_KEY: the run input holding the review page's links when the run made its own
+# request (`tasks.run_inputs.remembered`: started by hand). A run opened waiting keeps them in
+# its first form's schema under PAGE_LINKS_SCHEMA_KEY instead (one request fewer per review);
+# either tells the flow that its request (event and page) was made. Housekeeping renews them
+# there (`cutline.services.review_links`).
 
 # What a retoucher reads in the form and the queue orders by (every manifest detail of the
 # image, and how the rules routed it): a waiting review showing other values than the shoot's

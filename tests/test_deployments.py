@@ -98,14 +98,15 @@ def test_a_shoot_started_from_the_ui_routes_by_the_manifest_in_its_folder(
 
 def test_the_stack_is_a_server_a_work_pool_and_a_worker(prefect_server, settings):
     """`cutline up` runs Prefect's production shape on one machine: the deployments of
-    prefect.yaml on a process work pool, with its pull steps, and a worker polling the pool
-    (the UI's dashboard shows it); `cutline stack-status` says so."""
+    prefect.yaml on a process work pool, imported from the installed package, and a worker
+    polling the pool (the UI's dashboard shows it); `cutline stack-status` says so."""
     import os
     import subprocess
     import sys
 
     from prefect.client.orchestration import get_client
 
+    from cutline.base.code_version import code_version
     from cutline.ops import stack
     from cutline.ops.deployments import pull_steps
 
@@ -126,7 +127,10 @@ def test_the_stack_is_a_server_a_work_pool_and_a_worker(prefect_server, settings
         for name in deployment_names():
             deployment = client.read_deployment_by_name(name)
             assert deployment.work_pool_name == settings.work_pool, name
-            assert deployment.pull_steps == pull_steps(), name
+            assert deployment.pull_steps == pull_steps() == [], name
+            # imported from the installed Cutline, registered from this code
+            assert deployment.entrypoint.startswith("flows."), deployment.entrypoint
+            assert deployment.version.startswith(f"cutline {code_version()} spec "), name
     assert pool.type == "process" and not pool.is_paused
     assert [w.status.value for w in workers] == ["ONLINE"]
 

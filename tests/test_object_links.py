@@ -6,6 +6,7 @@ manifest's hostile text stays text and its free-text reference never links anoth
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -289,14 +290,17 @@ def test_a_review_page_in_a_bucket_opens_from_another_desk(review, settings, tmp
     opens the page, the preview, the source, the reference and the mask (shown inline) and
     downloads the PSD (as an attachment); nothing goes under the data root."""
     links = _publish(settings, review, _item(review, "refs/look.jpg", HOSTILE), "run-obj-1")
-    assert set(links) == {"page", "preview", "expires", "source", "mask", "layered", "reference"}
+    assert set(links) == {
+        *("page", "preview", "source", "mask", "layered", "reference"),
+        *("expires", "expires_at"),
+    }
     assert links["page"].startswith(
         f"{settings.s3_endpoint_url}/{review['bucket']}/out/OBJ-2/shared/reviews/run-obj-1/"
     )
     assert not (settings.data_root / "review-pages" / "run-obj-1").exists()
     fetched = {got["url"]: got for got in fetch_elsewhere(links["page"], tmp_path)}
     assert_all_open(list(fetched.values()), settings.s3_endpoint_url)
-    assert set(fetched) == {links[name] for name in set(links) - {"expires"}}
+    assert set(fetched) == {links[name] for name in set(links) - {"expires", "expires_at"}}
     assert fetched[links["preview"]]["type"] == "image/jpeg"
     assert fetched[links["mask"]]["type"] == "image/png"
     psd = fetched[links["layered"]]
@@ -333,6 +337,68 @@ def test_an_html_file_named_as_reference_downloads_instead_of_running(review, se
     links = _publish(settings, review, _item(review, "page.html"), "run-obj-html")
     with urllib.request.urlopen(links["reference"], timeout=10) as response:
         assert response.headers["Content-Disposition"] == 'attachment; filename="page.html"'
+
+
+@pytest.mark.slow
+def test_a_review_waiting_longer_than_its_links_live_gets_fresh_ones_in_its_form(
+    review, settings, prefect_server
+):
+    """Presigned links live seven days at most; a review may wait longer. The stack's
+    housekeeping publishes the page again before its links end and puts the new links in the
+    waiting form (what the UI shows above Resume, and what the review reads back); a job
+    whose links were revoked is left revoked."""
+    from uuid import uuid4
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    from cutline.domain.run_config import RunConfig
+    from cutline.services.review_links import expires_at, renew_review_links, stored_links
+    from cutline.services.waiting_run import waiting_keyset
+    from tasks.context import ShootContext
+    from tasks.review_request import open_review, review_deployment_id
+
+    ui = "http://prefect-ui.example"
+    item = _item(review, "refs/look.jpg")
+    ctx = ShootContext(
+        job_id="OBJ-2",
+        shoot=review["shoot"],
+        job_root=review["job"],
+        config=RunConfig.freeze(settings),
+    )
+    with get_client(sync_client=True) as client:
+        run = open_review(client, review_deployment_id(client, ctx), item, ctx, str(uuid4()))
+        try:
+            description_key = waiting_keyset("decision-0")["description"]
+
+            def form() -> tuple[dict, str]:
+                links = stored_links(client, run.id).links
+                return links, json.loads(client.read_flow_run_input(run.id, description_key))
+
+            first, shown = form()
+            assert first["page"] in shown and _status(first["page"])[0] == 200
+            assert renew_review_links(settings, ui, job="OBJ-2") == []  # days left: not due
+            time.sleep(1.1)  # a URL signed in the same second as the first would be the same
+
+            almost_over = expires_at(first) - timedelta(hours=12)
+            assert renew_review_links(settings, ui, now=almost_over, job="OBJ-2") == [str(run.id)]
+            fresh, shown = form()
+            assert expires_at(fresh) > expires_at(first)
+            for name in ("page", "preview", "source", "mask", "layered", "reference"):
+                assert fresh[name] != first[name] and fresh[name] in shown, name
+                assert first[name] not in shown, name
+            assert f"works until {fresh['expires']}" in shown
+            page = urllib.request.urlopen(fresh["page"], timeout=10).read().decode()
+            assert html.escape(fresh["source"]) in page  # the page links the fresh files too
+            assert _status(fresh["source"])[0] == 200
+
+            revoked = _cli("OBJ-2", "--out", f"s3://{review['bucket']}/out", "--revoke")
+            assert revoked.returncode == 0, revoked.stderr
+            later = expires_at(fresh) - timedelta(hours=1)
+            assert renew_review_links(settings, ui, now=later, job="OBJ-2") == []
+            assert _status(fresh["page"])[0] == 404  # not published again
+        finally:
+            client.set_flow_run_state(run.id, Cancelled(), force=True)
 
 
 def test_revoking_ends_review_pages_of_a_bucket_job(review, settings):

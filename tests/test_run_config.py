@@ -50,3 +50,27 @@ def test_the_snapshot_travels_as_json_without_credentials(settings, override_set
     merged = again.dam_settings(local)
     assert merged.dam_http_token.get_secret_value() == secret
     assert merged.resolved_catalog_dir == local.resolved_catalog_dir
+
+
+def test_a_batch_of_a_shoot_started_on_other_code_is_refused_naming_both_versions(
+    prefect_server, model_home, settings, tmp_path
+):
+    from cutline.base.code_version import code_version
+    from cutline.base.errors import ConfigError
+    from flows.process_batch import process_batch
+    from tasks.ingest import plan_shoot
+
+    write_sample_shoot(tmp_path, DEFAULT_SAMPLES[:1], size=(320, 240))
+    ctx = shoot_context(tmp_path, "OTHER-CODE")
+    assert ctx.config.code_version == code_version()  # frozen by the starting host
+    plan = plan_shoot.fn(ctx, str(tmp_path / "manifest.csv"), ctx.config.batch_size)
+    older = ctx.model_copy(
+        update={"config": ctx.config.model_copy(update={"code_version": "0.0.9+0123456789ab"})}
+    )
+    with pytest.raises(ConfigError) as refused:
+        process_batch(ctx=older, batch=plan.refs[0])
+    message = str(refused.value)
+    assert "0.0.9+0123456789ab" in message and code_version() in message, message
+    assert "Install the same Cutline on every worker host" in refused.value.hint
+    (item,) = load_batch(plan.refs[0])
+    assert item.lane is None  # nothing was cut out on the other code

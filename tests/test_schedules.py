@@ -1,4 +1,5 @@
-"""Schedules ops make in the Prefect UI survive `cutline down && cutline up` (issue 28)."""
+"""Schedules and deployment edits ops make in the Prefect UI survive `cutline down && cutline
+up` (issue 28); an edited prefect.yaml is registered again, keeping the schedules."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
+from cutline.base.code_version import code_version
 from cutline.ops.deployments import seed_schedules
 from tests.ports import free_port
 from tests.waiting import wait_until
@@ -49,12 +52,27 @@ def test_a_schedule_made_in_the_ui_survives_a_restart_of_the_stack(tmp_path, bro
             # The UI sends no slug: the API-made schedule that survived in the bug report had
             # one, and Prefect's update deletes every slugless schedule when sent an empty list.
             assert made["slug"] is None
+            # Ops also edit the deployment (what the UI's Edit page sends): a default output
+            # root and job variables. The restart registers nothing again (same prefect.yaml,
+            # settings and code: the deployment's version), so these survive too.
+            edit = {
+                "parameters": {"output_root": "/mnt/renditions"},
+                "job_variables": {"env": {"TZ": "Europe/Berlin"}},
+            }
+            edited = http.patch(f"/deployments/{shoot['id']}", json=edit)
+            if edited.status_code == 404:  # seen once from Prefect 3.9.1 on SQLite, unexplained
+                edited = http.patch(f"/deployments/{shoot['id']}", json=edit)
+            assert edited.status_code == 204, (edited.status_code, edited.text)
+            registered_as = shoot["version"]
+            assert registered_as.startswith(f"cutline {code_version()} spec "), registered_as
 
             _cutline(env, "down")
             _cutline(env, "up")
 
             after = http.get(f"/deployments/{shoot['id']}").json()
             seeded = _plant_twice(api, tmp_path)
+            upgraded = _register_changed_yaml(api, tmp_path, after["work_pool_name"])
+            after_upgrade = http.get(f"/deployments/{shoot['id']}").json()
 
             # And it still fires: the restarted server plans its runs, with the UI's overrides.
             def planned():
@@ -74,6 +92,17 @@ def test_a_schedule_made_in_the_ui_survives_a_restart_of_the_stack(tmp_path, bro
         _cutline(env, "down")
     assert [(s["slug"], s["schedule"]["cron"]) for s in seeded] == [("weekly-eval", "0 3 * * 1")]
     assert after["id"] == shoot["id"]
+    assert after["version"] == registered_as
+    assert (
+        after["parameters"] == edit["parameters"]
+        and after["job_variables"] == edit["job_variables"]
+    )
+    # An edited prefect.yaml (or another Cutline) registers it again from prefect.yaml, as
+    # `prefect deploy` would, and still keeps the server's schedules.
+    assert upgraded == ["process-shoot/shoot"]
+    assert after_upgrade["description"].startswith("Edited:")
+    assert after_upgrade["parameters"] == {} and after_upgrade["version"] != registered_as
+    assert [s["id"] for s in after_upgrade["schedules"]] == [made["id"]]
     [schedule] = after["schedules"]
     assert schedule["id"] == made["id"]
     assert schedule["schedule"]["cron"] == "0 2 * * *"
@@ -103,6 +132,30 @@ def _add_schedule_in_the_ui(page, port: int, deployment_id: str, cron: str, over
     page.keyboard.type(json.dumps(overrides))
     dialog.get_by_role("button", name="Save").click()
     dialog.wait_for(state="hidden")
+
+
+def _register_changed_yaml(api: str, tmp_path, pool: str) -> list[str]:
+    """Register prefect.yaml with the shoot deployment's description edited; the names
+    registered anew."""
+    import yaml
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from cutline.ops.deployments import PREFECT_YAML, register_on_pool
+
+    declared = yaml.safe_load(PREFECT_YAML.read_text(encoding="utf-8"))
+    [spec] = [s for s in declared["deployments"] if s["name"] == "shoot"]
+    spec["description"] = "Edited: " + spec["description"]
+    edited = tmp_path / "edited-prefect.yaml"
+    edited.write_text(yaml.safe_dump(declared), encoding="utf-8")
+
+    def register() -> list[str]:
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            return register_on_pool(pool, edited)[1]
+
+    # In a thread of its own, as in the worker: Playwright's event loop runs in this one, and
+    # Prefect's to_deployment() would hand back a coroutine inside it.
+    with ThreadPoolExecutor(1) as pool_thread:
+        return pool_thread.submit(register).result()
 
 
 def _plant_twice(api: str, tmp_path) -> list[dict]:

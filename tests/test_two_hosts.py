@@ -10,11 +10,13 @@ several machines would be. The other hosts' folders, the desk's, the server's an
 checkout itself are hidden behind empty read-only mounts, so a host that read or wrote
 anywhere but its own folder, the API and S3 would fail.
 
-A desk with only PREFECT_API_URL and the S3 settings submits a 14-image shoot on S3
-(`cutline run --detach`), CUTLINE_DISTRIBUTE_BATCHES on. When the host not running the shoot
-itself has finished a batch and just begun another, it dies (every process in its namespaces
-SIGKILLed); the shoot, on the other host, marks the dead host's silent batch runs Crashed and
-starts them again there. Then every input is in the ledger and once in the DAM, and the reviews
+Each host also runs `cutline task-worker` (CUTLINE_BATCH_RUNNER=task-workers): one process
+that imports Prefect and loads the model once, then runs the shoots' batches it is handed,
+batch after batch. A desk with only PREFECT_API_URL and the S3 settings submits a 14-image
+shoot on S3 (`cutline run --detach`). When the host not running the shoot itself has finished
+a batch and just begun another, it dies (every process in its namespaces SIGKILLed); the
+shoot, on the other host, marks the lost batch's task run Crashed and sends it to the
+surviving host's task worker. Then every input is in the ledger and once in the DAM, and the reviews
 and the sign-off, decided from a desk with only the API URL, land in the ledger and the DAM.
 """
 
@@ -36,13 +38,11 @@ import urllib.request
 import venv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
 import httpx
 import pytest
-import yaml
 
 from benchmarks.postgres import fresh_database_url
 from cutline.base import storage
@@ -62,7 +62,6 @@ STRANDED_AFTER_SECONDS = 50  # CUTLINE_STRANDED_AFTER_SECONDS: a dead host's run
 # The third-party packages (Prefect, onnxruntime, ...) every host binds in read-only: installing
 # them per host would download them; the project itself is each host's own copy.
 SHARED_PACKAGES = sysconfig.get_paths()["purelib"]
-JUST_BEGUN_SECONDS = 8  # a batch Running no longer than this is far from done
 NOT_COPIED = (".venv", ".venv-*", ".git", "__pycache__", ".*_cache", "test-artifacts")
 
 # Run inside `unshare --mount --uts`: name the host, mount its folder at the path every host
@@ -108,13 +107,22 @@ class Host:
     env: dict[str, str]
     hidden: list[Path]
     unshare: list[str]
-    worker: subprocess.Popen | None = None
-    namespace: str = ""
+    worker: subprocess.Popen | None = None  # `prefect worker start`: shoots, reviews, sign-offs
+    task_worker: subprocess.Popen | None = None  # `cutline task-worker`: the shoots' batches
+    started: list[subprocess.Popen] = field(default_factory=list)
+    namespaces: set[str] = field(default_factory=set)
     runs: dict[str, str] = field(default_factory=dict)  # flow-run id -> pid seen running it
 
     @property
     def python(self) -> str:
         return str(self.path / "venv" / "bin" / "python")
+
+    @property
+    def task_worker_id(self) -> str:
+        """Its task worker's id among the Prefect server's (host name and process id: no
+        PID namespace, so the pid this test sees)."""
+        assert self.task_worker is not None
+        return f"{self.name}-{self.task_worker.pid}"
 
     def command(self, *args: str) -> list[str]:
         """``args`` run on this host (in its namespaces)."""
@@ -145,38 +153,47 @@ class Host:
         assert result.returncode == 0, f"{self.name}: {args}\n{result.stdout}\n{result.stderr}"
         return result
 
-    def start_worker(self) -> None:
-        """`prefect worker start --pool cutline` on this host, logging into its folder."""
-        log = (self.folder / "worker.log").open("ab")
-        self.worker = subprocess.Popen(
-            self.command(
-                self.python,
-                "-m",
-                "prefect",
-                "worker",
-                "start",
-                "--pool",
-                "cutline",
-                "--name",
-                self.name,
-                "--limit",
-                "2",
-            ),
+    def start(self, log_name: str, *args: str) -> subprocess.Popen:
+        """A long-lived process of this host, logging into ``<log_name>.log`` in its folder."""
+        log = (self.folder / f"{log_name}.log").open("ab")
+        process = subprocess.Popen(
+            self.command(*args),
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
-        self.namespace = wait_until(
-            lambda: _isolated_namespace(self), f"{self.name}'s worker to start", 60, 0.2
+        self.started.append(process)
+        self.namespaces.add(
+            wait_until(
+                lambda: _isolated_namespace(self, process), f"{self.name}'s {log_name}", 60, 0.2
+            )
+        )
+        return process
+
+    def start_worker(self) -> None:
+        """`prefect worker start --pool cutline`: the flow runs (shoots, reviews, sign-offs)."""
+        self.worker = self.start(
+            "worker",
+            *(self.python, "-m", "prefect", "worker", "start", "--pool", "cutline"),
+            *("--name", self.name, "--limit", "2"),
+        )
+
+    def start_task_worker(self, storage_uri: str) -> None:
+        """`cutline task-worker`: one process that runs shoots' batches one at a time."""
+        self.task_worker = self.start(
+            "task-worker",
+            *(self.python, "-m", "cutline", "task-worker", "--limit", "1"),
+            *("--storage", storage_uri),
         )
 
     def processes(self) -> list[int]:
         """Every live process of this host: everything in its mount and UTS namespaces,
         which are never this test's own (those hold every other process of the machine)."""
-        assert self.namespace and self.namespace != _namespace_of(os.getpid()), self.name
-        return [pid for pid in _pids() if _namespace_of(pid) == self.namespace]
+        mine = _namespace_of(os.getpid())
+        assert self.namespaces and mine not in self.namespaces, self.name
+        return [pid for pid in _pids() if _namespace_of(pid) in self.namespaces]
 
     def look(self) -> None:
         """Note which flow runs this host's processes are running now."""
@@ -186,30 +203,31 @@ class Host:
                 self.runs.setdefault(run_id, str(pid))
 
     def die(self) -> None:
-        """The machine dies: SIGKILL every process it has, the worker and its flow runs
+        """The machine dies: SIGKILL every process it has, its workers and their flow runs
         alike (Prefect starts each flow run in a process group of its own)."""
         while pids := self.processes():
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
-        if self.worker is not None:
-            self.worker.wait(timeout=30)
+        for process in self.started:
+            process.wait(timeout=30)
 
     def stop(self) -> None:
-        """At the end of the test: the worker by SIGTERM, then whatever the host still runs
+        """At the end of the test: the workers by SIGTERM, then whatever the host still runs
         (flow runs live in process groups of their own)."""
-        if self.worker is None:
-            return
-        if self.worker.poll() is None:
-            os.killpg(self.worker.pid, signal.SIGTERM)
+        for process in self.started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.started:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.worker.wait(timeout=30)
-        if self.namespace:
+                process.wait(timeout=30)
+        if self.namespaces:
             self.die()
-        elif self.worker.poll() is None:  # never got as far as its namespaces
-            os.killpg(self.worker.pid, signal.SIGKILL)
-            self.worker.wait(timeout=30)
+        for process in self.started:  # any that never got as far as its namespaces
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
 
 
 def _pids() -> list[int]:
@@ -234,14 +252,15 @@ def _environ(pid: int) -> dict[str, str]:
     )
 
 
-def _isolated_namespace(host: Host) -> str | None:
-    """The namespaces of the host's worker once it runs in them: its process has become the
+def _isolated_namespace(host: Host, process: subprocess.Popen) -> str | None:
+    """The namespaces of a process of the host once it runs in them: it has become the
     host's Python (after `unshare` and the mounts) and is in namespaces other than ours."""
+    assert process.poll() is None, f"{host.name}: {process.args[-8:]} ended at once"
     try:
-        program = Path(f"/proc/{host.worker.pid}/cmdline").read_bytes().split(b"\0")[0]
+        program = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")[0]
     except OSError:
         return None
-    namespace = _namespace_of(host.worker.pid)
+    namespace = _namespace_of(process.pid)
     if program.decode() != host.python or namespace in ("", _namespace_of(os.getpid())):
         return None
     return namespace
@@ -348,9 +367,8 @@ def hosts(tmp_path, prefect_api, s3, model_home) -> Iterator[tuple[Host, Host]]:
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
             "CUTLINE_DATA_ROOT": str(same_path / "data"),
-            "CUTLINE_PROJECT_DIR": str(same_path / "code"),
             "CUTLINE_DAM_ADAPTER": "object-store",
-            "CUTLINE_DISTRIBUTE_BATCHES": "true",
+            "CUTLINE_BATCH_RUNNER": "task-workers",
             "CUTLINE_BATCH_SIZE": "2",
             "CUTLINE_STRANDED_AFTER_SECONDS": str(STRANDED_AFTER_SECONDS),
             **_s3_env(s3),
@@ -413,7 +431,7 @@ def _upload_shoot(tmp_path: Path, bucket: str) -> tuple[str, list[Sample]]:
         Sample(f"G-{n}_front.jpg", f"G-{n}", "glassware", glass.shape, glass.colour) for n in (1, 2)
     ]
     local = tmp_path / "shoot-source"
-    write_sample_shoot(local, tuple(samples), size=(400, 300))
+    write_sample_shoot(local, tuple(samples), size=(960, 720))  # a batch takes seconds
     shoot = f"s3://{bucket}/shoots/{JOB}"
     for path in local.iterdir():
         storage.write_bytes(f"{shoot}/{path.name}", path.read_bytes())
@@ -430,21 +448,37 @@ def _client(api: str):
         yield c
 
 
-def _batch_runs(client) -> dict[str, object]:
-    """Every process-batch run of the job, by id."""
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterTags,
-    )
+def _claims(out: str) -> dict[tuple[int, int], dict]:
+    """Every task run's claim of a batch attempt so far, by (batch index, attempt)."""
+    loc = storage.locate(f"{out}/{JOB}/batch-attempts")
+    if not loc.fs.exists(loc.path):
+        return {}
+    loc.fs.invalidate_cache()
+    claims = {}
+    for path in loc.fs.find(loc.path):
+        if path.endswith(".json"):
+            index, attempt = Path(path).stem.split("-")
+            claims[int(index), int(attempt)] = json.loads(loc.fs.cat_file(path))
+    return claims
 
-    runs = client.read_flow_runs(
-        flow_filter=FlowFilter(name=FlowFilterName(any_=["process-batch"])),
-        flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"job:{JOB}"])),
-        limit=200,
-    )
-    return {str(run.id): run for run in runs}
+
+def _finished(out: str) -> dict[int, dict]:
+    """Who finished each batch so far (its record's ``worker``), by batch index."""
+    loc = storage.locate(f"{out}/{JOB}/batches")
+    if not loc.fs.exists(loc.path):
+        return {}
+    loc.fs.invalidate_cache()
+    records = {int(Path(p).stem): json.loads(loc.fs.cat_file(p)) for p in loc.fs.find(loc.path)}
+    return {index: r["worker"] for index, r in records.items() if "worker" in r}
+
+
+def _listed_task_workers(client) -> set[str]:
+    from flows.batch_task import process_batch_on_task_worker
+    from flows.batches_on_task_workers import WorkerWatch
+
+    watch = WorkerWatch(process_batch_on_task_worker.task_key)
+    watch.poll(client)
+    return watch.live
 
 
 def test_a_shoot_survives_losing_one_of_two_worker_hosts(tmp_path, prefect_api, s3, bucket, hosts):
@@ -464,14 +498,19 @@ def test_a_shoot_survives_losing_one_of_two_worker_hosts(tmp_path, prefect_api, 
     host_a.run(host_a.python, "-m", "prefect", "--no-prompt", "deploy", "--all", cwd="code")
     deployed = _deployments(prefect_api)
     assert len(deployed) == len(deployment_names())  # every deployment of prefect.yaml
-    for pool, pull in deployed.values():
+    for pool, pull, entrypoint in deployed.values():
         assert pool == "cutline"
-        # Read by each worker from its own environment when a run starts: not filled in by
-        # `prefect deploy` from the deploying host's (which has CUTLINE_PROJECT_DIR set).
-        assert pull == yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["pull"]
-        assert str(host_a.path) not in json.dumps(pull)
-    host_a.start_worker()
-    host_b.start_worker()
+        # Each worker imports the flows from the Cutline installed on its host (a module
+        # path); no pull step, so nothing names the deploying host's folder.
+        assert not pull and entrypoint.startswith("flows."), (pull, entrypoint)
+    for host in hosts:
+        host.start_worker()
+        host.start_task_worker(f"s3://{bucket}/task-runs")
+    with _client(prefect_api) as client:
+        wanted = {host.task_worker_id for host in hosts}
+        wait_until(
+            lambda: wanted <= _listed_task_workers(client), "both task workers to subscribe", 120
+        )
 
     shoot, samples = _upload_shoot(tmp_path, bucket)
     out = f"s3://{bucket}/out"
@@ -483,35 +522,35 @@ def test_a_shoot_survives_losing_one_of_two_worker_hosts(tmp_path, prefect_api, 
     assert early.returncode == 0, early.stdout + early.stderr
     assert early.stdout.startswith(f"{JOB}: ") and "None" not in early.stdout, early.stdout
 
-    # The host not running the shoot itself dies once it has finished a batch and has just
-    # begun another (a batch takes well over JUST_BEGUN_SECONDS): that one is left Running.
+    # The host not running the shoot itself dies once its task worker has finished a batch
+    # and has just begun another: a claim that was not there at the previous look.
+    seen: set[tuple[int, int]] = set()
+
     def victim_mid_shoot():
         for host in hosts:
             host.look()
         assert not client.read_flow_run(shoot_run).state.is_final(), "the shoot ended first"
+        claims, finished = _claims(out), _finished(out)
+        new, seen_before = set(claims) - seen, set(seen)
+        seen.update(claims)
         owner = next((h for h in hosts if str(shoot_run) in h.runs), None)
-        if owner is None:
+        if owner is None or not seen_before:
             return None
         victim = host_b if owner is host_a else host_a
-        batches = _batch_runs(client)
-        now = datetime.now(UTC)
-        mine = [batches[i].state for i in victim.runs if i in batches]
+        mine = victim.task_worker_id
+        if not any(w["task_worker"] == mine for w in finished.values()):
+            return None
         begun = [
-            state
-            for state in mine
-            if state.is_running() and (now - state.timestamp).total_seconds() < JUST_BEGUN_SECONDS
+            {**claims[key], "index": key[0]}
+            for key in new
+            if claims[key]["worker"] == mine and key[0] not in finished
         ]
-        if any(state.is_completed() for state in mine) and begun:
-            return owner, victim
-        return None
+        return (owner, victim, begun[0]) if begun else None
 
     with _client(prefect_api) as client:
-        owner, victim = wait_until(victim_mid_shoot, "a host to be mid-batch", 600, 0.2)
+        owner, victim, killed = wait_until(victim_mid_shoot, "a host to be mid-batch", 600, 0.2)
         victim.die()
-        assert owner.worker.poll() is None
-        batches = _batch_runs(client)
-        in_flight = [i for i in victim.runs if i in batches and not batches[i].state.is_final()]
-        assert in_flight, "the dead host had no batch in flight"
+        assert owner.worker.poll() is None and owner.task_worker.poll() is None
 
         def shoot_done():
             owner.look()
@@ -523,25 +562,27 @@ def test_a_shoot_survives_losing_one_of_two_worker_hosts(tmp_path, prefect_api, 
             run.state,
             (owner.folder / "worker.log").read_text()[-4000:],
         )
-        batches = _batch_runs(client)
+        lost = client.read_task_run(UUID(killed["task_run_id"]))
 
-    # The dead host's batches were marked Crashed for their silence and run again elsewhere.
-    for run_id in in_flight:
-        lost = batches[run_id]
-        assert lost.state.is_crashed() and "no heartbeat" in lost.state.message, lost.state
-        again = [r for r in batches.values() if r.name == lost.name and r.state.is_completed()]
-        assert len(again) == 1 and str(again[0].id) in owner.runs, lost.name
-    names = {r.name for r in batches.values()}
-    assert all(
-        sum(r.state.is_completed() for r in batches.values() if r.name == n) == 1 for n in names
-    )
+    # The dead host's batch: its task run marked Crashed, naming the lost worker, and the
+    # batch run again by the surviving host's task worker.
+    assert lost.state.is_crashed() and victim.task_worker_id in lost.state.message, lost.state
+    finished = _finished(out)
+    redone = finished[killed["index"]]
+    assert redone["task_worker"] == owner.task_worker_id, redone
+    assert redone["attempt"] > killed["attempt"]
+    # Each host ran all its batches in its one task worker process, with one model session
+    # loaded once for them all (not a process, a Prefect import and a model load per batch).
+    by_host = {host.name: host.task_worker_id for host in hosts}
+    assert {w["host"] for w in finished.values()} == set(by_host)
+    assert all(w["task_worker"] == by_host[w["host"]] for w in finished.values()), finished
+    assert {w["model_sessions"] for w in finished.values()} == {1}
     status = desk.cutline("status", JOB, "--json")  # every stage of every batch, done
     assert status.returncode == 0, status.stdout + status.stderr
     stages = json.loads(status.stdout)["stages"]
-    assert {s["stage"]: s["completed"] for s in stages} == {s["stage"]: len(names) for s in stages}
-    records = _batch_records(out)
-    assert {r["worker"]["host"] for r in records} == {"host-a", "host-b"}
-    assert len(records) == len(names)
+    assert {s["stage"]: s["completed"] for s in stages} == {
+        s["stage"]: len(finished) for s in stages
+    }, stages
 
     # Every input in the ledger once; the review lane waits for a retoucher.
     rows = read_ledger(f"{out}/{JOB}/ledger.csv")
@@ -600,7 +641,7 @@ def test_a_shoot_survives_losing_one_of_two_worker_hosts(tmp_path, prefect_api, 
     # Nothing ran on the desk: it started no worker process, and the deployments are still
     # the pool's, as `prefect deploy` registered them.
     assert not (desk.folder / "home" / ".cutline" / "run" / "worker.pid").exists()
-    assert {pool for pool, _ in _deployments(prefect_api).values()} == {"cutline"}
+    assert {pool for pool, _, _ in _deployments(prefect_api).values()} == {"cutline"}
     # The hosts kept to their own folders (the others were hidden from them): each wrote its
     # temporary files into its own, and no shared state names a folder of one machine.
     for host in hosts:
@@ -610,14 +651,12 @@ def test_a_shoot_survives_losing_one_of_two_worker_hosts(tmp_path, prefect_api, 
         assert str(tmp_path).encode() not in text, uri
 
 
-def _deployments(api: str) -> dict[str, tuple[str | None, object]]:
+def _deployments(api: str) -> dict[str, tuple[str | None, object, str]]:
     with _client(api) as client:
-        return {d.name: (d.work_pool_name, d.pull_steps) for d in client.read_deployments()}
-
-
-def _batch_records(out: str) -> list[dict]:
-    loc = storage.locate(f"{out}/{JOB}/batches")
-    return [json.loads(loc.fs.cat_file(path)) for path in loc.fs.find(loc.path)]
+        return {
+            d.name: (d.work_pool_name, d.pull_steps, d.entrypoint)
+            for d in client.read_deployments()
+        }
 
 
 def _all_objects(out: str) -> list[str]:

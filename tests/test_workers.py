@@ -43,7 +43,6 @@ def pool_server(tmp_path, model_home):
         "PREFECT_LOGGING_TO_API_ENABLED": "true",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "CUTLINE_DATA_ROOT": str(settings.data_root),
-        "CUTLINE_PROJECT_DIR": str(PROJECT_ROOT),
         "CUTLINE_MODEL_HOME": str(model_home),
     }
 

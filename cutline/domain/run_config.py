@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cutline.base.code_version import code_version
 from cutline.base.settings import BatchOrder, CutlineSettings
 from rules.engine import RuleSet, load_rules
 from rules.presets import PresetBook, load_presets, presets_fingerprint
@@ -90,6 +91,12 @@ class RunConfig(BaseModel):
         description="The channel presets themselves (empty only in older configs).",
     )
     review_deployment: str = Field(description="Deployment each review-lane image starts.")
+    code_version: str = Field(
+        default="",
+        description="The Cutline code of the host that started the shoot (release and source "
+        "hash, `cutline.base.code_version`): a batch on a host running other code is refused. "
+        "Empty only in configs written before it was recorded.",
+    )
     dam: dict[str, object] = Field(
         description="The non-secret DAM settings (adapter, catalog, endpoint, retries)."
     )
@@ -130,6 +137,7 @@ class RunConfig(BaseModel):
             presets_fingerprint=presets_fingerprint(presets),
             presets=presets.model_dump(mode="json"),
             review_deployment=settings.review_deployment,
+            code_version=code_version(),
             dam={
                 **{
                     name: (str(value) if isinstance(value, Path) else value)

@@ -1,17 +1,24 @@
 """The deployments declared in prefect.yaml, registered on a work pool.
 
-The stack's worker (cutline/ops/pool_worker.py) registers them at every start exactly as
+The stack's worker (cutline/ops/pool_worker.py) registers them at start exactly as
 `prefect deploy --all` would (same names, parameters, limits, pull steps, pool), except that
-the schedules the server holds are left alone.
+the schedules the server holds are left alone, and a deployment already registered from
+the same prefect.yaml entry, settings and Cutline code (its ``version``) is not registered
+again: what ops changed on it in the UI (default parameters, job variables, description,
+tags) survives restarts. An upgrade of Cutline or an edit of prefect.yaml registers it
+again from prefect.yaml, as `prefect deploy` would; its schedules are still kept.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cutline.base.code_version import code_version
 from cutline.base.settings import PROJECT_ROOT, get_settings
 
 PREFECT_YAML = PROJECT_ROOT / "prefect.yaml"
@@ -26,8 +33,8 @@ def deployment_names(path: Path = PREFECT_YAML) -> list[str]:
     """'flow-name/deployment' of every deployment, as the API names them."""
     names = []
     for spec in deployment_specs(path):
-        module_path, func = spec["entrypoint"].split(":")
-        source = (PROJECT_ROOT / module_path).read_text(encoding="utf-8")
+        module, func = spec["entrypoint"].rsplit(".", 1)
+        source = (PROJECT_ROOT / f"{module.replace('.', '/')}.py").read_text(encoding="utf-8")
         flow_name = _flow_name(source, func)
         names.append(f"{flow_name}/{spec['name']}")
     return names
@@ -104,16 +111,19 @@ def plant_seed_schedules(path: Path = PREFECT_YAML) -> None:
 
 
 def build_deployments(path: Path = PREFECT_YAML) -> list[Any]:
-    """RunnerDeployments for every entry of prefect.yaml (same names, parameters, limits)."""
+    """RunnerDeployments for every entry of prefect.yaml (same names, parameters, limits),
+    with module-path entrypoints: a worker imports each flow from the Cutline installed on
+    its host, as `prefect deploy` registers them from prefect.yaml."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
     from prefect.flows import load_flow_from_entrypoint
+    from prefect.types.entrypoint import EntrypointType
 
     deployments = []
     for spec in deployment_specs(path):
-        flow = load_flow_from_entrypoint(str(PROJECT_ROOT / spec["entrypoint"]))
+        flow = load_flow_from_entrypoint(spec["entrypoint"])
         limit = spec.get("concurrency_limit")
         if isinstance(limit, dict):
-            if spec["entrypoint"].startswith("flows/process_shoot.py"):
+            if spec["entrypoint"] == "flows.process_shoot.process_shoot":
                 limit = {**limit, "limit": get_settings().max_concurrent_shoots}
             limit = ConcurrencyLimitConfig(**limit)
         deployments.append(
@@ -124,27 +134,67 @@ def build_deployments(path: Path = PREFECT_YAML) -> list[Any]:
                 parameters=spec.get("parameters") or {},
                 enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
                 concurrency_limit=limit,
+                entrypoint_type=EntrypointType.MODULE_PATH,
             )
         )
     return [keep_server_schedules(deployment) for deployment in deployments]
 
 
 def pull_steps(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
-    """The `pull:` steps of prefect.yaml: how a worker finds its copy of the project."""
+    """The `pull:` steps of prefect.yaml (none: the flows are imported from the installed
+    Cutline)."""
     return list(yaml.safe_load(path.read_text(encoding="utf-8")).get("pull") or [])
 
 
-def register_on_pool(pool: str, path: Path = PREFECT_YAML) -> list[Any]:
-    """Register every deployment of prefect.yaml on work pool ``pool`` with prefect.yaml's
-    pull steps (the shape `prefect deploy --all` gives them), plant the seed schedules the
-    server lacks, and return the deployments' ids."""
+def registration_version(deployment: Any, pool: str, steps: list[dict[str, Any]]) -> str:
+    """The ``version`` a registration gives ``deployment``: Cutline's code version and a
+    hash of everything registered from prefect.yaml and the settings (shown in the UI)."""
+    fields = deployment.model_dump(
+        mode="json",
+        include={
+            "name",
+            "flow_name",
+            "description",
+            "tags",
+            "parameters",
+            "parameter_openapi_schema",
+            "enforce_parameter_schema",
+            "concurrency_limit",
+            "concurrency_options",
+            "entrypoint",
+        },
+    )
+    text = json.dumps({**fields, "pool": pool, "pull": steps}, sort_keys=True, default=str)
+    return f"cutline {code_version()} spec {hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def register_on_pool(pool: str, path: Path = PREFECT_YAML) -> tuple[list[Any], list[str]]:
+    """Register the deployments of prefect.yaml on work pool ``pool`` with prefect.yaml's
+    pull steps (the shape `prefect deploy --all` gives them), skipping each one already
+    registered so (same ``registration_version``: ops' UI edits survive), plant the seed
+    schedules the server lacks; return every deployment's id and the names registered anew."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import DeploymentUpdate
+    from prefect.exceptions import ObjectNotFound
 
     steps = pull_steps(path)
-    ids = [deployment.apply(work_pool_name=pool) for deployment in build_deployments(path)]
+    ids, registered = [], []
     with get_client(sync_client=True) as client:
-        for deployment_id in ids:  # apply() sends no pull steps for a flow without storage
+        for deployment in build_deployments(path):
+            deployment.version = registration_version(deployment, pool, steps)
+            name = f"{deployment.flow_name}/{deployment.name}"
+            try:
+                have = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                have = None
+            if have is not None and have.version == deployment.version:
+                ids.append(have.id)
+                continue
+            deployment_id = deployment.apply(work_pool_name=pool)
+            # apply() sends no pull steps for a flow without storage: replace any an
+            # earlier registration (or `prefect deploy` of an older prefect.yaml) left
             client.update_deployment(deployment_id, DeploymentUpdate(pull_steps=steps))
+            ids.append(deployment_id)
+            registered.append(name)
     plant_seed_schedules(path)
-    return ids
+    return ids, registered

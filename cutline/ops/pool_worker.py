@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 
 from cutline.base.settings import PROJECT_ROOT, CutlineSettings, get_settings
 from cutline.ops.cancel_watch import start_cancel_watch
 from cutline.ops.deployments import register_on_pool
+from cutline.ops.stack import pool_worker_name
 from cutline.services.housekeeping import start_housekeeping
 from cutline.services.share import start_share_server
 
@@ -55,8 +55,7 @@ async def _work(settings: CutlineSettings) -> None:
     from prefect.workers.process import ProcessWorker
 
     async with ProcessWorker(
-        work_pool_name=settings.work_pool,
-        name=f"cutline-{socket.gethostname()}-{os.getpid()}",
+        work_pool_name=settings.work_pool, name=pool_worker_name(os.getpid())
     ) as worker:
         await worker.start()
 
@@ -72,7 +71,9 @@ def main() -> None:
     start_housekeeping(settings, os.environ.get("PREFECT_UI_URL") or settings.ui_url)
     start_cancel_watch(settings.runner_poll_seconds)  # Cancel still works after a server outage
     ensure_pool(settings.work_pool)
-    register_on_pool(settings.work_pool)
+    _, registered = register_on_pool(settings.work_pool)
+    if registered:
+        print(f"Registered from prefect.yaml: {', '.join(registered)}", flush=True)
     print(f"Worker polling work pool {settings.work_pool!r}", flush=True)
     asyncio.run(_work(settings))
 

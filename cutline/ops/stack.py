@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -206,19 +207,33 @@ def _deployment(url: str, name: str) -> dict:
         return {}
 
 
-def registrations(url: str, names: list[str]) -> dict[str, str | None]:
-    """When each named deployment ('flow/deployment') was last registered (the API's
-    ``updated`` time), None for one the API does not have (or when it does not answer)."""
-    return {name: _deployment(url, name).get("updated") for name in names}
+def pool_worker_name(pid: int) -> str:
+    """The name the stack's worker process ``pid`` polls its work pool under (as the UI's
+    Work Pools page lists it)."""
+    return f"cutline-{socket.gethostname()}-{pid}"
 
 
-def deployments_registered(url: str, names: list[str], before: dict[str, str | None]) -> bool:
-    """Whether the worker has registered every named deployment since ``before`` (the
-    registrations seen before it started). Deployments that merely survive from the last
-    start do not count: until the worker has registered them it is not polling for their
-    runs (and a check made right after `cutline up` would see the old registration)."""
-    now = registrations(url, names)
-    return all(now[name] is not None and now[name] != before.get(name) for name in names)
+def worker_polling(url: str, pool: str, worker: str, names: list[str]) -> bool:
+    """Whether the worker named ``worker`` is polling work pool ``pool`` (the server lists
+    it among the pool's workers once it has asked for runs) and every named deployment
+    ('flow/deployment') is on that pool: the worker registers those that are not (or differ
+    from prefect.yaml) before it polls, and leaves those already registered as they are."""
+    import json
+
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/work_pools/{pool}/workers/filter",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=2) as resp:
+            listed = {w.get("name") for w in json.loads(resp.read())}
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    if worker not in listed:
+        return False
+    return all(_deployment(url, name).get("work_pool_name") == pool for name in names)
 
 
 def work_pool_of(url: str, name: str) -> str | None:
@@ -245,7 +260,6 @@ def worker_env(settings: CutlineSettings, url: str) -> dict[str, str]:
     # CUTLINE_STRANDED_AFTER_SECONDS lost its process and is recovered (see stranded_runs).
     env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     env["CUTLINE_DATA_ROOT"] = str(settings.data_root)
-    env["CUTLINE_PROJECT_DIR"] = str(PROJECT_ROOT)
     return env
 
 
@@ -338,14 +352,13 @@ def up(
         worker = not (external_api_url() and work_pool_of(url, settings.shoot_deployment))
     if worker and worker_pid(settings) is None:
         names = deployment_names()
-        before = registrations(url, names)
         proc, log_path = _spawn(
             settings, "worker", ["-m", "cutline.ops.pool_worker"], worker_env(settings, url)
         )
         _wait_healthy(
             proc,
             log_path,
-            lambda: deployments_registered(url, names, before),
+            lambda: worker_polling(url, settings.work_pool, pool_worker_name(proc.pid), names),
             f"The worker of work pool {settings.work_pool!r} (cutline.ops.pool_worker)",
             timeout,
             "Check prefect.yaml and the flows it names.",

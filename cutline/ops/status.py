@@ -67,6 +67,24 @@ def _batch_run_ids(client: Any, job_id: str, shoot_run_id: str) -> list[Any]:
             return [batch_run.id for batch_run in latest.values()]
 
 
+def parent_task_runs(task_run: Any) -> set[Any]:
+    """The task runs ``task_run`` ran inside (a stage's: its batch's background task run)."""
+    return {parent.id for parent in task_run.task_inputs.get("__parents__", [])}
+
+
+def given_up_batch_attempts(task_runs: list[Any]) -> set[Any]:
+    """Batch attempts on task workers (CUTLINE_BATCH_RUNNER=task-workers) that ended
+    Crashed (their worker was lost) or Cancelled (superseded): the batch was sent again, so
+    the stages they ran are not counted; the attempt that finished it is."""
+    return {
+        task_run.id
+        for task_run in task_runs
+        if task_run.name.startswith("process-batch-task")
+        and task_run.state is not None
+        and (task_run.state.is_crashed() or task_run.state.is_cancelled())
+    }
+
+
 def shoot_status(job_id: str) -> ShootStatus | None:
     """The latest process-shoot run named ``job_id``, or None when there is none."""
     from prefect.client.orchestration import get_client
@@ -114,7 +132,10 @@ def shoot_status(job_id: str) -> ShootStatus | None:
     counts = parse_progress_description(artifacts[0].description if artifacts else "")
     images, batches, size = counts if counts else (None, None, None)
     by_stage: dict[str, Counter[str]] = {stage: Counter() for stage in STAGE_TASK_NAMES}
+    given_up = given_up_batch_attempts(task_runs)
     for task_run in task_runs:
+        if parent_task_runs(task_run) & given_up:
+            continue  # a stage of a batch attempt lost with its task worker: run again
         stage = task_run.name.rsplit("-", 1)[0]
         if stage in by_stage and task_run.state:
             by_stage[stage][task_run.state.type.value] += 1

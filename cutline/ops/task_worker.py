@@ -14,6 +14,7 @@ import os
 import socket
 
 from cutline.base import storage
+from cutline.base.code_version import code_version
 from cutline.base.errors import ConfigError
 from cutline.base.settings import CutlineSettings
 from cutline.base.task_storage import CutlineStorage
@@ -70,7 +71,8 @@ def run(settings: CutlineSettings, limit: int | None, storage_uri: str | None) -
 
     slots = limit or settings.workers
     print(
-        f"Task worker {socket.gethostname()}-{os.getpid()}: running up to {slots} batches at "
+        f"Task worker {socket.gethostname()}-{os.getpid()} (Cutline {code_version()}): "
+        f"running up to {slots} batches at "
         f"once (task {process_batch_on_task_worker.task_key}); batch parameters in "
         f"{block.basepath}. Ctrl-C stops it.",
         flush=True,

@@ -33,6 +33,7 @@ class ShootSummary(BaseModel):
     rules_version: str
     dam: str
     residency: str = ""
+    code_version: str = Field(default="", description="The Cutline code the shoot ran on.")
     cost: CostReport | None = None
     time_chart: str = ""
     signoff_run_id: str | None = None
@@ -146,7 +147,9 @@ def summary_markdown(summary: ShootSummary) -> str:
         "",
         _accounting(summary) + f" from {code(summary.shoot)} in {summary.wall_seconds:.1f} s "
         f"(model {code(summary.model)}, rules {code(summary.rules_version)}, "
-        f"DAM {inert(summary.dam)}).",
+        f"DAM {inert(summary.dam)}"
+        + (f", Cutline {code(summary.code_version)}" if summary.code_version else "")
+        + ").",
         "",
         "| lane | images |",
         "|---|---|",

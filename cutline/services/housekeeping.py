@@ -14,6 +14,7 @@ import time
 from prefect.events import emit_event
 
 from cutline.base.settings import CutlineSettings
+from cutline.services.review_links import renew_review_links
 from cutline.services.review_queue import list_reviews, mark_escalated
 from cutline.services.schedule_parameters import repair_schedules
 from cutline.services.stranded_runs import recover_stranded_runs
@@ -55,8 +56,8 @@ def escalate_overdue_reviews(settings: CutlineSettings, ui_url: str) -> list[str
 
 
 def tidy_once(settings: CutlineSettings, ui_url: str) -> None:
-    """One round: recover runs whose process died, escalate overdue reviews, hydrate the UI's
-    schedule parameters; each chore runs even when another fails (its error is logged)."""
+    """One round: recover runs whose process died, escalate overdue reviews, renew the links
+    of reviews waiting in bucket jobs, hydrate the UI's schedule parameters; each chore runs even when another fails (its error is logged)."""
     try:
         for run in recover_stranded_runs(settings.stranded_after_seconds):
             logger.warning("%s %s run %s: its process had stopped", run.action, run.flow, run.name)
@@ -66,6 +67,10 @@ def tidy_once(settings: CutlineSettings, ui_url: str) -> None:
         escalate_overdue_reviews(settings, ui_url)
     except Exception:
         logger.exception("Escalating overdue reviews failed; trying again next round")
+    try:
+        renew_review_links(settings, ui_url)  # presigned links of bucket jobs' reviews
+    except Exception:
+        logger.exception("Renewing review links failed; trying again next round")
     try:
         repair_schedules()  # a schedule made against Prefect's own server, not the stack's
     except Exception:

@@ -202,5 +202,6 @@ def publish_object_review_page(
         "page": page_url,
         "preview": preview_url,
         "expires": f"{now + timedelta(seconds=seconds):%Y-%m-%d}",
+        "expires_at": (now + timedelta(seconds=seconds)).isoformat(timespec="seconds"),
         **{name.split(".")[0]: url for name, url in file_urls.items()},
     }
