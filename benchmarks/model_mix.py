@@ -75,9 +75,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cutline-bench-mix-"))
     settings = bench_settings(work, "model_mix", "4297")
-    from cutline.domain.limits import ensure_limits
     from cutline.imaging import model_store
     from cutline.ops import stack
+    from cutline.services.limits import ensure_limits
     from rules.engine import load_rules
 
     for name in load_rules(settings.rules_file).models_named():

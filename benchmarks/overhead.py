@@ -28,10 +28,10 @@ def plain_loop(shoot: Path, out: Path, job_id: str) -> int:
     from cutline.base import storage
     from cutline.base.settings import get_settings
     from cutline.domain.items import JobLayout
-    from cutline.domain.limits import ensure_limits
     from cutline.domain.run_config import RunConfig
     from cutline.records.ledger import write_ledger
     from cutline.records.tally import reconcile
+    from cutline.services.limits import ensure_limits
     from tasks.context import ShootContext
     from tasks.ingest import plan_shoot
     from tasks.stages import run_plain

@@ -35,9 +35,9 @@ def main() -> None:
 
     from cutline.base.settings import get_settings
     from cutline.domain.items import JobLayout
-    from cutline.domain.limits import ensure_limits
     from cutline.domain.run_config import RunConfig
     from cutline.ops import stack
+    from cutline.services.limits import ensure_limits
     from tasks.context import ShootContext
     from tasks.ingest import plan_shoot
     from tasks.stages import run_plain

@@ -27,7 +27,6 @@ from cutline.base.markdown import inert, shortened, unescaped
 from cutline.base.settings import BatchRunner, CutlineSettings, get_settings
 from cutline.domain import residency
 from cutline.domain.items import JobLayout, validate_job_id
-from cutline.domain.limits import ensure_limits
 from cutline.domain.locations import check_location
 from cutline.domain.manifest import is_manifest_row
 from cutline.domain.residency import ResidencyReport
@@ -47,6 +46,7 @@ from cutline.records.summary import (
 )
 from cutline.records.tally import ShootTally
 from cutline.services.job_lock import one_run_per_job, refuse_similar_jobs
+from cutline.services.limits import ensure_limits
 from cutline.services.review_queue import cancel_reviews_of_gone_files
 from cutline.services.stranded_runs import recover_stranded_runs
 from dam_adapters import DamAdapter, create_adapter

@@ -35,6 +35,97 @@ def _problem(task: Task, future: PrefectFuture) -> str:
     return f"{task.name} failed for this batch ({reason})"
 
 
+class _Stream:
+    """The state of one `stream_batches` call: which tasks are ready, which run, and the
+    rules for which may start next."""
+
+    def __init__(
+        self,
+        refs: Sequence[BatchRef],
+        stage_tasks: Sequence[Task],
+        ctx: ShootContext,
+        slots: int,
+        order: BatchOrder,
+        model_stages: Collection[int],
+        model_slots: int,
+    ) -> None:
+        self.refs, self.stage_tasks, self.ctx = refs, stage_tasks, ctx
+        self.slots, self.order = slots, order
+        self.pooled = bool(model_stages) and order == BatchOrder.STREAMING
+        self.model_stages, self.model_slots = model_stages, model_slots
+        # Ready tasks as (priority, batch, stage); the smallest starts first.
+        self.ready: list[tuple[int, int, int]] = []
+        self.next_new = 0  # batches are started lazily, so a later stage can overtake them
+        self.running: dict[concurrent.futures.Future, tuple[int, int, PrefectFuture]] = {}
+        self.finished = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.next_new < len(self.refs) or bool(self.ready) or bool(self.running)
+
+    def priority(self, stage: int) -> int:
+        return -stage if self.order == BatchOrder.STREAMING else stage
+
+    def is_model(self, stage: int) -> bool:
+        return self.pooled and stage in self.model_stages
+
+    def free(self, model: bool) -> bool:
+        busy = sum(self.is_model(stage) == model for _, stage, _ in self.running.values())
+        return busy < (self.model_slots if model else self.slots)
+
+    def model_queue_full(self) -> bool:
+        """Enough batches are on their way to the model (ready for it, or in the stages
+        before it) to keep its slots busy: a new batch would only take cores from them."""
+        if not self.pooled:
+            return False
+        first = min(self.model_stages)
+        coming = sum(self.is_model(e[2]) for e in self.ready)
+        coming += sum(stage < first for _, stage, _ in self.running.values())
+        return coming >= self.model_slots
+
+    def start_next(self, model: bool) -> bool:
+        """Start the first task of the kind (model stage or not) that may start now."""
+        best = min((e for e in self.ready if self.is_model(e[2]) == model), default=None)
+        new_allowed = (
+            self.next_new < len(self.refs)
+            and self.is_model(0) == model
+            and not self.model_queue_full()
+        )
+        if new_allowed and (best is None or self.priority(0) < best[0]):
+            batch, stage = self.next_new, 0
+            self.next_new += 1
+        elif best is not None:
+            self.ready.remove(best)
+            _, batch, stage = best
+        else:
+            return False
+        future = self.stage_tasks[stage].submit(self.refs[batch], self.ctx)
+        self.running[future.wrapped_future] = (batch, stage, future)
+        return True
+
+    def fill(self) -> None:
+        """Start tasks while there are free slots and tasks that may start."""
+        for model in (True, False) if self.pooled else (False,):
+            while self.free(model) and self.start_next(model):
+                pass
+
+    def settle(
+        self, wrapped: concurrent.futures.Future, on_settled: Callable[[int, str | None], None]
+    ) -> None:
+        """A task ended: queue its batch's next stage, or say how the batch ended."""
+        batch, stage, future = self.running.pop(wrapped)
+        future.wait()  # keeps the final state the task returned (the API may lag behind)
+        if future.state.is_completed():
+            self.finished += 1
+            if stage + 1 < len(self.stage_tasks):
+                self.ready.append((self.priority(stage + 1), batch, stage + 1))
+            else:
+                on_settled(batch, None)
+        else:
+            self.finished += len(self.stage_tasks) - stage  # the stages it will not run count
+            on_settled(batch, _problem(self.stage_tasks[stage], future))
+
+
 def stream_batches(
     refs: Sequence[BatchRef],
     stage_tasks: Sequence[Task],
@@ -56,70 +147,17 @@ def stream_batches(
     is None when every stage completed, else the first stage that failed (the later stages
     are not run for that batch). ``on_progress`` gets the share of stage work done.
     """
-    pooled = bool(model_stages) and order == BatchOrder.STREAMING
-    if slots < 1 or (pooled and model_slots < 1):
+    stream = _Stream(refs, stage_tasks, ctx, slots, order, model_stages, model_slots)
+    if slots < 1 or (stream.pooled and model_slots < 1):
         raise ValueError("stream_batches needs at least one slot for each kind of stage")
     total = len(refs) * len(stage_tasks)
-    # Ready tasks as (priority, batch, stage); the smallest starts first.
-    ready: list[tuple[int, int, int]] = []
-    next_new = 0  # batches are started lazily, so a later stage can overtake them
-    running: dict[concurrent.futures.Future, tuple[int, int, PrefectFuture]] = {}
-    finished = 0
-
-    def priority(stage: int) -> int:
-        return -stage if order == BatchOrder.STREAMING else stage
-
-    def is_model(stage: int) -> bool:
-        return pooled and stage in model_stages
-
-    def free(model: bool) -> bool:
-        busy = sum(is_model(stage) == model for _, stage, _ in running.values())
-        return busy < (model_slots if model else slots)
-
-    def model_queue_full() -> bool:
-        """Enough batches are on their way to the model (ready for it, or in the stages
-        before it) to keep its slots busy: a new batch would only take cores from them."""
-        if not pooled:
-            return False
-        first = min(model_stages)
-        coming = sum(is_model(e[2]) for e in ready)
-        coming += sum(stage < first for _, stage, _ in running.values())
-        return coming >= model_slots
-
-    def start_next(model: bool) -> bool:
-        """Start the first task of the kind (model stage or not) that may start now."""
-        nonlocal next_new
-        best = min((e for e in ready if is_model(e[2]) == model), default=None)
-        new_allowed = next_new < len(refs) and is_model(0) == model and not model_queue_full()
-        if new_allowed and (best is None or priority(0) < best[0]):
-            batch, stage = next_new, 0
-            next_new += 1
-        elif best is not None:
-            ready.remove(best)
-            _, batch, stage = best
-        else:
-            return False
-        future = stage_tasks[stage].submit(refs[batch], ctx)
-        running[future.wrapped_future] = (batch, stage, future)
-        return True
-
-    while next_new < len(refs) or ready or running:
-        for model in (True, False) if pooled else (False,):
-            while free(model) and start_next(model):
-                pass
+    while stream.busy:
+        stream.fill()
         done, _ = concurrent.futures.wait(
-            list(running), timeout=_PROGRESS_SECONDS, return_when=concurrent.futures.FIRST_COMPLETED
+            list(stream.running),
+            timeout=_PROGRESS_SECONDS,
+            return_when=concurrent.futures.FIRST_COMPLETED,
         )
         for wrapped in done:
-            batch, stage, future = running.pop(wrapped)
-            future.wait()  # keeps the final state the task returned (the API may lag behind)
-            if future.state.is_completed():
-                finished += 1
-                if stage + 1 < len(stage_tasks):
-                    ready.append((priority(stage + 1), batch, stage + 1))
-                else:
-                    on_settled(batch, None)
-            else:
-                finished += len(stage_tasks) - stage  # the stages it will not run count as done
-                on_settled(batch, _problem(stage_tasks[stage], future))
-        on_progress(finished / max(1, total))
+            stream.settle(wrapped, on_settled)
+        on_progress(stream.finished / max(1, total))

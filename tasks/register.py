@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable
 from cutline.base.errors import ConfigError, CutlineError
 from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
-from cutline.domain.limits import DamWriteAllowance, dam_write_slot
 from cutline.domain.workstate import WorkState, stage_key
+from cutline.services.limits import DamWriteAllowance, dam_write_slot
 from dam_adapters import (
     ApprovalState,
     AssetRecord,

@@ -20,11 +20,11 @@ from cutline.base.markdown import code, inert
 from cutline.base.naming import person_name_problem
 from cutline.base.settings import get_settings
 from cutline.domain.items import ImageItem
-from cutline.domain.limits import dam_write_slot, ensure_limits
 from cutline.domain.locations import check_location
 from cutline.imaging.codec import load_mask, mask_to_png_bytes
 from cutline.imaging.confidence import weakest_signal
 from cutline.records.ledger import record_review_outcome
+from cutline.services.limits import dam_write_slot, ensure_limits
 from cutline.services.review_page import publish_review_page
 from dam_adapters import ApprovalState, create_adapter
 from tasks.context import ShootContext, run_logger
@@ -211,40 +211,59 @@ def validate_decision(
     uri = decision.retouched_file.strip()
     if not uri:
         return "replace needs the retouched file's path or URI."
+    data, problem = _read_retouched(uri)
+    if problem:
+        return problem
+    mask, problem = _retouched_mask(data, uri, item)
+    if problem:
+        return problem
+    if snapshot:
+        keep_retouched(snapshot, mask, uri, data, png_level)
+    return ""
+
+
+def _read_retouched(uri: str) -> tuple[bytes, str]:
+    """The retouched file's bytes, or why it cannot be read (a place outside the studio's
+    roots, a device or FIFO, a missing file)."""
     try:
         check_location(uri, "retouched file")
     except ConfigError as exc:
-        return str(exc)
+        return b"", str(exc)
     try:
         storage.require_regular_file(uri, "the retouched file")  # never /dev/zero or a FIFO
-        data = storage.read_bytes(uri)
+        return storage.read_bytes(uri), ""
     except ImageInputError as exc:
-        return f"{exc} Give the path of an exported PNG or TIFF."
+        return b"", f"{exc} Give the path of an exported PNG or TIFF."
     except (FileNotFoundError, IsADirectoryError):
-        return f"the retouched file {uri} does not exist."
+        return b"", f"the retouched file {uri} does not exist."
     except Exception as exc:  # permissions, network, bad URI scheme
-        return f"the retouched file {uri} cannot be read ({type(exc).__name__}: {exc})."
+        return b"", f"the retouched file {uri} cannot be read ({type(exc).__name__}: {exc})."
+
+
+def _retouched_mask(data: bytes, uri: str, item: ImageItem) -> tuple[Image.Image | None, str]:
+    """The mask a retouched file publishes, or why it must not be published (not an image,
+    no alpha and not grayscale, another size, damaged, empty or flat, a PSD whose composite
+    is not its layers)."""
     try:
         header = Image.open(io.BytesIO(data))
     except Exception:
-        return f"the retouched file {uri} is not an image."
+        return None, f"the retouched file {uri} is not an image."
     has_alpha = header.mode in {"RGBA", "LA", "PA"} or "transparency" in header.info
     if not has_alpha and header.mode not in {"L", "1", "I;16", "I;16B", "I;16L", "I"}:
-        return f"the retouched file has no alpha channel and is not a grayscale mask (mode {header.mode})."
+        return None, (
+            "the retouched file has no alpha channel and is not a grayscale mask "
+            f"(mode {header.mode})."
+        )
     if item.width and header.size != (item.width, item.height):
-        return (
+        return None, (
             f"the retouched file is {header.width}x{header.height} but the source is "
             f"{item.width}x{item.height}; export it at the source size."
         )
     try:
         mask = load_mask(data, uri)  # decode it whole: a truncated export must be caught here
     except Exception as exc:
-        return f"the retouched file {uri} is damaged or incomplete ({exc}); export it again."
-    if problem := mask_problem(mask, data, uri, has_alpha):
-        return problem
-    if snapshot:
-        keep_retouched(snapshot, mask, uri, data, png_level)
-    return ""
+        return None, f"the retouched file {uri} is damaged or incomplete ({exc}); export it again."
+    return mask, mask_problem(mask, data, uri, has_alpha)
 
 
 # A cutout hides some of the photo and keeps some: a retouched mask with fewer than this share

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from prefect import Task, task
 
 from cutline.domain.items import ImageItem
-from cutline.domain.limits import model_slot
 from cutline.domain.run_config import RunConfig
+from cutline.services.limits import model_slot
 from rules.engine import Lane
 from tasks.context import BatchRef, ImageWork, ShootContext, for_each_image, run_stage
 from tasks.cutout import make_cutout

@@ -103,107 +103,113 @@ class DamState:
         return self.failures.pop(0)
 
 
-def _handler(state: DamState):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # keep test output quiet
+class _Handler(BaseHTTPRequestHandler):
+    """The DAM's HTTP API over ``state`` (set per server by `_handler`)."""
+
+    state: DamState
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        return
+
+    def _send(self, status: int, payload=None, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload).encode() if payload is not None else b""
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self) -> None:
+        url = urlparse(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        with self.state.lock:
+            self.state.requests.append(
+                Recorded(
+                    self.command,
+                    url.path,
+                    parse_qs(url.query),
+                    dict(self.headers.items()),
+                    body,
+                )
+            )
+            failure = self.state.take_failure((self.command, url.path, url.query, body))
+        if failure is not None:
+            echoed = {"request_headers": dict(self.headers.items())} if failure[2] else {}
+            self._send(failure[0], {"error": "injected", **echoed}, failure[1])
             return
-
-        def _send(self, status: int, payload=None, headers: dict[str, str] | None = None) -> None:
-            body = json.dumps(payload).encode() if payload is not None else b""
-            self.send_response(status)
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _handle(self) -> None:
-            url = urlparse(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            with state.lock:
-                state.requests.append(
-                    Recorded(
-                        self.command,
-                        url.path,
-                        parse_qs(url.query),
-                        dict(self.headers.items()),
-                        body,
-                    )
-                )
-                failure = state.take_failure((self.command, url.path, url.query, body))
-            if failure is not None:
-                echoed = {"request_headers": dict(self.headers.items())} if failure[2] else {}
-                self._send(failure[0], {"error": "injected", **echoed}, failure[1])
+        if self.headers.get("Authorization") != f"Bearer {self.state.token}":
+            self._send(401, {"error": "bad credential"})
+            return
+        parts = [unquote(p) for p in url.path.strip("/").split("/")]
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        with self.state.lock:
+            slow = (
+                self.state.slow_creates.pop(0)
+                if self._creating(parts) and self.state.slow_creates
+                else None
+            )
+            if slow is None:
+                self._route(parts, query, body)
                 return
-            if self.headers.get("Authorization") != f"Bearer {state.token}":
-                self._send(401, {"error": "bad credential"})
-                return
-            parts = [unquote(p) for p in url.path.strip("/").split("/")]
-            query = {k: v[0] for k, v in parse_qs(url.query).items()}
-            with state.lock:
-                slow = (
-                    state.slow_creates.pop(0)
-                    if self._creating(parts) and state.slow_creates
-                    else None
-                )
-                if slow is None:
-                    self._route(parts, query, body)
-                    return
-                commit_after, answer_after, unavailable = slow
-                state.failures.extend([(503, {}, False)] * unavailable)
-            time.sleep(commit_after)  # other requests are served meanwhile
-            with state.lock:
-                status, asset = state.create(json.loads(body), self.headers.get("Idempotency-Key"))
-            time.sleep(max(0.0, answer_after - commit_after))
-            with contextlib.suppress(OSError):  # the client stopped waiting long ago
-                self._send(status, asset)
+            commit_after, answer_after, unavailable = slow
+            self.state.failures.extend([(503, {}, False)] * unavailable)
+        time.sleep(commit_after)  # other requests are served meanwhile
+        with self.state.lock:
+            status, asset = self.state.create(json.loads(body), self.headers.get("Idempotency-Key"))
+        time.sleep(max(0.0, answer_after - commit_after))
+        with contextlib.suppress(OSError):  # the client stopped waiting long ago
+            self._send(status, asset)
 
-        def _creating(self, parts: list[str]) -> bool:
-            return parts == ["assets"] and self.command == "POST"
+    def _creating(self, parts: list[str]) -> bool:
+        return parts == ["assets"] and self.command == "POST"
 
-        def _route(self, parts: list[str], query: dict[str, str], body: bytes) -> None:
-            if parts == ["assets"] and self.command == "GET":
-                items = [
-                    a
-                    for a in state.assets.values()
-                    if all(
-                        a.get(k) == v
-                        for k, v in (
-                            ("idempotencyKey", query.get("idempotency_key")),
-                            ("jobId", query.get("job_id")),
-                        )
-                        if v
+    def _route(self, parts: list[str], query: dict[str, str], body: bytes) -> None:
+        if parts == ["assets"] and self.command == "GET":
+            items = [
+                a
+                for a in self.state.assets.values()
+                if all(
+                    a.get(k) == v
+                    for k, v in (
+                        ("idempotencyKey", query.get("idempotency_key")),
+                        ("jobId", query.get("job_id")),
                     )
-                ]
-                self._send(200, {"items": items})
-            elif self._creating(parts):
-                self._send(*state.create(json.loads(body), self.headers.get("Idempotency-Key")))
-            elif len(parts) == 2 and parts[0] == "assets" and parts[1] in state.assets:
-                if self.command == "GET":
-                    self._send(200, state.assets[parts[1]])
-                elif self.command == "PUT":
-                    data = json.loads(body)
-                    data["id"] = parts[1]
-                    state.assets[parts[1]] = data
-                    self._send(200, data)
-                else:
-                    self._send(405)
-            elif (
-                len(parts) == 4
-                and parts[0] == "assets"
-                and parts[2] == "files"
-                and self.command == "PUT"
-            ):
-                state.files[(parts[1], parts[3])] = body
-                self._send(200, {"url": f"dam://{parts[1]}/{parts[3]}"})
+                    if v
+                )
+            ]
+            self._send(200, {"items": items})
+        elif self._creating(parts):
+            self._send(*self.state.create(json.loads(body), self.headers.get("Idempotency-Key")))
+        elif len(parts) == 2 and parts[0] == "assets" and parts[1] in self.state.assets:
+            if self.command == "GET":
+                self._send(200, self.state.assets[parts[1]])
+            elif self.command == "PUT":
+                data = json.loads(body)
+                data["id"] = parts[1]
+                self.state.assets[parts[1]] = data
+                self._send(200, data)
             else:
-                self._send(404, {"error": "not found"})
+                self._send(405)
+        elif (
+            len(parts) == 4
+            and parts[0] == "assets"
+            and parts[2] == "files"
+            and self.command == "PUT"
+        ):
+            self.state.files[(parts[1], parts[3])] = body
+            self._send(200, {"url": f"dam://{parts[1]}/{parts[3]}"})
+        else:
+            self._send(404, {"error": "not found"})
 
-        do_GET = do_POST = do_PUT = do_PATCH = _handle
+    do_GET = do_POST = do_PUT = do_PATCH = _handle
 
-    return Handler
+
+def _handler(state: DamState) -> type[_Handler]:
+    """A handler class of the DAM serving ``state``."""
+    return type("Handler", (_Handler,), {"state": state})
 
 
 class DamServer:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cutline.domain.limits import DAM_LIMIT, MODEL_LIMIT
 from cutline.imaging.samples import DEFAULT_SAMPLES, write_sample_shoot
 from cutline.records.ledger import read_ledger
+from cutline.services.limits import DAM_LIMIT, MODEL_LIMIT
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ def test_a_limit_another_process_creates_at_the_same_moment_is_taken_over(prefec
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    from cutline.domain.limits import upsert_limit
+    from cutline.services.limits import upsert_limit
 
     name = "cutline-test-raced-limit"
     with get_client(sync_client=True) as client:

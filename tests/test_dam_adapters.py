@@ -309,7 +309,7 @@ def test_an_asset_registered_under_the_old_key_is_withdrawn_once_registered_anew
 ):
     """Catalogs written before the key named SKU and file: a rerun registers the asset under
     the new key, and the old record is withdrawn instead of standing beside it."""
-    from cutline.domain.limits import ensure_limits
+    from cutline.services.limits import ensure_limits
     from dam_adapters import ApprovalState, AssetSubmission
     from dam_adapters.base import dam_id_for, next_record
     from dam_adapters.local_catalog import LocalCatalog
@@ -345,7 +345,7 @@ def test_a_rerun_withdraws_the_second_record_a_dam_made_of_one_image(
     """Damage done before the lookup-before-retry: a DAM holds two records of one image. The
     rerun's reconciliation keeps the one find() returns and withdraws the other, saying why
     (the summary lists it among the withdrawn)."""
-    from cutline.domain.limits import ensure_limits
+    from cutline.services.limits import ensure_limits
     from dam_adapters import AssetSubmission
     from tasks.register import withdraw_stale_assets
 

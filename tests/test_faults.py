@@ -67,7 +67,7 @@ def restore_limits(settings):
     """The tests below slow DAM writes down in their runs; put the shared limit back after."""
     yield
     from cutline.base.settings import reload_settings
-    from cutline.domain import limits
+    from cutline.services import limits
 
     limits._ensured.clear()
     limits.ensure_limits(reload_settings())
@@ -139,7 +139,7 @@ def _registered(catalog_dir: Path, job: str) -> set[str]:
 
 _HOLD_THE_MODEL = """
 import time
-from cutline.domain.limits import model_slot
+from cutline.services.limits import model_slot
 with model_slot():
     print("holding", flush=True)
     time.sleep(600)
@@ -175,7 +175,7 @@ def test_a_worker_killed_inside_a_cutout_frees_the_model_for_other_shoots_within
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
 
-    from cutline.domain.limits import MODEL_LIMIT, upsert_limit
+    from cutline.services.limits import MODEL_LIMIT, upsert_limit
 
     with get_client(sync_client=True) as client:
         upsert_limit(client, MODEL_LIMIT, 1)  # one slot: the killed worker's
@@ -681,9 +681,9 @@ def test_a_prefect_server_killed_mid_shoot_keeps_no_slot_and_cutline_run_rides_i
     `cutline up`: the shoot completes, `cutline run` reports that (not ConnectError), every
     slot comes back, a rerun of the job starts at once, and Ctrl-C/SIGTERM still stops a
     run of the worker process that lived through the outage."""
-    from cutline.domain.limits import MODEL_LIMIT
     from cutline.ops import stack
     from cutline.services.job_lock import lock_name
+    from cutline.services.limits import MODEL_LIMIT
     from cutline.services.review_queue import read_run
 
     job, shoot, out = "SRVDOWN-1", tmp_path / "shoot", tmp_path / "out"
@@ -759,9 +759,9 @@ def test_slots_of_holders_that_died_with_the_server_come_back_after_cutline_up(
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
 
-    from cutline.domain.limits import MODEL_LIMIT, upsert_limit
     from cutline.ops import stack
     from cutline.services.job_lock import lock_name
+    from cutline.services.limits import MODEL_LIMIT, upsert_limit
 
     leaked = lock_name("LEAKED-1")
     with get_client(sync_client=True) as client:
@@ -798,8 +798,8 @@ def test_a_job_slot_that_no_run_holds_does_not_block_the_rerun_for_hours(
     back after a couple of minutes instead of waiting CUTLINE_JOB_WAIT_MINUTES for nobody."""
     from prefect.client.orchestration import get_client
 
-    from cutline.domain.limits import upsert_limit
     from cutline.services.job_lock import UNHELD_SLOT_SECONDS, lock_name
+    from cutline.services.limits import upsert_limit
 
     job, shoot, out = "ORPHAN-1", tmp_path / "shoot", tmp_path / "out"
     names = product_shoot(shoot, 2)

@@ -674,8 +674,8 @@ def test_a_finished_job_leaves_no_concurrency_limit_of_its_own(first_run):
     """Thousands of jobs would bury the model and DAM limits on the UI's Concurrency page."""
     from prefect.client.orchestration import get_client
 
-    from cutline.domain.limits import MODEL_LIMIT
     from cutline.services.job_lock import lock_name
+    from cutline.services.limits import MODEL_LIMIT
 
     with get_client(sync_client=True) as client:
         names = {limit.name for limit in client.read_global_concurrency_limits(limit=200)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date
 
 import pytest
@@ -103,7 +102,8 @@ def test_retoucher_decides_from_the_resume_form_in_the_prefect_ui(
     page.screenshot(
         path=str(artifacts_dir / "review-no-decision.png"), full_page=True, animations="disabled"
     )
-    time.sleep(3)  # had the form submitted, the run would have left Paused by now
+    # The form says why it refused: the UI checked the schema and sent nothing.
+    dialog.get_by_text("'decision' is a required property").wait_for(timeout=30_000)
     assert read_run(entry.run_id).state.is_paused()
     assert dialog.is_visible()
     from cutline.services.review_queue import wait_for_outcome

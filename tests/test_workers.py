@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -102,7 +101,6 @@ def test_two_workers_share_the_batches_of_one_shoot(pool_server, tmp_path):
         f"s = process_shoot(shoot={str(shoot)!r}, job_id='POOL-1', output_root={str(tmp_path / 'out')!r}); "
         "print(s.lanes)"
     )
-    started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-c", code],
         env={**env, "CUTLINE_DISTRIBUTE_BATCHES": "true", "CUTLINE_BATCH_SIZE": "1"},
@@ -121,4 +119,3 @@ def test_two_workers_share_the_batches_of_one_shoot(pool_server, tmp_path):
     assert len(batches) == len(samples)
     worker_pids = {b["worker"]["worker_pid"] for b in batches}
     assert worker_pids == {w.pid for w in workers}, "both workers should have run batches"
-    assert time.monotonic() - started < 900

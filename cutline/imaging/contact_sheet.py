@@ -15,7 +15,6 @@ in a bucket relies on both: each link is swapped for a presigned URL of its file
 
 from __future__ import annotations
 
-import html
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from PIL import Image, ImageDraw
 
 from cutline.base import storage
 from cutline.base.naming import safe_component
+from cutline.base.templates import render
 from dam_adapters import ApprovalState, AssetRecord
 from dam_adapters.base import provenance
 from rules.presets import PresetBook
@@ -38,9 +38,9 @@ THUMB = 200
 PER_PAGE = 24
 COLUMNS = 4
 _TILE_W, _TILE_H = 2 * THUMB + 30, THUMB + 78
-# A shared sheet's links carry their credential (a share token, or a presigned URL's
-# signature): a click away from the sheet must not hand it on in a Referer header.
-_NO_REFERRER = "<meta name='referrer' content='no-referrer'>"
+# The pages come from cutline/templates/contact_sheet_*.html. A shared sheet's links carry
+# their credential (a share token, or a presigned URL's signature): the templates' referrer
+# policy keeps a click away from the sheet from handing it on in a Referer header.
 
 
 def client_sheet_folder(job_root: str, sheet_id: str) -> str:
@@ -193,28 +193,15 @@ def _page_html(
     rows: list[tuple[AssetRecord, str, str]],
     audience: Audience,
 ) -> str:
-    def link(n: int, text: str) -> str:
-        return f'<a href="page-{n:03d}.html">{text}</a>' if 1 <= n <= pages else ""
-
-    cells = "\n".join(
-        "<figure>"
-        f'<img src="{html.escape(checker)}" alt="cutout on checkerboard">'
-        f'<img src="{html.escape(channel)}" alt="cutout on channel background">'
-        "<figcaption>"
-        + "<br>".join(html.escape(line) for line in _caption(record, audience))
-        + "</figcaption></figure>"
-        for record, checker, channel in rows
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'>{_NO_REFERRER}"
-        f"<title>Shoot {html.escape(job_id)} - contact sheet {number}/{pages}</title>"
-        "<style>body{font-family:sans-serif;margin:20px}figure{display:inline-block;"
-        "margin:8px;width:420px;vertical-align:top}img{width:200px;height:200px;margin-right:4px}"
-        "figcaption{font-size:12px}</style></head><body>"
-        f"<h1>Shoot {html.escape(job_id)}: contact sheet, page {number} of {pages}</h1>"
-        f"<p>{link(number - 1, '&larr; previous')} {link(number + 1, 'next &rarr;')} "
-        '<a href="index.html">all pages</a></p>'
-        f"{cells}</body></html>"
+    return render(
+        "contact_sheet_page.html",
+        job_id=job_id,
+        number=number,
+        pages=pages,
+        rows=[
+            {"checker": checker, "channel": channel, "caption": _caption(record, audience)}
+            for record, checker, channel in rows
+        ],
     )
 
 
@@ -223,7 +210,7 @@ def _state_counts(records: list[AssetRecord], audience: Audience = "studio") -> 
     for record in records:
         state = _client_state(record) if audience == "client" else record.approval_state.value
         counts[state] = counts.get(state, 0) + 1
-    return ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(counts.items()))
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))  # escaped by the page
 
 
 def build_contact_sheet(
@@ -270,29 +257,16 @@ def build_contact_sheet(
             )
         )
     left_off = [r for r in records if r.dam_id not in pngs]
-    index = (
-        f"<!doctype html><html><head><meta charset='utf-8'>{_NO_REFERRER}"
-        f"<title>Shoot {html.escape(job_id)} - contact sheet</title></head><body>"
-        + (
-            f"<h1>Shoot {html.escape(job_id)}: {len(shown)} assets</h1><p>"
-            if audience == "client"
-            else f"<h1>Shoot {html.escape(job_id)}: {len(shown)} of {len(records)} assets</h1><p>"
-        )
-        + _state_counts(shown, audience)
-        + "</p>"
-        + (
-            f"<p>Not on the sheet (no cutout: rejected or withdrawn): {len(left_off)} — "
-            + _state_counts(left_off)
-            + "</p>"
-            if left_off and audience == "studio"
-            else ""
-        )
-        + "<ul>"
-        + "".join(
-            f'<li><a href="page-{n:03d}.html">page {n}</a> (<a href="page-{n:03d}.png">PNG</a>)</li>'
-            for n in range(1, pages + 1)
-        )
-        + "</ul></body></html>"
+    index = render(
+        "contact_sheet_index.html",
+        job_id=job_id,
+        client=audience == "client",
+        shown=len(shown),
+        total=len(records),
+        shown_counts=_state_counts(shown, audience),
+        left_off=len(left_off),
+        left_off_counts=_state_counts(left_off),
+        pages=pages,
     )
     return ContactSheet(
         index=storage.write_bytes(storage.join(folder, "index.html"), index.encode("utf-8")),

@@ -110,14 +110,16 @@ def plant_seed_schedules(path: Path = PREFECT_YAML) -> None:
                 client.create_deployment_schedules(deployment.id, missing)
 
 
-def build_deployments(path: Path = PREFECT_YAML) -> list[Any]:
+def build_deployments(path: Path = PREFECT_YAML, pool: str = "") -> list[Any]:
     """RunnerDeployments for every entry of prefect.yaml (same names, parameters, limits),
-    with module-path entrypoints: a worker imports each flow from the Cutline installed on
-    its host, as `prefect deploy` registers them from prefect.yaml."""
+    with module-path entrypoints (a worker imports each flow from the Cutline installed on
+    its host, as `prefect deploy` registers them from prefect.yaml), each stamped with its
+    `registration_version` for work pool ``pool``."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
     from prefect.flows import load_flow_from_entrypoint
     from prefect.types.entrypoint import EntrypointType
 
+    steps = pull_steps(path)
     deployments = []
     for spec in deployment_specs(path):
         flow = load_flow_from_entrypoint(spec["entrypoint"])
@@ -126,14 +128,19 @@ def build_deployments(path: Path = PREFECT_YAML) -> list[Any]:
             if spec["entrypoint"] == "flows.process_shoot.process_shoot":
                 limit = {**limit, "limit": get_settings().max_concurrent_shoots}
             limit = ConcurrencyLimitConfig(**limit)
+        options = {
+            "name": spec["name"],
+            "description": spec.get("description"),
+            "tags": spec.get("tags"),
+            "parameters": spec.get("parameters") or {},
+            "enforce_parameter_schema": spec.get("enforce_parameter_schema", True),
+            "concurrency_limit": limit,
+        }
         deployments.append(
             flow.to_deployment(
-                name=spec["name"],
-                description=spec.get("description"),
-                tags=spec.get("tags"),
-                parameters=spec.get("parameters") or {},
-                enforce_parameter_schema=spec.get("enforce_parameter_schema", True),
-                concurrency_limit=limit,
+                **options,
+                # Given, so Prefect does not put the checkout's git commit in its place.
+                version=registration_version(spec["entrypoint"], options, pool, steps),
                 entrypoint_type=EntrypointType.MODULE_PATH,
             )
         )
@@ -146,25 +153,21 @@ def pull_steps(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
     return list(yaml.safe_load(path.read_text(encoding="utf-8")).get("pull") or [])
 
 
-def registration_version(deployment: Any, pool: str, steps: list[dict[str, Any]]) -> str:
-    """The ``version`` a registration gives ``deployment``: Cutline's code version and a
-    hash of everything registered from prefect.yaml and the settings (shown in the UI)."""
-    fields = deployment.model_dump(
-        mode="json",
-        include={
-            "name",
-            "flow_name",
-            "description",
-            "tags",
-            "parameters",
-            "parameter_openapi_schema",
-            "enforce_parameter_schema",
-            "concurrency_limit",
-            "concurrency_options",
-            "entrypoint",
-        },
+def registration_version(
+    entrypoint: str, options: dict[str, Any], pool: str, steps: list[dict[str, Any]]
+) -> str:
+    """The ``version`` a registration gives a deployment (shown in the UI): Cutline's code
+    version (which fixes the flow's parameters) and a hash of what prefect.yaml and the
+    settings register: its options, entrypoint, work pool and pull steps."""
+
+    def plain(value: Any) -> Any:
+        return value.model_dump(mode="json") if hasattr(value, "model_dump") else str(value)
+
+    text = json.dumps(
+        {**options, "entrypoint": entrypoint, "pool": pool, "pull": steps},
+        sort_keys=True,
+        default=plain,
     )
-    text = json.dumps({**fields, "pool": pool, "pull": steps}, sort_keys=True, default=str)
     return f"cutline {code_version()} spec {hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
@@ -180,14 +183,17 @@ def register_on_pool(pool: str, path: Path = PREFECT_YAML) -> tuple[list[Any], l
     steps = pull_steps(path)
     ids, registered = [], []
     with get_client(sync_client=True) as client:
-        for deployment in build_deployments(path):
-            deployment.version = registration_version(deployment, pool, steps)
+        for deployment in build_deployments(path, pool):
             name = f"{deployment.flow_name}/{deployment.name}"
             try:
                 have = client.read_deployment_by_name(name)
             except ObjectNotFound:
                 have = None
-            if have is not None and have.version == deployment.version:
+            if (
+                have is not None
+                and have.version == deployment.version
+                and have.work_pool_name == pool
+            ):
                 ids.append(have.id)
                 continue
             deployment_id = deployment.apply(work_pool_name=pool)

@@ -266,7 +266,7 @@ def worker_env(settings: CutlineSettings, url: str) -> dict[str, str]:
 def _ensure_limits_on(settings: CutlineSettings, url: str) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from cutline.domain.limits import ensure_limits
+    from cutline.services.limits import ensure_limits
 
     with temporary_settings(updates={PREFECT_API_URL: url}):
         ensure_limits(settings)

@@ -28,7 +28,7 @@ from uuid import UUID
 
 from cutline.base.errors import ConfigError, CutlineError
 from cutline.domain.items import job_key
-from cutline.domain.limits import upsert_limit
+from cutline.services.limits import upsert_limit
 
 LEASE_SECONDS = 60.0
 POLL_SECONDS = 15.0

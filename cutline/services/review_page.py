@@ -15,12 +15,12 @@ that reaches the endpoint opens them, whichever host published the page
 
 from __future__ import annotations
 
-import html
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 from cutline.base import storage
 from cutline.base.settings import CutlineSettings
+from cutline.base.templates import render
 from cutline.domain.items import ImageItem
 from cutline.imaging.review_preview import review_preview_jpeg
 from cutline.services.object_share import (
@@ -91,21 +91,13 @@ def _page_html(
 ) -> str:
     """The review page: ``files`` maps each file's name to its link, ``preview`` is the
     preview's link. Every value shown (manifest text included) is HTML-escaped."""
-    esc = html.escape
-    links = " · ".join(
-        f'<a href="{esc(href)}">{esc(name)}</a>' for name, href in sorted(files.items())
-    )
-    return (
-        "<!doctype html><meta charset='utf-8'><meta name='referrer' content='no-referrer'>"
-        f"<title>Review {esc(item.sku)}</title><body style='font-family:sans-serif'>"
-        f"<h2>Review {esc(item.sku)} · {esc(item.category or 'no category')} · job {esc(job_id)}</h2>"
-        f"<p><b>Why:</b> {esc(item.reasons)}<br><b>Deadline:</b> {esc(item.deadline or 'none')}"
-        f"<br><b>Brief:</b> {esc(item.brief or '(no brief)')}</p>"
-        f"<img src=\"{esc(preview)}\" alt='source, cutout on checkerboard, mask overlay' "
-        "style='max-width:100%'>"
-        f"<p>Files: {links or '(none linked: the review form says where they are)'}</p>"
-        f'<p>Decide in the Prefect UI: <a href="{esc(ui_run_url)}">{esc(ui_run_url)}</a> '
-        "(Resume).</p></body>"
+    return render(
+        "review_page.html",
+        item=item,
+        job_id=job_id,
+        files=files,
+        preview=preview,
+        ui_run_url=ui_run_url,
     )
 
 
