@@ -3,16 +3,24 @@
     python -m benchmarks.pipeline [--count 40] [--size 2000x1333] [--runs 3]
                                   [--review-share 0.3] [--postgres]
 
-The plain loop (`plain_loop`, the reference of issue 17) decodes each image, runs u2netp once,
-and writes the cutout as a PNG with alpha (Pillow's encoder) and one JPG: nothing else. The
+Two references, each a plain single-process loop over the same images:
+
+- the **floor** (`floor_loop`, issue 32): the least work any pipeline producing these renditions
+  must do. Decode, u2netp once through rembg's own `new_session` with onnxruntime's default
+  threads (every core), the mask upscaled to the photo (rembg's own resize), a PNG with alpha
+  (Pillow, `compress_level=1`) and one flat JPG (quality 90).
+- the **plain loop** (`plain_loop`, the reference of issue 17) decodes each image, runs u2netp
+  once with the pipeline's own session settings (threads shared by the workers), and writes the
+  cutout as a PNG with alpha (Pillow's encoder, the pipeline's level) and one JPG. The
 pipeline is `process-shoot` with the shipped settings (second view on, confidence, routing, PNG,
 layered PSD, a JPG per channel, DAM registration, the ledger) on the same images, about
 ``review-share`` of them routed to the review lane (category glassware). Its time runs until
 the shoot run has ended, every review-lane image waits for a retoucher and the worker process
 has no flow-run process left: all the work the shoot caused. Rounds alternate pipeline and loop
-so machine noise hits both; medians and their ratio are reported, with the CPU seconds each
-spent (this process, the Prefect server and the worker process with its children).
-Targets (issue 17): ratio <= 1.6 at 2000x1333 (40 images), <= 2.0 at 6000x4000 (4 images).
+so machine noise hits all three; medians and the ratios are reported, with the CPU seconds
+each spent (this process, the Prefect server and the worker process with its children).
+Targets (issue 32, against the floor): <= 1.6 at 2000x1333 (40 images), <= 2.0 at 6000x4000
+(4 images).
 """
 
 from __future__ import annotations
@@ -64,6 +72,34 @@ def plain_loop(shoot: Path, out: Path) -> int:
             out / f"{path.stem}.png", format="PNG", compress_level=settings.png_compress_level
         )
         (out / f"{path.stem}.jpg").write_bytes(renditions.channel_jpg_bytes(rgba, preset, b""))
+        count += 1
+    return count
+
+
+def floor_loop(shoot: Path, out: Path) -> int:
+    """Issue 32's floor: decode, u2netp once via rembg's `new_session` (onnxruntime's
+    default threads), the mask upscaled to the photo, PNG with alpha at compress_level 1 and
+    one flat JPG at quality 90, image after image; nothing else."""
+    from PIL import Image
+    from rembg import new_session
+
+    from cutline.base.settings import get_settings
+    from cutline.imaging import model_store
+
+    model_store.use_model_home(get_settings().resolved_model_home)  # rembg's U2NET_HOME
+    session = new_session("u2netp")
+    out.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for path in sorted(shoot.glob("*.jpg")):
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+        mask = session.predict(rgb)[0]  # rembg resizes the mask back to the photo's size
+        rgba = rgb.copy()
+        rgba.putalpha(mask)
+        rgba.save(out / f"{path.stem}.png", format="PNG", compress_level=1)
+        flat = Image.new("RGB", rgb.size, (255, 255, 255))
+        flat.paste(rgb, mask=mask)
+        flat.save(out / f"{path.stem}.jpg", format="JPEG", quality=90)
         count += 1
     return count
 
@@ -124,6 +160,7 @@ def main() -> None:
             serve = stack.worker_pid(settings)
             run_pipeline(shoot, work / "warm", "WARMUP", serve)  # imports, model, caches
             plain_loop(shoot, work / "warm-loop")
+            floor_loop(shoot, work / "warm-floor")
             for round_ in range(args.runs):
                 cpu, start = _cpu(pids), time.perf_counter()
                 result = run_pipeline(shoot, work / f"flow{round_}", f"PIPE-{round_}", serve)
@@ -132,11 +169,17 @@ def main() -> None:
                 cpu, start = _cpu(pids), time.perf_counter()
                 assert plain_loop(shoot, work / f"loop{round_}") == args.count
                 loop_s, loop_cpu = time.perf_counter() - start, sum(_spent(cpu, pids))
+                cpu, start = _cpu(pids), time.perf_counter()
+                assert floor_loop(shoot, work / f"floor{round_}") == args.count
+                floor_s, floor_cpu = time.perf_counter() - start, sum(_spent(cpu, pids))
                 flow_cpu = sum(flow_cpus)
                 rows.append(
                     {
                         "pipeline_s": round(flow_s, 2),
                         "shoot_run_s": round(shoot_run_s, 2),
+                        "floor_s": round(floor_s, 2),
+                        "floor_ratio": round(flow_s / floor_s, 3),
+                        "floor_cpu_s": round(floor_cpu, 1),
                         "loop_s": round(loop_s, 2),
                         "ratio": round(flow_s / loop_s, 3),
                         "pipeline_cpu_s": round(flow_cpu, 1),
@@ -152,10 +195,12 @@ def main() -> None:
                 print(rows[-1], flush=True)
                 shutil.rmtree(work / f"flow{round_}", ignore_errors=True)
                 shutil.rmtree(work / f"loop{round_}", ignore_errors=True)
+                shutil.rmtree(work / f"floor{round_}", ignore_errors=True)
     finally:
         stack.down(settings)
     flow_med = median([r["pipeline_s"] for r in rows])
     loop_med = median([r["loop_s"] for r in rows])
+    floor_med = median([r["floor_s"] for r in rows])
     data = {
         "count": args.count,
         "size": [width, height],
@@ -163,6 +208,9 @@ def main() -> None:
         "postgres": args.postgres,
         "rounds": rows,
         "pipeline_median_s": flow_med,
+        "floor_median_s": floor_med,
+        "floor_median_ratio": median([r["floor_ratio"] for r in rows]),
+        "floor_ratio_of_medians": round(flow_med / floor_med, 3),
         "loop_median_s": loop_med,
         "ratio_of_medians": round(flow_med / loop_med, 3),
         "median_ratio": median([r["ratio"] for r in rows]),
@@ -173,22 +221,25 @@ def main() -> None:
     lanes = rows[-1]["lanes"]
     markdown = "\n".join(
         [
-            f"# Whole pipeline vs plain loop, {args.count} x {width}x{height}",
+            f"# Whole pipeline vs the floor and the plain loop, {args.count} x {width}x{height}",
             "",
             f"Pipeline: process-shoot, second view {'on' if settings.confidence_second_view else 'off'}, "
             f"workers={settings.workers}, batches of "
             f"{balanced_batch_size(args.count, settings.batch_size, settings.workers)} (at most "
             f"{settings.batch_size}), lanes {lanes}, timed until every "
-            "review waits and the worker process is idle. Plain loop: decode, u2netp once, PNG + one "
+            "review waits and the worker process is idle. Floor: decode, u2netp once (rembg, "
+            "onnxruntime's default threads), PNG (level 1) + one flat JPG (q90). Plain loop: "
+            "decode, u2netp once with the pipeline's threads, PNG + one "
             f"JPG. {args.runs} alternating rounds after a warm-up; server on "
             f"{'PostgreSQL' if args.postgres else 'SQLite'}.",
             "",
-            "| round | pipeline s (shoot run ended) | loop s | ratio | pipeline CPU s (in stages) "
-            "| loop CPU s | load (1 min) |",
-            "|---|---|---|---|---|---|---|",
+            "| round | pipeline s (shoot run ended) | floor s | ratio to floor | loop s "
+            "| ratio to loop | pipeline CPU s (in stages) | floor CPU s | loop CPU s | load (1 min) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             *[
-                f"| {i} | {r['pipeline_s']} ({r['shoot_run_s']}) | {r['loop_s']} | {r['ratio']} "
-                f"| {r['pipeline_cpu_s']} ({r['stages_total_cpu_s']}) "
+                f"| {i} | {r['pipeline_s']} ({r['shoot_run_s']}) | {r['floor_s']} "
+                f"| {r['floor_ratio']} | {r['loop_s']} | {r['ratio']} "
+                f"| {r['pipeline_cpu_s']} ({r['stages_total_cpu_s']}) | {r['floor_cpu_s']} "
                 f"| {r['loop_cpu_s']} | {r['load_1min']:.2f} |"
                 for i, r in enumerate(rows)
             ],
@@ -197,7 +248,9 @@ def main() -> None:
             f"process, server, worker process with its children): "
             f"{rows[-1]['pipeline_cpu_by_process_s']}",
             "",
-            f"Median ratio **{data['median_ratio']}** (ratio of medians {data['ratio_of_medians']}).",
+            f"Against the floor: median ratio **{data['floor_median_ratio']}** (ratio of medians "
+            f"{data['floor_ratio_of_medians']}). Against the plain loop: median ratio "
+            f"**{data['median_ratio']}** (ratio of medians {data['ratio_of_medians']}).",
         ]
     )
     name = f"pipeline-{width}x{height}"

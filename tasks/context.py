@@ -82,7 +82,30 @@ class ShootContext(BaseModel):
         return JobLayout(self.job_root)
 
 
-ImageWork = Callable[[ImageItem], None]
+class StageWork:
+    """What a stage does to the images of one batch: ``prepare`` is given every image it
+    will see first, for what is cheaper done for the batch at once (one request for the
+    batch's review runs; nothing, by default), then each image is worked on by itself
+    (``__call__``), which does whatever ``prepare`` left undone."""
+
+    def prepare(self, items: list[ImageItem]) -> None:
+        """Work done for ``items`` together before each is worked on (default: none)."""
+
+    def __call__(self, item: ImageItem) -> None:
+        raise NotImplementedError
+
+
+class PerImage(StageWork):
+    """A stage's work that is one function per image, with nothing to prepare."""
+
+    def __init__(self, work: Callable[[ImageItem], None]) -> None:
+        self.work = work
+
+    def __call__(self, item: ImageItem) -> None:
+        self.work(item)
+
+
+ImageWork = StageWork | Callable[[ImageItem], None]  # a plain function: `PerImage` of it
 
 
 class BatchRef(BaseModel):
@@ -187,24 +210,23 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 def for_each_image(
-    items: list[ImageItem], stage: str, work: Callable[[ImageItem], None], *, lanes=None
+    items: list[ImageItem], stage: str, work: ImageWork, *, lanes=None
 ) -> list[ImageItem]:
     """Run ``work`` on each image still in play; a bad image fails alone, with its reason.
 
-    ``lanes`` restricts the stage to images in those lanes. A ``work`` with a ``prepare``
-    method is first given every image it will see, for what is cheaper done for the batch at
-    once (one request for the batch's review runs); the images are then worked on one by
-    one as always, and whatever ``prepare`` left undone is done there. Transient infrastructure
+    ``lanes`` restricts the stage to images in those lanes. ``work`` is first prepared with
+    every image it will see (see `StageWork`; a plain function has nothing to prepare), then
+    given the images one by one. Transient infrastructure
     errors, a full or read-only output storage and model errors propagate so Prefect
     retries (or fails) the whole batch.
     """
     logger = run_logger()
     in_play = [i for i in items if not i.failed and (lanes is None or i.lane in lanes)]
-    prepare = getattr(work, "prepare", None)  # what the work does for the batch as a whole
-    shared, shared_cpu = 0.0, 0.0  # its time, shared out among the images in the records
-    if prepare is not None and in_play:
+    work = work if isinstance(work, StageWork) else PerImage(work)
+    shared, shared_cpu = 0.0, 0.0  # the batch's own work, shared out among its images
+    if in_play:
         started, cpu_started = time.perf_counter(), time.thread_time()
-        prepare(in_play)
+        work.prepare(in_play)
         shared = (time.perf_counter() - started) / len(in_play)
         shared_cpu = (time.thread_time() - cpu_started) / len(in_play)
     for item in in_play:

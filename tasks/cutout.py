@@ -22,7 +22,7 @@ from cutline.imaging.confidence import (
 )
 from cutline.imaging.refine import refine_alpha
 from cutline.imaging.segmenter import get_session, predict_alpha, second_view_alpha
-from tasks.context import ImageWork, ShootContext, cutout_key, model_input_key
+from tasks.context import PerImage, ShootContext, StageWork, cutout_key, model_input_key
 
 
 def full_resolution_mask(alpha: np.ndarray, size: tuple[int, int]) -> Image.Image:
@@ -46,7 +46,7 @@ class ModelCut:
         return score_mask(self.alpha, rgb, self.agreement, self.outline).score
 
 
-def make_cutout(ctx: ShootContext) -> ImageWork:
+def make_cutout(ctx: ShootContext) -> StageWork:
     """Per-image cutout with the process's model session: the mask at full resolution, saved.
 
     Where the rules name a fallback model, a cutout whose confidence is under its ``below``
@@ -111,7 +111,7 @@ def make_cutout(ctx: ShootContext) -> ImageWork:
         )
         state.remember(item, "cutout", key)
 
-    return cut
+    return PerImage(cut)
 
 
 # Raw measurements of the cutout, kept with the item's signals for the score stage and the

@@ -13,7 +13,7 @@ from cutline.imaging.decontaminate import decontaminate
 from cutline.imaging.xmp import build_packet
 from rules.engine import Lane
 from rules.presets import PresetBook
-from tasks.context import ImageWork, ShootContext, cutout_key
+from tasks.context import PerImage, ShootContext, StageWork, cutout_key
 
 
 def load_full(item: ImageItem, mask_uri: str, max_pixels: int) -> tuple[Image.Image, Image.Image]:
@@ -92,7 +92,7 @@ def write_final_renditions(
 EXPORT_LANES = frozenset({Lane.AUTO, Lane.REVIEW})
 
 
-def make_export(ctx: ShootContext) -> ImageWork:
+def make_export(ctx: ShootContext) -> StageWork:
     """Per-image export: every rendition for the auto lane, the starting PSD for review."""
     settings = ctx.config
     presets = ctx.presets
@@ -130,7 +130,7 @@ def make_export(ctx: ShootContext) -> ImageWork:
             )
         state.remember(item, "export", key)
 
-    return export
+    return PerImage(export)
 
 
 def _rendition_files(item: ImageItem) -> list[str]:

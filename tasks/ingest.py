@@ -27,9 +27,10 @@ from cutline.imaging import recent_decodes
 from cutline.imaging.codec import decode_image
 from tasks.context import (
     BatchRef,
-    ImageWork,
+    PerImage,
     PlannedImage,
     ShootContext,
+    StageWork,
     load_batch,
     model_input_key,
     save_batch,
@@ -169,7 +170,7 @@ def plan_shoot(ctx: ShootContext, manifest_uri: str | None, batch_size: int) -> 
     )
 
 
-def make_ingest(ctx: ShootContext) -> ImageWork:
+def make_ingest(ctx: ShootContext) -> StageWork:
     """Per-image ingest: read the file, record its SHA-256 and upright size, prove it decodes."""
     settings = ctx.config
     state = WorkState(ctx.layout)
@@ -213,4 +214,4 @@ def make_ingest(ctx: ShootContext) -> ImageWork:
         item.width, item.height = info.width, info.height
         state.remember(item, "ingest", item.sha256)
 
-    return ingest
+    return PerImage(ingest)

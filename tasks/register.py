@@ -21,7 +21,7 @@ from dam_adapters import (
 from dam_adapters.base import first_registered, restored_note, withdraw_duplicate
 from dam_adapters.http import DamHttpError
 from rules.engine import Lane
-from tasks.context import ImageWork, ShootContext, run_logger
+from tasks.context import PerImage, ShootContext, StageWork, run_logger
 from tasks.export import export_key
 
 
@@ -272,7 +272,7 @@ def reinstate_restored_assets(
     return restored
 
 
-def make_register(ctx: ShootContext) -> ImageWork:
+def make_register(ctx: ShootContext) -> StageWork:
     """Per-image registration of an auto-lane asset in the DAM named by settings."""
     # The shoot's DAM (frozen with its run); credentials are this process's own.
     adapter = create_adapter(ctx.config.dam_settings(get_settings()), ctx.output_root)
@@ -303,4 +303,4 @@ def make_register(ctx: ShootContext) -> ImageWork:
         register_item(adapter, item, ctx.job_id, ApprovalState.AUTO_APPROVED, by="cutline-auto")
         state.remember(item, "register", key)
 
-    return register
+    return PerImage(register)

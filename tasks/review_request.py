@@ -30,7 +30,7 @@ from cutline.services.waiting_run import (
     waiting_keyset,
 )
 from rules.engine import Lane
-from tasks.context import TRANSIENT_ERRORS, ShootContext, run_logger
+from tasks.context import TRANSIENT_ERRORS, ShootContext, StageWork, run_logger
 from tasks.review import (
     decision_form,
     decision_key,
@@ -65,7 +65,7 @@ def make_review_request(ctx: ShootContext) -> ReviewRequests:
     return ReviewRequests(ctx)
 
 
-class ReviewRequests:
+class ReviewRequests(StageWork):
     """The review stage's work over one batch: `prepare` creates the batch's new review runs
     together, each call then finishes one image's review (page, form, event) or, for an image
     whose review exists already (a rerun), checks and reuses or replaces it."""

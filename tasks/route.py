@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from cutline.domain.items import ImageItem
 from rules.engine import RoutingInput, route
-from tasks.context import ImageWork, ShootContext
+from tasks.context import PerImage, ShootContext, StageWork
 
 
-def make_route(ctx: ShootContext) -> ImageWork:
+def make_route(ctx: ShootContext) -> StageWork:
     """Per-image routing by the rules file, recording every rule that fired."""
     rules = ctx.rules
 
@@ -24,4 +24,4 @@ def make_route(ctx: ShootContext) -> ImageWork:
         item.queue = decision.queue
         item.priority = decision.priority if decision.queue else None
 
-    return decide
+    return PerImage(decide)

@@ -10,13 +10,13 @@ from cutline.domain.items import ImageItem
 from cutline.domain.workstate import WorkState, stage_key
 from cutline.imaging.codec import decode_image, load_mask
 from cutline.imaging.confidence import CONFIDENCE_VERSION, SIGNAL_WEIGHTS, score_mask
-from tasks.context import ImageWork, ShootContext, cutout_key
+from tasks.context import PerImage, ShootContext, StageWork, cutout_key
 from tasks.cutout import AGREEMENT, CUTOUT_MEASUREMENTS, OUTLINE_AGREEMENT
 
 _SCORE_SIDE = 512
 
 
-def make_score(ctx: ShootContext) -> ImageWork:
+def make_score(ctx: ShootContext) -> StageWork:
     """Per-image confidence: the AI mask scored against its image at a small working size."""
     settings = ctx.config
     state = WorkState(ctx.layout)
@@ -48,4 +48,4 @@ def make_score(ctx: ShootContext) -> ImageWork:
         item.signals = {**measured, **result.signals}
         state.remember(item, "score", key)
 
-    return score
+    return PerImage(score)

@@ -17,7 +17,7 @@ from cutline.domain.items import ImageItem
 from cutline.domain.run_config import RunConfig
 from cutline.services.limits import model_slot
 from rules.engine import Lane
-from tasks.context import BatchRef, ImageWork, ShootContext, for_each_image, run_stage
+from tasks.context import BatchRef, ShootContext, StageWork, for_each_image, run_stage
 from tasks.cutout import make_cutout
 from tasks.export import EXPORT_LANES, make_export
 from tasks.ingest import make_ingest
@@ -39,7 +39,7 @@ class Stage:
 
     name: str
     description: str
-    make_work: Callable[[ShootContext], ImageWork]
+    make_work: Callable[[ShootContext], StageWork]  # its work over one batch
     lanes: frozenset[Lane] | None = None  # None: every image still in play
     holds_model_slot: bool = False  # waits for a `cutline-model` slot (the model's memory)
     retry_delays: Callable[[RunConfig], list[float]] = field(default=outage_retry_delays)

@@ -91,9 +91,9 @@ def test_work_done_for_the_batch_at_once_is_counted_in_each_images_time():
     import time
 
     from cutline.domain.items import ImageItem
-    from tasks.context import for_each_image
+    from tasks.context import StageWork, for_each_image
 
-    class Batched:
+    class Batched(StageWork):
         def __init__(self) -> None:
             self.prepared: list[str] = []
 
