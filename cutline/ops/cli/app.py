@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cutline.base.errors import CutlineError
 from cutline.base.redact import redact
 from cutline.ops.terminal import guard_standard_streams
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(
     help="Cutline: studio-scale AI background removal on Prefect.",
@@ -54,6 +51,15 @@ def _report_refusal(reason: str, kind: str) -> None:
         err=True,
     )
     raise typer.Exit(1)
+
+
+def _report_not_landed(run: Any, refusal: str, kind: str) -> typer.Exit:
+    """A resumed run that did not land: why its answer was refused (it waits again), or the
+    state it ended in. Always exits 1."""
+    if run.state.is_paused():
+        _report_refusal(refusal, kind)
+    typer.secho(f"{kind} run is {run.state.name}: {run.state.message or ''}", fg="red", err=True)
+    return typer.Exit(1)
 
 
 def _report_answer_not_used(lost, kind: str) -> None:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from cutline.base.errors import CutlineError
 from cutline.base.settings import get_settings
-
-if TYPE_CHECKING:
-    pass
-
 from cutline.ops.cli.app import (
     _fail,
     dam_app,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -12,16 +12,12 @@ from cutline.base import storage
 from cutline.base.errors import CutlineError
 from cutline.base.settings import get_settings
 from cutline.ops import stack
-from cutline.ops.terminal import invoked_as
-
-if TYPE_CHECKING:
-    pass
-
 from cutline.ops.cli.app import (
     _fail,
     app,
 )
 from cutline.ops.cli.run_cmds import run_shoot
+from cutline.ops.terminal import invoked_as
 
 
 @app.command("eval")

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from cutline.base.errors import CutlineError
 from cutline.base.settings import get_settings
 from cutline.imaging import model_store
-
-if TYPE_CHECKING:
-    pass
-
 from cutline.ops.cli.app import (
     _fail,
     models_app,

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from cutline.base.settings import get_settings
 from cutline.ops import stack
-
-if TYPE_CHECKING:
-    pass
-
 from cutline.ops.cli.app import (
     _fail,
     _report_answer_not_used,
-    _report_refusal,
+    _report_not_landed,
     review_app,
 )
 
@@ -111,13 +107,8 @@ def review_resume(
         typer.echo(
             f"landed: {run.state.name}" + (f": {run.state.message}" if run.state.message else "")
         )
-    elif run.state.is_paused():
-        _report_refusal(refusal, "review")
     else:
-        typer.secho(
-            f"review run is {run.state.name}: {run.state.message or ''}", fg="red", err=True
-        )
-        raise typer.Exit(1)
+        raise _report_not_landed(run, refusal, "review")
 
 
 @review_app.command("escalate")

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from cutline.base import storage
 from cutline.base.settings import get_settings
 from cutline.ops import stack
-from cutline.ops.terminal import invoked_as
-
-if TYPE_CHECKING:
-    pass
-
 from cutline.ops.cli.app import (
     _fail,
     _report_answer_not_used,
-    _report_refusal,
+    _report_not_landed,
     signoff_app,
 )
+from cutline.ops.terminal import invoked_as
 
 
 @signoff_app.command("list")
@@ -131,13 +127,7 @@ def signoff_resume(
         if run.state.message:
             typer.echo(run.state.message)
         return
-    if run.state.is_paused():
-        _report_refusal(refusal, "sign-off")
-    else:
-        typer.secho(
-            f"sign-off run is {run.state.name}: {run.state.message or ''}", fg="red", err=True
-        )
-    raise typer.Exit(1)
+    raise _report_not_landed(run, refusal, "sign-off")
 
 
 @signoff_app.command("reopen")

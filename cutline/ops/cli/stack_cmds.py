@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from cutline.base.errors import CutlineError
 from cutline.base.settings import get_settings
 from cutline.ops import stack
-from cutline.ops.terminal import invoked_as
-
-if TYPE_CHECKING:
-    pass
-
 from cutline.ops.cli.app import (
     _fail,
     app,
 )
+from cutline.ops.terminal import invoked_as
 
 
 @app.command()
