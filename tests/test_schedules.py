@@ -48,7 +48,12 @@ def test_a_schedule_made_in_the_ui_survives_a_restart_of_the_stack(tmp_path, bro
         with httpx.Client(base_url=api, timeout=30) as http:
             shoot = http.get("/deployments/name/process-shoot/shoot").json()
             _add_schedule_in_the_ui(browser_page, port, shoot["id"], "0 2 * * *", overrides)
-            [made] = http.get(f"/deployments/{shoot['id']}").json()["schedules"]
+            [made] = wait_until(
+                lambda: http.get(f"/deployments/{shoot['id']}").json()["schedules"] or None,
+                "the UI's schedule on the deployment",
+                30,
+                0.5,
+            )
             # The UI sends no slug: the API-made schedule that survived in the bug report had
             # one, and Prefect's update deletes every slugless schedule when sent an empty list.
             assert made["slug"] is None
@@ -129,7 +134,9 @@ def _add_schedule_in_the_ui(page, port: int, deployment_id: str, cron: str, over
     page.get_by_text("Use JSON input").first.click()
     dialog.locator("textarea, [contenteditable=true]").first.click()
     page.keyboard.press("Control+A")
-    page.keyboard.type(json.dumps(overrides))
+    # Inserted as one paste: typed key by key, the editor's own bracket and quote closing
+    # could race the keystrokes.
+    page.keyboard.insert_text(json.dumps(overrides))
     dialog.get_by_role("button", name="Save").click()
     dialog.wait_for(state="hidden")
 
